@@ -1,0 +1,147 @@
+"""Declaring a poller: what to fetch, how often, and which update type it feeds.
+
+A `Poller` is a frozen description; `BackgroundWorker` (in `_worker.py`) runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from ._exceptions import ConfigurationError
+
+__all__ = ["Extract", "Fetch", "Lease", "Poller", "poller"]
+
+Fetch = Callable[[], Awaitable[Any]]
+Extract = Callable[[Any], Any]
+
+DEFAULT_MAX_BACKOFF = 30.0
+
+
+class Lease(Protocol):
+    """Leadership for one poller across instances: only the holder polls.
+
+    Implementations (a Redis lease, a PostgreSQL advisory lock) come with the backends.
+    `acquire()` and `renew()` must not block waiting for the lease: they answer whether this
+    instance holds it now. The worker renews once per cycle, so the lease must outlive the
+    longest cycle (`max_backoff` plus `timeout`).
+    """
+
+    async def acquire(self) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+
+def _identity(body: Any) -> Any:
+    return body
+
+
+@dataclass(frozen=True, kw_only=True)
+class Poller:
+    name: str
+    update_type: str
+    key: str | None
+    url: str | None
+    fetch: Fetch | None
+    extract: Extract
+    interval: float
+    timeout: float
+    max_backoff: float
+    jitter: float
+    headers: tuple[tuple[str, str], ...]
+    audience: frozenset[str] | None
+    lease: Lease | None
+
+
+def poller(
+    update_type: str,
+    *,
+    url: str | None = None,
+    fetch: Fetch | None = None,
+    extract: Extract = _identity,
+    interval: float = 2.0,
+    key: str | None = None,
+    timeout: float = 5.0,
+    name: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_backoff: float | None = None,
+    jitter: float = 0.1,
+    audience: Iterable[str] | None = None,
+    lease: Lease | None = None,
+) -> Poller:
+    """Describe one poller. Pass `url=` (GET, JSON body) or `fetch=` (an async function)."""
+    if not isinstance(update_type, str) or not update_type:
+        raise ConfigurationError(
+            "poller(): update_type must be a non-empty string, e.g. 'progress'"
+        )
+    if (url is None) == (fetch is None):
+        raise ConfigurationError(
+            f"poller({update_type!r}): pass exactly one of url= (an http(s) URL that returns "
+            "JSON) or fetch= (an async function returning the body)"
+        )
+    if url is not None:
+        try:
+            scheme = httpx.URL(url).scheme
+        except httpx.InvalidURL as exc:
+            raise ConfigurationError(
+                f"poller({update_type!r}): invalid url {url!r}: {exc}"
+            ) from exc
+        if scheme not in ("http", "https"):
+            raise ConfigurationError(
+                f"poller({update_type!r}): url must start with http:// or https://, got {url!r}"
+            )
+    elif headers:
+        raise ConfigurationError(
+            f"poller({update_type!r}): headers= only applies to url=; "
+            "a fetch= function sets its own headers"
+        )
+    if not callable(extract):
+        raise ConfigurationError(
+            f"poller({update_type!r}): extract must be a function body -> value"
+        )
+    if interval <= 0:
+        raise ConfigurationError(
+            f"poller({update_type!r}): interval must be > 0 seconds, got {interval}"
+        )
+    if timeout <= 0:
+        raise ConfigurationError(
+            f"poller({update_type!r}): timeout must be > 0 seconds, got {timeout}"
+        )
+    if max_backoff is None:
+        max_backoff = max(DEFAULT_MAX_BACKOFF, interval)
+    if max_backoff < interval:
+        raise ConfigurationError(
+            f"poller({update_type!r}): max_backoff ({max_backoff}) must be >= interval "
+            f"({interval}); backoff only ever slows polling down"
+        )
+    if not 0 <= jitter < 1:
+        raise ConfigurationError(
+            f"poller({update_type!r}): jitter is a fraction of the interval in [0, 1), got {jitter}"
+        )
+    if isinstance(audience, str):
+        raise ConfigurationError(
+            f"poller({update_type!r}): audience is a collection of scopes, "
+            f"e.g. audience={{{audience!r}}}, not a string"
+        )
+    if name is None:
+        name = update_type if key is None else f"{update_type}:{key}"
+    return Poller(
+        name=name,
+        update_type=update_type,
+        key=key,
+        url=url,
+        fetch=fetch,
+        extract=extract,
+        interval=float(interval),
+        timeout=float(timeout),
+        max_backoff=float(max_backoff),
+        jitter=float(jitter),
+        headers=tuple((headers or {}).items()),
+        audience=None if audience is None else frozenset(audience),
+        lease=lease,
+    )
