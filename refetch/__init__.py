@@ -1,1 +1,36 @@
+"""refetch: one Server-Sent-Events stream per client that says what changed."""
 
+from __future__ import annotations
+
+from ._auth import ANONYMOUS, Authenticate, Principal
+from ._endpoint import UpdatesEndpoint
+from ._exceptions import (
+    ConfigurationError,
+    PublishError,
+    RefetchError,
+    ServiceClosed,
+    StreamError,
+    StreamRejected,
+    UnknownUpdateType,
+)
+from ._hub import Statistics, UpdateService
+from ._update import Update
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANONYMOUS",
+    "Authenticate",
+    "ConfigurationError",
+    "Principal",
+    "PublishError",
+    "RefetchError",
+    "ServiceClosed",
+    "Statistics",
+    "StreamError",
+    "StreamRejected",
+    "UnknownUpdateType",
+    "Update",
+    "UpdateService",
+    "UpdatesEndpoint",
+]

@@ -1,0 +1,184 @@
+"""The one SSE endpoint: a plain ASGI app that mounts in Starlette, FastAPI or anything ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from urllib.parse import parse_qs
+
+from ._auth import ANONYMOUS, Authenticate, Principal
+from ._exceptions import ServiceClosed
+from ._hub import UpdateService
+from ._types import Receive, Scope, Send
+
+STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class UpdatesEndpoint:
+    """``GET`` opens a stream of protocol-v1 frames for one client.
+
+    ``authenticate(scope)`` (sync or async) returns the client's ``Principal`` or
+    ``None`` for 401. Without it every client is anonymous: it sees updates sent to
+    everyone, never those with an ``audience``.
+    """
+
+    def __init__(self, service: UpdateService, *, authenticate: Authenticate | None = None) -> None:
+        self.service = service
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError(f"UpdatesEndpoint serves HTTP, not {scope['type']!r}")
+        if scope["method"] != "GET":
+            await _json(
+                send,
+                405,
+                {"error": "method_not_allowed", "detail": "the update stream answers GET only"},
+                [(b"allow", b"GET")],
+            )
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        requested = _parse_types(query.get("types"))
+        if isinstance(requested, str):
+            await _json(
+                send,
+                400,
+                {
+                    "error": "malformed_types",
+                    "detail": requested,
+                    "known": list(self.service.types),
+                },
+            )
+            return
+        unknown = [t for t in requested if t not in self.service.types]
+        if unknown:
+            detail = f"unknown update type(s): {', '.join(unknown)}"
+            await _json(
+                send,
+                400,
+                {
+                    "error": "unknown_type",
+                    "detail": detail,
+                    "unknown": unknown,
+                    "known": list(self.service.types),
+                },
+            )
+            return
+
+        principal = await self._authenticate(scope)
+        if principal is None:
+            await _json(
+                send,
+                401,
+                {
+                    "error": "unauthorized",
+                    "detail": "sign in (session cookie or bearer token) to open the stream",
+                },
+                [(b"www-authenticate", b"Bearer")],
+            )
+            return
+        allowed = self.service.allowed_types(principal)
+        forbidden = [t for t in requested if t not in allowed]
+        if forbidden:
+            await _json(
+                send,
+                403,
+                {
+                    "error": "forbidden_type",
+                    "detail": f"not allowed to watch: {', '.join(forbidden)}",
+                    "forbidden": forbidden,
+                },
+            )
+            return
+        types = frozenset(requested) if requested else allowed
+        if not self.service.running:
+            await _json(
+                send,
+                503,
+                {"error": "unavailable", "detail": "the update service is not running"},
+                [(b"retry-after", b"1")],
+            )
+            return
+
+        last_event_id = _last_event_id(scope, query)
+        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        try:
+            conn = self.service.attach(
+                send, principal, types, last_event_id, asyncio.current_task()
+            )
+        except ServiceClosed:  # closed while the headers were on their way
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if conn.closing is None:
+                raise  # not ours: the server is cancelling the request
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            self.service.detach(conn)
+        if conn.closing not in ("gone", "send failed", "slow"):
+            # The hub ended the stream (shutdown): finish the response cleanly. A slow
+            # reader's socket is full, so a last write to it would only hang.
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _authenticate(self, scope: Scope) -> Principal | None:
+        if self.authenticate is None:
+            return ANONYMOUS
+        result = self.authenticate(scope)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+def _parse_types(values: list[str] | None) -> list[str] | str:
+    """The requested types, or a string saying what is wrong with the parameter."""
+    if values is None:
+        return []
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip()
+            if not name:
+                return "types= takes a comma-separated list of update types, e.g. types=projects,compute"
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"last-event-id":
+            text = value.decode("latin-1").strip()
+            if text:
+                return text
+    values = query.get("lastEventId")
+    if values and values[-1].strip():
+        return values[-1].strip()
+    return None
+
+
+async def _json(
+    send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,582 @@
+"""The UpdateService: the hub every part of an app calls ``notify()`` on."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+import secrets
+import signal
+import threading
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from ._auth import Principal
+from ._connection import Connection
+from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._replay import ReplayLog
+from ._sse import PING, encode_hello, encode_invalidate, encode_resync
+from ._types import Send
+from ._update import Update
+
+logger = logging.getLogger("refetch")
+update_logger = logging.getLogger("refetch.updates")
+
+_SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@dataclass(frozen=True, slots=True)
+class Statistics:
+    """A snapshot of the hub, for debugging and metrics."""
+
+    connections: int
+    updates: int
+    frames: int
+    deliveries: int
+    coalesced: int
+    pings: int
+    resyncs: int
+    replays: int
+    slow_disconnects: int
+    replay_log: int
+    cursor: str
+
+
+class UpdateService:
+    """The central notification hub.
+
+    ``notify(type, key=None, audience=None)`` is callable from anywhere (async code,
+    sync code, other threads), returns at once and never fails because of a client.
+    Connections are indexed by type and by scope, so a notify costs what it reaches.
+    """
+
+    def __init__(
+        self,
+        types: Iterable[str] | type[enum.Enum],
+        *,
+        min_interval: float = 0.1,
+        heartbeat: float = 15.0,
+        retry: float = 2.0,
+        replay_size: int = 10_000,
+        replay_age: float = 600.0,
+        max_keys: int = 64,
+        send_timeout: float = 30.0,
+        close_on_signals: bool = True,
+    ) -> None:
+        names = [t.value if isinstance(t, enum.Enum) else t for t in types]
+        if not names:
+            raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
+        for name in names:
+            if not isinstance(name, str) or not name or "," in name or name.strip() != name:
+                raise ConfigurationError(
+                    f"update type {name!r} must be a non-empty string without commas or spaces"
+                )
+        if len(set(names)) != len(names):
+            raise ConfigurationError(f"update types are declared twice: {names}")
+        if min_interval < 0:
+            raise ConfigurationError("min_interval must be >= 0 seconds")
+        if heartbeat <= 0:
+            raise ConfigurationError("heartbeat must be > 0 seconds")
+        if replay_size < 0 or replay_age < 0:
+            raise ConfigurationError("replay_size and replay_age must be >= 0")
+        if max_keys < 1:
+            raise ConfigurationError("max_keys must be >= 1")
+        self.types: tuple[str, ...] = tuple(names)
+        self._type_set = frozenset(names)
+        self.min_interval = min_interval
+        self.heartbeat = heartbeat
+        self.retry_ms = int(retry * 1000)
+        self.max_keys = max_keys
+        self.send_timeout = send_timeout
+        self.close_on_signals = close_on_signals
+
+        # A random epoch tells this run's cursors apart from any other run's.
+        self._epoch = secrets.token_hex(4)
+        self._seq = 0
+        self._replay = ReplayLog(replay_size, replay_age)
+
+        self._inbox: deque[tuple[Update, asyncio.Future[str] | None]] = deque()
+        self._wakeup_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._state = "new"  # new -> running -> closed
+
+        self._connections: set[Connection] = set()
+        self._by_type: dict[str, set[Connection]] = {t: set() for t in names}
+        self._by_scope: dict[str, set[Connection]] = {}
+        self._dirty: list[Connection] = []
+        self._buckets: dict[float, tuple[asyncio.TimerHandle, list[Connection]]] = {}
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._drained = asyncio.Event()
+        self._previous_handlers: dict[int, Any] = {}
+
+        self._updates = 0
+        self._frames = 0
+        self._deliveries = 0
+        self._coalesced = 0
+        self._pings = 0
+        self._resyncs = 0
+        self._replays = 0
+        self._slow = 0
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise ServiceClosed("an UpdateService can be started once")
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._state = "running"
+        self._schedule_tick()
+        if self.close_on_signals and threading.current_thread() is threading.main_thread():
+            self._chain_signal_handlers()
+        if self._inbox:
+            self._wake()
+        logger.debug("UpdateService started (types: %s)", ", ".join(self.types))
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """End every open stream, then stop. Safe to call twice."""
+        if self._state == "closed":
+            return
+        was_running = self._state == "running"
+        self._state = "closed"
+        self._restore_signal_handlers()
+        if not was_running:
+            return
+        self._drain()  # deliver what was notified before close
+        self.close_streams("shutdown")
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        for timer, _ in self._buckets.values():
+            timer.cancel()
+        self._buckets.clear()
+        if self._connections:
+            try:
+                await asyncio.wait_for(self._drained.wait(), timeout)
+            except TimeoutError:
+                logger.warning(
+                    "%d stream(s) did not end within %.1fs of close",
+                    len(self._connections),
+                    timeout,
+                )
+
+    async def __aenter__(self) -> UpdateService:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Use as (or inside) a Starlette/FastAPI ``lifespan``."""
+        async with self:
+            yield
+
+    def close_streams(self, reason: str = "shutdown") -> None:
+        """End every open stream now (clients reconnect with their cursor)."""
+        for conn in list(self._connections):
+            self._abort(conn, reason)
+
+    def _chain_signal_handlers(self) -> None:
+        # uvicorn waits for open responses to finish *before* it runs the lifespan
+        # shutdown, and an SSE response never finishes by itself: so the hub ends
+        # its streams on the signal, then hands the signal on to the server.
+        loop = self._loop
+        assert loop is not None
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.close_streams, "shutdown")
+            previous = self._previous_handlers.get(signum)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+
+        for signum in _SHUTDOWN_SIGNALS:
+            try:
+                self._previous_handlers[signum] = signal.signal(signum, handler)
+            except (ValueError, OSError):  # not the main thread, or not supported here
+                pass
+        self._signal_handler = handler
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, previous in self._previous_handlers.items():
+            if signal.getsignal(signum) is getattr(self, "_signal_handler", None):
+                signal.signal(signum, previous)
+        self._previous_handlers.clear()
+
+    # -- notify --------------------------------------------------------------------
+
+    def notify(
+        self,
+        type: str | enum.Enum,
+        key: str | int | None = None,
+        *,
+        audience: Iterable[str] | str | None = None,
+    ) -> None:
+        """Tell every client that may see it that ``type`` (or one ``key`` of it) changed.
+
+        Thread-safe and non-blocking. Raises only for an undeclared type.
+        """
+        update = self._make_update(type, key, audience)
+        if self._state == "closed":
+            logger.warning("notify(%r) after the UpdateService was closed: dropped", update.type)
+            return
+        self._inbox.append((update, None))
+        self._wake()
+
+    async def publish(
+        self,
+        type: str | enum.Enum,
+        key: str | int | None = None,
+        *,
+        audience: Iterable[str] | str | None = None,
+    ) -> str:
+        """Like ``notify()``, but returns the update's cursor once it is published."""
+        update = self._make_update(type, key, audience)
+        if self._state != "running":
+            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._inbox.append((update, future))
+        self._wake()
+        return await future
+
+    def _make_update(
+        self,
+        type_: str | enum.Enum,
+        key: str | int | None,
+        audience: Iterable[str] | str | None,
+    ) -> Update:
+        name = type_.value if isinstance(type_, enum.Enum) else type_
+        if name not in self._type_set:
+            raise UnknownUpdateType([str(name)], list(self.types))
+        if audience is not None:
+            audience = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
+        return Update(name, None if key is None else str(key), audience)
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is None or self._wakeup_pending:
+            return
+        self._wakeup_pending = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._drain)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:  # the loop is closed: nobody left to tell
+                self._wakeup_pending = False
+
+    def _drain(self) -> None:
+        self._wakeup_pending = False
+        inbox = self._inbox
+        while inbox:
+            update, future = inbox.popleft()
+            self._seq += 1
+            cursor = f"{self._epoch}.{self._seq}"
+            update = Update(update.type, update.key, update.audience, cursor)
+            self._replay.append(self._seq, update)
+            reached = self._mark(update)
+            self._updates += 1
+            if update_logger.isEnabledFor(logging.DEBUG):
+                update_logger.debug(
+                    "notify %s key=%s audience=%s cursor=%s reached=%d",
+                    update.type,
+                    update.key,
+                    sorted(update.audience) if update.audience is not None else "*",
+                    cursor,
+                    reached,
+                )
+            if future is not None and not future.done():
+                future.set_result(cursor)
+        self._flush()
+
+    def _mark(self, update: Update) -> int:
+        type_, key, cursor, audience = update.type, update.key, update.cursor, update.audience
+        if audience is None:
+            candidates: Iterable[Connection] = self._by_type[type_]
+        elif len(audience) == 1:
+            (scope,) = audience
+            candidates = [c for c in self._by_scope.get(scope, ()) if type_ in c.types]
+        else:
+            found: set[Connection] = set()
+            for scope in audience:
+                found.update(self._by_scope.get(scope, ()))
+            candidates = [c for c in found if type_ in c.types]
+        reached = 0
+        max_keys = self.max_keys
+        dirty = self._dirty
+        for conn in candidates:
+            reached += 1
+            if conn.add(type_, key, cursor, max_keys):
+                self._coalesced += 1
+            if not conn.scheduled and conn.writer is None:
+                conn.scheduled = True
+                dirty.append(conn)
+        return reached
+
+    # -- writing -------------------------------------------------------------------
+
+    def _flush(self, now: float | None = None) -> None:
+        if not self._dirty:
+            return
+        loop = self._loop
+        assert loop is not None
+        if now is None:
+            now = loop.time()
+        dirty, self._dirty = self._dirty, []
+        frames: dict[object, bytes] = {}
+        interval = self.min_interval
+        for conn in dirty:
+            if conn.closing is not None:
+                conn.scheduled = False
+                continue
+            due = conn.last_invalidate + interval
+            if due > now:
+                self._defer(conn, due)
+                continue
+            conn.scheduled = False
+            if conn.writer is None and conn.pending:
+                self._write_pending(conn, now, frames)
+
+    def _defer(self, conn: Connection, due: float) -> None:
+        # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
+        # thousands of connections arms a handful of timers, not one per connection.
+        grain = self.min_interval / 10
+        at = math.ceil(due / grain) * grain
+        entry = self._buckets.get(at)
+        if entry is None:
+            loop = self._loop
+            assert loop is not None
+            entry = self._buckets[at] = (loop.call_at(at, self._fire, at), [])
+        entry[1].append(conn)
+
+    def _fire(self, at: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        _, bucket = self._buckets.pop(at)
+        for conn in bucket:
+            if conn.writer is not None:
+                conn.scheduled = False  # _after_write reschedules it
+            else:
+                self._dirty.append(conn)
+        self._flush(max(loop.time(), at))
+
+    def _write_pending(self, conn: Connection, now: float, frames: dict[object, bytes]) -> None:
+        pending, cursor = conn.take()
+        signature = (
+            cursor,
+            tuple((t, None if k is None else frozenset(k)) for t, k in pending.items()),
+        )
+        frame = frames.get(signature)
+        if frame is None:
+            frame = frames[signature] = encode_invalidate(cursor, pending)
+        conn.last_invalidate = now
+        self._frames += 1
+        self._deliveries += len(pending)
+        self._write(conn, frame, now)
+
+    def _write(self, conn: Connection, frame: bytes, now: float) -> None:
+        try:
+            writer = conn.write(frame, now)
+        except Exception as exc:  # the server refused the write: the client is gone
+            logger.debug("write to a stream failed: %r", exc)
+            self._abort(conn, "send failed")
+            return
+        if writer is not None:
+            writer.add_done_callback(lambda task: self._after_write(conn, task))
+
+    def _after_write(self, conn: Connection, task: asyncio.Task[None]) -> None:
+        conn.writer = None
+        if task.cancelled() or conn.closing is not None:
+            return
+        if task.exception() is not None:
+            self._abort(conn, "send failed")
+            return
+        if conn.pending and not conn.scheduled:
+            conn.scheduled = True
+            self._dirty.append(conn)
+            self._flush()
+
+    def _abort(self, conn: Connection, reason: str) -> None:
+        if conn.closing is None:
+            conn.closing = reason
+        if conn.writer is not None:
+            conn.writer.cancel()
+        if conn.task is not None:
+            conn.task.cancel()
+
+    def _schedule_tick(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        # One timer for every connection's heartbeat; a ping goes out between
+        # ``heartbeat`` and ``1.1 * heartbeat`` seconds of silence.
+        self._tick_handle = loop.call_later(self.heartbeat / 10, self._tick)
+
+    def _tick(self) -> None:
+        if self._state != "running":
+            return
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        silent_since = now - self.heartbeat
+        stuck_since = now - self.send_timeout
+        for conn in list(self._connections):
+            if conn.closing is not None:
+                continue
+            if conn.writer is not None:
+                if conn.busy_since < stuck_since:
+                    self._slow += 1
+                    logger.info("stream dropped: no write completed in %.0fs", self.send_timeout)
+                    self._abort(conn, "slow")
+            elif conn.last_write <= silent_since:
+                self._pings += 1
+                self._write(conn, PING, now)
+        self._schedule_tick()
+
+    # -- connections (used by the endpoint) ----------------------------------------
+
+    @property
+    def cursor(self) -> str:
+        """The cursor of the newest update (``<epoch>.0`` before the first one)."""
+        return f"{self._epoch}.{self._seq}"
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    def _resume_point(self, last_event_id: str) -> int | None:
+        epoch, _, seq_text = last_event_id.strip().rpartition(".")
+        if epoch != self._epoch or not seq_text.isdigit():
+            return None
+        seq = int(seq_text)
+        return seq if seq <= self._seq else None
+
+    def attach(
+        self,
+        send: Send,
+        principal: Principal,
+        types: frozenset[str],
+        last_event_id: str | None,
+        task: asyncio.Task[Any] | None,
+    ) -> Connection:
+        """Register a stream whose response has started, and write its first frames.
+
+        Everything happens in one step on the event loop, so no update can fall
+        between the replay and the live stream.
+        """
+        if self._state != "running":
+            raise ServiceClosed("the UpdateService is not running")
+        self._drain()  # updates notified before this point belong in the replay
+        loop = self._loop
+        assert loop is not None
+        conn = Connection(send, principal, types, task)
+        now = loop.time()
+        body = encode_hello(
+            self.cursor,
+            self.heartbeat,
+            [t for t in self.types if t in types],
+            retry=self.retry_ms,
+            resumed=last_event_id is not None,
+        )
+        if last_event_id is not None:
+            seq = self._resume_point(last_event_id)
+            missed = None if seq is None else self._replay.since(seq)
+            if missed is None:
+                self._resyncs += 1
+                reason = "unknown cursor" if seq is None else "cursor too old"
+                body += encode_resync(self.cursor, reason)
+            else:
+                for update in missed:
+                    if conn.sees(update.type, update.audience):
+                        conn.add(update.type, update.key, update.cursor, self.max_keys)
+                if conn.pending:
+                    self._replays += 1
+                    pending, cursor = conn.take()
+                    self._frames += 1
+                    self._deliveries += len(pending)
+                    body += encode_invalidate(cursor, pending)
+                    conn.last_invalidate = now
+        self._connections.add(conn)
+        self._drained.clear()
+        for type_ in types:
+            self._by_type[type_].add(conn)
+        for scope in conn.scopes:
+            self._by_scope.setdefault(scope, set()).add(conn)
+        self._write(conn, body, now)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        """Forget a stream that ended; frees its state at once."""
+        if conn.closing is None:
+            conn.closing = "gone"
+        if conn.writer is not None:
+            conn.writer.cancel()
+        self._connections.discard(conn)
+        for type_ in conn.types:
+            self._by_type[type_].discard(conn)
+        self._unindex_scopes(conn)
+        conn.pending.clear()
+        if not self._connections:
+            self._drained.set()
+
+    def _unindex_scopes(self, conn: Connection) -> None:
+        for scope in conn.scopes:
+            holders = self._by_scope.get(scope)
+            if holders is not None:
+                holders.discard(conn)
+                if not holders:
+                    del self._by_scope[scope]
+
+    def reauthorize(self, subject: str, principal: Principal) -> int:
+        """Give every open stream of ``subject`` a new principal, at once.
+
+        Use it when a user's permissions change (removed from a tenant, role
+        changed): from this call on their streams carry only what the new scopes
+        allow. Returns the number of streams changed.
+        """
+        changed = 0
+        for conn in list(self._connections):
+            if conn.principal.subject != subject or conn.closing is not None:
+                continue
+            self._unindex_scopes(conn)
+            conn.principal = principal
+            conn.scopes = principal.scopes
+            for scope in conn.scopes:
+                self._by_scope.setdefault(scope, set()).add(conn)
+            if principal.types is not None:
+                for type_ in conn.types - principal.types:
+                    self._by_type[type_].discard(conn)
+                    conn.pending.pop(type_, None)
+                conn.types = conn.types & principal.types
+            changed += 1
+        return changed
+
+    def statistics(self) -> Statistics:
+        return Statistics(
+            connections=len(self._connections),
+            updates=self._updates,
+            frames=self._frames,
+            deliveries=self._deliveries,
+            coalesced=self._coalesced,
+            pings=self._pings,
+            resyncs=self._resyncs,
+            replays=self._replays,
+            slow_disconnects=self._slow,
+            replay_log=len(self._replay),
+            cursor=self.cursor,
+        )
+
+    def allowed_types(self, principal: Principal) -> frozenset[str]:
+        return self._type_set if principal.types is None else self._type_set & principal.types
+
+    def validate_types(self, names: Iterable[str]) -> None:
+        unknown = [n for n in names if n not in self._type_set]
+        if unknown:
+            raise UnknownUpdateType(unknown, list(self.types))
