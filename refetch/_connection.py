@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Generator
-from typing import Any
+from typing import Any, cast
 
 from ._auth import Principal
 from ._types import Send
@@ -93,7 +93,10 @@ class Connection:
         (a slow reader) is the rest handed to a task, which the caller owns.
         """
         self.last_write = now
-        coro = self.send({"type": "http.response.body", "body": body, "more_body": True})
+        coro = cast(
+            "Coroutine[Any, Any, None]",
+            self.send({"type": "http.response.body", "body": body, "more_body": True}),
+        )
         try:
             first = coro.send(None)
         except StopIteration:

@@ -107,10 +107,9 @@ class UpdatesEndpoint:
 
         last_event_id = _last_event_id(scope, query)
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        task = asyncio.current_task()
         try:
-            conn = self.service.attach(
-                send, principal, types, last_event_id, asyncio.current_task()
-            )
+            conn = self.service.attach(send, principal, types, last_event_id, task)
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -120,7 +119,6 @@ class UpdatesEndpoint:
         except asyncio.CancelledError:
             if conn.closing is None:
                 raise  # not ours: the server is cancelling the request
-            task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
         finally:
@@ -136,6 +134,8 @@ class UpdatesEndpoint:
         result = self.authenticate(scope)
         if inspect.isawaitable(result):
             result = await result
+        if result is not None and not isinstance(result, Principal):
+            raise TypeError(f"authenticate() must return a Principal or None, not {result!r}")
         return result
 
 
@@ -148,7 +148,7 @@ def _parse_types(values: list[str] | None) -> list[str] | str:
         for part in value.split(","):
             name = part.strip()
             if not name:
-                return "types= takes a comma-separated list of update types, e.g. types=projects,compute"
+                return "types= takes a comma-separated list of update types, e.g. types=a,b"
             if name not in names:
                 names.append(name)
     return names
@@ -157,12 +157,12 @@ def _parse_types(values: list[str] | None) -> list[str] | str:
 def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"last-event-id":
-            text = value.decode("latin-1").strip()
+            text: str = value.decode("latin-1").strip()
             if text:
                 return text
     values = query.get("lastEventId")
     if values and values[-1].strip():
-        return values[-1].strip()
+        return str(values[-1].strip())
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
@@ -139,7 +140,7 @@ class UpdateService:
             self._wake()
         logger.debug("UpdateService started (types: %s)", ", ".join(self.types))
 
-    async def aclose(self, timeout: float = 5.0) -> None:
+    async def aclose(self, grace: float = 5.0) -> None:
         """End every open stream, then stop. Safe to call twice."""
         if self._state == "closed":
             return
@@ -157,12 +158,12 @@ class UpdateService:
         self._buckets.clear()
         if self._connections:
             try:
-                await asyncio.wait_for(self._drained.wait(), timeout)
+                await asyncio.wait_for(self._drained.wait(), grace)
             except TimeoutError:
                 logger.warning(
                     "%d stream(s) did not end within %.1fs of close",
                     len(self._connections),
-                    timeout,
+                    grace,
                 )
 
     async def __aenter__(self) -> UpdateService:
@@ -199,10 +200,9 @@ class UpdateService:
                 raise KeyboardInterrupt
 
         for signum in _SHUTDOWN_SIGNALS:
-            try:
+            # ValueError/OSError: not the main thread, or a platform without the signal.
+            with contextlib.suppress(ValueError, OSError):
                 self._previous_handlers[signum] = signal.signal(signum, handler)
-            except (ValueError, OSError):  # not the main thread, or not supported here
-                pass
         self._signal_handler = handler
 
     def _restore_signal_handlers(self) -> None:
