@@ -175,7 +175,7 @@ class _PollerRun:
         spec = self.spec
         if self.consecutive_failures == 0 or (spec.lease is not None and not self.leader):
             return spec.interval * self._rng.uniform(1 - spec.jitter, 1 + spec.jitter)
-        # exponential, capped; "equal jitter" keeps successive delays non-decreasing
+        # exponential, capped; "equal jitter" keeps the delays non-decreasing below the cap
         exponent = min(self.consecutive_failures - 1, 32)
         ceiling = min(spec.max_backoff, spec.interval * 2.0**exponent)
         return ceiling * self._rng.uniform(0.5, 1.0)
