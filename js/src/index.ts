@@ -1,0 +1,26 @@
+export { fullJitterDelay, type BackoffOptions } from "./backoff.js";
+export {
+  parseHello,
+  parseUpdates,
+  type FrameListener,
+  type FrameLogEntry,
+  type HelloData,
+  type Register,
+  type StatusListener,
+  type StreamStatus,
+  type Update,
+  type UpdateEvent,
+  type UpdateListener,
+  type UpdateSource,
+  type UpdateType,
+} from "./protocol.js";
+export {
+  createUpdateStream,
+  SharedUpdateStream,
+  type BroadcastChannelConstructor,
+  type BroadcastChannelLike,
+  type CreateUpdateStreamOptions,
+  type LockManagerLike,
+  type SharedStreamOptions,
+} from "./shared.js";
+export { UpdateStream, type HeadersOption, type UpdateStreamOptions } from "./stream.js";

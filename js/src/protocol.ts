@@ -1,0 +1,94 @@
+// Wire protocol v1 (see docs/js.md and the server's DESIGN): the frames a refetch server sends and
+// the events this package hands to its listeners.
+
+/**
+ * Augment to narrow update types everywhere in this package:
+ *
+ * ```ts
+ * declare module "refetch" {
+ *   interface Register { updateType: "projects" | "progress" }
+ * }
+ * ```
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface Register {}
+
+export type UpdateType = Register extends { updateType: infer T extends string } ? T : string;
+
+/** One changed thing: a whole type, or only some keys of it. */
+export interface Update {
+  type: UpdateType;
+  keys?: string[];
+}
+
+export type StreamStatus = "connecting" | "open" | "reconnecting" | "closed" | "unauthorized";
+
+/** What listeners receive. `invalidate-all` means: refetch everything you show. */
+export type UpdateEvent =
+  | { kind: "invalidate"; updates: Update[]; cursor: string | null }
+  | { kind: "invalidate-all"; reason: string; cursor: string | null };
+
+export interface HelloData {
+  cursor: string;
+  heartbeat: number;
+  types: string[];
+}
+
+/** One frame as received, for a debug view. */
+export interface FrameLogEntry {
+  at: number;
+  event: string;
+  id?: string;
+  data: string;
+}
+
+export type UpdateListener = (event: UpdateEvent) => void;
+export type StatusListener = (status: StreamStatus) => void;
+export type FrameListener = (frame: FrameLogEntry) => void;
+
+/** What both the single-tab stream and the cross-tab stream offer. */
+export interface UpdateSource {
+  readonly status: StreamStatus;
+  readonly cursor: string | null;
+  /** The most recent frames, oldest first. */
+  readonly log: readonly FrameLogEntry[];
+  /** Starts connecting; calling it again does nothing. */
+  start(): void;
+  /** Stops for good: no more events, status "closed". */
+  close(): void;
+  /** Reconnects now, also after "unauthorized" (e.g. once the user signed in again). */
+  reconnect(): void;
+  subscribe(listener: UpdateListener): () => void;
+  onStatus(listener: StatusListener): () => void;
+  onFrame(listener: FrameListener): () => void;
+}
+
+export function parseUpdates(data: unknown): Update[] | null {
+  if (typeof data !== "object" || data === null) return null;
+  const updates = (data as { updates?: unknown }).updates;
+  if (!Array.isArray(updates)) return null;
+  const out: Update[] = [];
+  for (const item of updates) {
+    if (typeof item !== "object" || item === null) return null;
+    const { type, keys } = item as { type?: unknown; keys?: unknown };
+    if (typeof type !== "string") return null;
+    if (keys === undefined || keys === null) {
+      out.push({ type: type as UpdateType });
+      continue;
+    }
+    if (!Array.isArray(keys)) return null;
+    out.push({ type: type as UpdateType, keys: keys.map(String) });
+  }
+  return out;
+}
+
+export function parseHello(data: unknown): HelloData | null {
+  if (typeof data !== "object" || data === null) return null;
+  const { cursor, heartbeat, types } = data as Record<string, unknown>;
+  if (typeof heartbeat !== "number" || !(heartbeat > 0)) return null;
+  return {
+    cursor: typeof cursor === "string" ? cursor : String(cursor ?? ""),
+    heartbeat,
+    types: Array.isArray(types) ? types.map(String) : [],
+  };
+}
