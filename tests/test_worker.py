@@ -367,7 +367,7 @@ async def test_a_slow_api_never_causes_overlapping_polls() -> None:
 
 
 async def test_log_once_per_state_change(caplog: pytest.LogCaptureFixture) -> None:
-    steps = (
+    steps: tuple[Step, ...] = (
         ok(1),
         *[httpx.Response(500)] * 4,
         *[httpx.ReadTimeout("slow")] * 3,
