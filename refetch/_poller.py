@@ -5,6 +5,7 @@ A `Poller` is a frozen description; `BackgroundWorker` (in `_worker.py`) runs it
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -59,7 +60,7 @@ class Poller:
 
 
 def poller(
-    update_type: str,
+    update_type: str | enum.Enum,
     *,
     url: str | None = None,
     fetch: Fetch | None = None,
@@ -75,6 +76,8 @@ def poller(
     lease: Lease | None = None,
 ) -> Poller:
     """Describe one poller. Pass `url=` (GET, JSON body) or `fetch=` (an async function)."""
+    if isinstance(update_type, enum.Enum):
+        update_type = update_type.value
     if not isinstance(update_type, str) or not update_type:
         raise ConfigurationError(
             "poller(): update_type must be a non-empty string, e.g. 'progress'"

@@ -27,7 +27,11 @@ logger = logging.getLogger("refetch.worker")
 
 
 class Notifier(Protocol):
-    """The hub as the worker sees it (`UpdateService` satisfies it)."""
+    """The hub as the worker sees it (`UpdateService` satisfies it).
+
+    If the notifier also has `validate_types(names)` (the hub does), the worker calls it at
+    construction, so a poller for an undeclared update type fails at startup, not at each poll.
+    """
 
     def notify(
         self, type: str, key: str | None = None, *, audience: Iterable[str] | None = None
@@ -338,6 +342,9 @@ class BackgroundWorker:
                     "give them distinct name= values"
                 )
             self._runs[spec.name] = _PollerRun(spec, notifier, shared_rng, sleep, monotonic)
+        validate_types = getattr(notifier, "validate_types", None)
+        if callable(validate_types):
+            validate_types(sorted({run.spec.update_type for run in self._runs.values()}))
         self._client = client
         self._owns_client = False
         self._tasks: list[asyncio.Task[None]] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -12,7 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from refetch._exceptions import ConfigurationError
+from refetch import UpdateService
+from refetch._exceptions import ConfigurationError, UnknownUpdateType
 from refetch._poller import Poller, poller
 from refetch._worker import BackgroundWorker, Cached
 
@@ -600,3 +602,32 @@ async def test_lease_only_the_holder_polls() -> None:
             assert len(script.requests) == 3
         assert lease.calls == ["acquire", "acquire", "renew", "renew", "acquire", "release"]
         assert notifier.types == ["progress"] * 3
+
+
+class UpdateType(enum.Enum):
+    progress = "progress"
+
+
+def test_update_type_may_be_an_enum_member() -> None:
+    assert poller(UpdateType.progress, url=URL).update_type == "progress"
+
+
+async def test_worker_notifies_the_real_hub() -> None:
+    values = iter([1, 1, 2])
+
+    async def fetch() -> int:
+        return next(values, 2)
+
+    clock = SteppedClock()
+    async with UpdateService(["progress", "projects"], close_on_signals=False) as hub:
+        spec = poller(UpdateType.progress, fetch=fetch)
+        worker = BackgroundWorker(hub, [spec], sleep=clock.sleep, monotonic=clock.monotonic)
+        async with worker:
+            await clock.until_poll(3)
+            assert hub.statistics().updates == 2  # the first value and the change to 2
+
+
+def test_a_poller_for_a_type_the_hub_does_not_declare_fails_at_construction() -> None:
+    hub = UpdateService(["projects"], close_on_signals=False)
+    with pytest.raises(UnknownUpdateType, match="'progress'"):
+        BackgroundWorker(hub, [poller("progress", fetch=_none)])
