@@ -91,7 +91,7 @@ def free_port() -> int:
 
 async def wait_for(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
-        while not condition():  # noqa: ASYNC110 (the worker has no event per poll; by design)
+        while not condition():  # the worker has no event per poll, by design
             await asyncio.sleep(0.005)
 
 
