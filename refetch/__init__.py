@@ -14,14 +14,22 @@ from ._exceptions import (
     UnknownUpdateType,
 )
 from ._hub import Statistics, UpdateService
+from ._poller import Lease, Poller, poller
 from ._update import Update
+from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ANONYMOUS",
     "Authenticate",
+    "BackgroundWorker",
+    "Cached",
     "ConfigurationError",
+    "Lease",
+    "Notifier",
+    "Poller",
+    "PollerStatistics",
     "Principal",
     "PublishError",
     "RefetchError",
@@ -33,4 +41,5 @@ __all__ = [
     "Update",
     "UpdateService",
     "UpdatesEndpoint",
+    "poller",
 ]

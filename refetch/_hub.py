@@ -411,6 +411,8 @@ class UpdateService:
             conn.writer.cancel()
         if conn.task is not None:
             conn.task.cancel()
+        else:  # a stream with no task of its own (embedded use): forget it now
+            self.detach(conn)
 
     def _schedule_tick(self) -> None:
         loop = self._loop
