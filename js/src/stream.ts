@@ -282,10 +282,14 @@ export class UpdateStream implements UpdateSource {
     const event = message.event ?? "message";
     const entry: FrameLogEntry = { at: Date.now(), event, data: message.data };
     if (message.id !== undefined) entry.id = message.id;
+    this.#process(event, message, sentCursor);
+    // After processing, so a frame listener (the cross-tab relay) sees the cursor it moved to.
     this.#log.push(entry);
     if (this.#log.length > this.#logSize) this.#log.splice(0, this.#log.length - this.#logSize);
     for (const listener of [...this.#frameListeners]) this.#call(listener, entry);
+  }
 
+  #process(event: string, message: EventSourceMessage, sentCursor: string | null): void {
     let data: unknown;
     try {
       data = JSON.parse(message.data);
@@ -301,15 +305,14 @@ export class UpdateStream implements UpdateSource {
         if (hello) this.#heartbeatMs = hello.heartbeat * 1000;
         else this.#logger.warn("refetch: malformed hello frame", message.data);
         this.#attempt = 0;
-        this.#setStatus("open");
         // The server sends an id on hello only when it did not resume: anything may have been
         // missed since the previous connection (or since the cursor another tab handed over).
-        if (id !== undefined) {
-          const wantedResume =
-            sentCursor !== null || this.#options.resume === true || this.#endedConnections > 0;
-          this.#cursor = id;
-          if (wantedResume) this.#emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
-        }
+        const notResumed =
+          id !== undefined &&
+          (sentCursor !== null || this.#options.resume === true || this.#endedConnections > 0);
+        if (id !== undefined) this.#cursor = id;
+        this.#setStatus("open");
+        if (notResumed) this.#emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
         return;
       }
       case "invalidate": {

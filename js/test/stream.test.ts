@@ -9,7 +9,7 @@ let server: FakeServer;
 let stream: UpdateStream;
 let events: UpdateEvent[];
 let statuses: StreamStatus[];
-let logger: { warn: ReturnType<typeof vi.fn>; error: ReturnType<typeof vi.fn> };
+let logger: { warn: ReturnType<typeof vi.fn<(...args: unknown[]) => void>>; error: ReturnType<typeof vi.fn<(...args: unknown[]) => void>> };
 
 function open(options: Partial<UpdateStreamOptions> = {}): UpdateStream {
   stream = new UpdateStream({
@@ -30,7 +30,7 @@ beforeEach(() => {
   server = new FakeServer();
   events = [];
   statuses = [];
-  logger = { warn: vi.fn(), error: vi.fn() };
+  logger = { warn: vi.fn<(...args: unknown[]) => void>(), error: vi.fn<(...args: unknown[]) => void>() };
 });
 
 afterEach(() => {
