@@ -1,0 +1,204 @@
+// Against the real Python server, started by this file: no mocked stream.
+// REFETCH_TEST_SERVER_CMD overrides the command (run from the repo root, with PORT and HOST set);
+// it must serve the update stream at /api/updates, GET /api/progress and POST /api/projects.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { QueryClient, QueryObserver } from "@tanstack/react-query";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+
+import { QueryInvalidator } from "../src/invalidator.js";
+import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
+import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const command = process.env.REFETCH_TEST_SERVER_CMD ?? ".venv/bin/python -m examples.timer";
+
+let port = 0;
+let base = "";
+let server: ChildProcess | null = null;
+let output = "";
+const streams: UpdateStream[] = [];
+
+async function freePort(): Promise<number> {
+  return new Promise((done, fail) => {
+    const probe = createServer();
+    probe.once("error", fail);
+    probe.listen(0, "127.0.0.1", () => {
+      const address = probe.address();
+      probe.close(() => done(typeof address === "object" && address ? address.port : 0));
+    });
+  });
+}
+
+async function startServer(): Promise<void> {
+  if (!process.env.REFETCH_TEST_SERVER_CMD && !existsSync(resolve(repoRoot, ".venv/bin/python"))) {
+    throw new Error("no .venv: run `make` targets (uv sync) first, or set REFETCH_TEST_SERVER_CMD");
+  }
+  output = "";
+  // Its own process group, so stopping it also stops what the shell started.
+  server = spawn(command, {
+    cwd: repoRoot,
+    shell: true,
+    detached: true,
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  server.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  server.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  await vi.waitFor(
+    async () => {
+      if (server?.exitCode !== null) throw new Error(`server exited:\n${output}`);
+      const response = await fetch(`${base}/api/progress`);
+      expect(response.ok).toBe(true);
+    },
+    { timeout: 20_000, interval: 100 },
+  );
+}
+
+async function stopServer(): Promise<void> {
+  const child = server;
+  server = null;
+  if (!child || child.exitCode !== null || child.pid === undefined) return;
+  const exited = new Promise((done) => child.once("exit", done));
+  process.kill(-child.pid, "SIGTERM");
+  const timer = setTimeout(() => child.pid && process.kill(-child.pid, "SIGKILL"), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+function open(options: Partial<UpdateStreamOptions> = {}) {
+  const events: UpdateEvent[] = [];
+  const statuses: StreamStatus[] = [];
+  const stream = new UpdateStream({
+    url: `${base}/api/updates`,
+    types: ["projects"],
+    backoff: { initialMs: 100, maxMs: 500 },
+    logger: { warn: () => {}, error: console.error },
+    ...options,
+  });
+  stream.subscribe((event) => events.push(event));
+  stream.onStatus((status) => statuses.push(status));
+  stream.start();
+  streams.push(stream);
+  return { stream, events, statuses };
+}
+
+async function createProject(): Promise<string> {
+  const response = await fetch(`${base}/api/projects`, { method: "POST" });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { id: string }).id;
+}
+
+const waitFor = (check: () => void | Promise<void>) => vi.waitFor(check, { timeout: 15_000, interval: 20 });
+
+beforeAll(async () => {
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  await startServer();
+}, 30_000);
+
+afterEach(() => {
+  for (const stream of streams.splice(0)) stream.close();
+});
+
+afterAll(async () => {
+  await stopServer();
+}, 15_000);
+
+describe("against the real server", () => {
+  it("test_a_notify_reaches_the_client_as_an_invalidate", async () => {
+    const { stream, events } = open();
+    await waitFor(() => expect(stream.status).toBe("open"));
+    const helloFrame = stream.log[0]!;
+    expect(helloFrame.event).toBe("hello");
+    expect(helloFrame.id).toBe(stream.cursor);
+    const id = await createProject();
+    await waitFor(() =>
+      expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate", updates: [{ type: "projects", keys: [id] }] })),
+    );
+    expect(events.every((e) => e.kind === "invalidate")).toBe(true);
+  });
+
+  it("test_resume_with_the_cursor_replays_what_was_missed", async () => {
+    const first = open();
+    await waitFor(() => expect(first.stream.status).toBe("open"));
+    const cursor = first.stream.cursor;
+    first.stream.close();
+    const missed = await createProject();
+
+    const second = open({ cursor });
+    await waitFor(() =>
+      expect(second.events).toContainEqual(expect.objectContaining({ kind: "invalidate", updates: [{ type: "projects", keys: [missed] }] })),
+    );
+    expect(second.stream.log[0]!.event).toBe("hello");
+    expect(second.stream.log[0]!.id).toBeUndefined();
+    expect(second.events.filter((e) => e.kind === "invalidate-all")).toEqual([]);
+    expect(second.stream.cursor).not.toBe(cursor);
+  });
+
+  it("test_a_stale_cursor_gets_resync_and_invalidates_everything", async () => {
+    const { stream, events } = open({ cursor: "0000dead.3" });
+    await waitFor(() => expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate-all" })));
+    expect(stream.log.map((f) => f.event)).toContain("resync");
+    expect(stream.cursor).not.toBe("0000dead.3");
+  });
+
+  it("test_an_unknown_type_is_a_clear_400_and_the_client_keeps_trying", async () => {
+    const warnings: string[] = [];
+    const { stream } = open({ types: ["no-such-type"], logger: { warn: (m: string) => warnings.push(m), error: () => {} } });
+    await waitFor(() => expect(warnings.some((w) => w.includes("400"))).toBe(true));
+    expect(stream.status).toBe("reconnecting");
+  });
+
+  it("test_the_invalidator_keeps_a_query_fresh_from_the_real_stream", async () => {
+    const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+    let fetches = 0;
+    const observer = new QueryObserver(client, {
+      queryKey: ["progress"],
+      queryFn: async () => {
+        fetches++;
+        return ((await (await fetch(`${base}/api/progress`)).json()) as { value: number }).value;
+      },
+      meta: { updates: ["progress"] },
+    });
+    const unsubscribe = observer.subscribe(() => {});
+    const invalidator = new QueryInvalidator(client);
+    invalidator.start();
+    const { stream } = open({ types: ["progress"] });
+    stream.subscribe((event) => invalidator.handle(event));
+    try {
+      await waitFor(() => expect(fetches).toBe(1));
+      // The example server bumps progress every 2 s and notifies "progress".
+      await waitFor(() => expect(fetches).toBeGreaterThanOrEqual(2));
+      await waitFor(() => expect(observer.getCurrentResult().fetchStatus).toBe("idle"));
+      const server = ((await (await fetch(`${base}/api/progress`)).json()) as { value: number }).value;
+      const shown = observer.getCurrentResult().data;
+      // At most one tick behind (a notify may be on its way right now), never more.
+      expect([server, (server + 100) % 105]).toContain(shown);
+    } finally {
+      unsubscribe();
+      invalidator.stop();
+      client.clear();
+    }
+  }, 20_000);
+
+  it("test_reconnects_after_the_server_restarts_and_invalidates_everything", async () => {
+    const { stream, events, statuses } = open();
+    await waitFor(() => expect(stream.status).toBe("open"));
+    await stopServer();
+    await waitFor(() => expect(stream.status).toBe("reconnecting"));
+    await startServer();
+    await waitFor(() => expect(stream.status).toBe("open"));
+    // A new server run has a new epoch: the old cursor cannot be resumed.
+    await waitFor(() => expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate-all" })));
+    expect(statuses.slice(0, 2)).toEqual(["open", "reconnecting"]);
+    const id = await createProject();
+    await waitFor(() =>
+      expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate", updates: [{ type: "projects", keys: [id] }] })),
+    );
+  }, 40_000);
+});
