@@ -1,0 +1,39 @@
+// The public surface, spelled out: removing or renaming an export must be a visible decision.
+import { readFileSync } from "node:fs";
+
+import { describe, expect, it } from "vitest";
+
+import * as core from "../src/index.js";
+import * as react from "../src/react.js";
+
+describe("public API", () => {
+  it("test_core_exports", () => {
+    expect(Object.keys(core).sort()).toEqual([
+      "SharedUpdateStream",
+      "UpdateStream",
+      "createUpdateStream",
+      "fullJitterDelay",
+      "parseHello",
+      "parseUpdates",
+    ]);
+  });
+
+  it("test_react_exports", () => {
+    expect(Object.keys(react).sort()).toEqual([
+      "QueryInvalidator",
+      "UpdatesProvider",
+      "useAutoRefetch",
+      "useSSEUpdates",
+      "useUpdateLog",
+      "useUpdateStatus",
+    ]);
+  });
+
+  it("test_package_json_exports_point_at_the_built_entry_points", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
+    expect(pkg.name).toBe("refetch");
+    expect(pkg.type).toBe("module");
+    expect(pkg.exports["."]).toEqual({ types: "./dist/index.d.ts", import: "./dist/index.js" });
+    expect(pkg.exports["./react"]).toEqual({ types: "./dist/react.d.ts", import: "./dist/react.js" });
+  });
+});
