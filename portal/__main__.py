@@ -1,0 +1,29 @@
+"""`python -m portal`: serve the portal on HOST:PORT (127.0.0.1:8000)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from .app import create_app
+from .config import Settings
+from .seed import DEMO_PASSWORD, DEMO_USERS
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
+    settings = Settings.from_env()
+    app = create_app(settings)
+    url = f"http://{settings.host}:{settings.port}"
+    print(f"portal: {url}  (API docs: {url}/docs, updates: {url}/api/updates)")
+    print(f"simulator expected at {settings.simulator_url} (python -m portal.simulator)")
+    print(f"demo logins (password {DEMO_PASSWORD!r}):")
+    for email, _, tenant, role in DEMO_USERS:
+        print(f"  {email:<20} {role} of {tenant}")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Tenant-scoped lookups and role checks shared by the routers.
+
+Anything outside the caller's tenants is reported as `404`, exactly like an id that does not
+exist, so ids leak nothing about other tenants. A member without the right role gets `403`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from fastapi import HTTPException, status
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .auth import Auth, TenantAccess
+from .models import Instance, Project, Role
+
+MAX_ID = 2**31 - 1  # INTEGER on PostgreSQL: larger ids cannot exist (and would raise there)
+
+WRITERS = frozenset({Role.admin, Role.member})
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Not signed in"},
+    403: {"description": "CSRF check failed, or the role does not allow this"},
+    404: {"description": "No such object in the caller's tenants"},
+}
+
+
+def not_found(what: str) -> NoReturn:
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"{what} not found")
+
+
+def forbidden(detail: str) -> NoReturn:
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
+
+
+def conflict(detail: str) -> NoReturn:
+    raise HTTPException(status.HTTP_409_CONFLICT, detail)
+
+
+def field_error(location: tuple[str, ...], message: str) -> NoReturn:
+    raise RequestValidationError(
+        [{"type": "value_error", "loc": location, "msg": message, "input": None}]
+    )
+
+
+def tenant_access(auth: Auth, slug: str | None) -> TenantAccess:
+    """The named tenant (404 unless the caller belongs to it), or the caller's first one."""
+    if slug is None:
+        if not auth.tenants:
+            forbidden("you belong to no tenant")
+        return next(iter(auth.tenants.values()))
+    access = auth.access(slug)
+    if access is None:
+        not_found(f"tenant {slug!r}")
+    return access
+
+
+def require_writer(auth: Auth, tenant_id: int) -> None:
+    role = auth.role_in(tenant_id)
+    if role not in WRITERS:
+        forbidden(f"your role in this tenant ({role}) is read-only")
+
+
+def require_admin(auth: Auth, tenant_id: int) -> None:
+    if auth.role_in(tenant_id) is not Role.admin:
+        forbidden("only a tenant admin can manage members")
+
+
+async def get_project(db: AsyncSession, auth: Auth, project_id: int) -> Project:
+    if not 0 < project_id <= MAX_ID:
+        not_found("project")
+    project = await db.scalar(
+        select(Project).where(Project.id == project_id, Project.tenant_id.in_(auth.tenant_ids))
+    )
+    if project is None:
+        not_found("project")
+    return project
+
+
+async def get_instance(db: AsyncSession, auth: Auth, instance_id: int) -> tuple[Instance, Project]:
+    if not 0 < instance_id <= MAX_ID:
+        not_found("instance")
+    row = (
+        await db.execute(
+            select(Instance, Project)
+            .join(Project, Instance.project_id == Project.id)
+            .where(Instance.id == instance_id, Project.tenant_id.in_(auth.tenant_ids))
+        )
+    ).first()
+    if row is None:
+        not_found("instance")
+    return row.tuple()

@@ -1,0 +1,85 @@
+"""The portal's FastAPI app: wiring only. The lifespan owns every background task.
+
+Order on start: schema and demo data, then the hub, then the pollers and the compute provider
+(both notify the hub, so it starts before and stops after them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from starlette.staticfiles import StaticFiles
+
+from refetch import BackgroundWorker, UpdatesEndpoint
+
+from .auth import authenticate_stream
+from .config import Settings, session_secret
+from .db import create_engine, create_schema, create_sessionmaker
+from .etag import ETagMiddleware
+from .openapi import custom_openapi, operation_id
+from .pollers import portal_pollers
+from .provider import ComputeProvider
+from .routers import authentication, compute, gardener, images, progress, projects
+from .seed import all_tenant_slugs, seed_demo
+from .updates import create_update_service
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    updates = create_update_service(settings)
+    engine = create_engine(settings)
+    sessionmaker = create_sessionmaker(engine, updates)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await create_schema(engine)
+        await seed_demo(sessionmaker)
+        slugs = await all_tenant_slugs(sessionmaker)
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(engine.dispose)
+            await stack.enter_async_context(updates)
+            app.state.worker = await stack.enter_async_context(
+                BackgroundWorker(updates, portal_pollers(settings, slugs))
+            )
+            app.state.provider = await stack.enter_async_context(
+                ComputeProvider(sessionmaker, step=settings.provider_step)
+            )
+            yield
+
+    app = FastAPI(
+        title="refetch portal",
+        version="0.1.0",
+        description="The refetch reference app: a multi-tenant cloud portal that stays live "
+        "with one update stream per client (GET /api/updates).",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.updates = updates
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+    app.state.secret = session_secret(settings)
+
+    for module in (authentication, projects, compute, images, progress, gardener):
+        app.include_router(module.router)
+    app.add_route(
+        "/api/updates",
+        UpdatesEndpoint(updates, authenticate=authenticate_stream),
+        include_in_schema=False,
+    )
+    app.add_middleware(ETagMiddleware)
+
+    @app.exception_handler(IntegrityError)
+    async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+        # A concurrent write won a race our checks could not see; nothing was committed.
+        return JSONResponse({"detail": "conflicting change, please retry"}, status_code=409)
+
+    app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
+
+    if settings.ui_dist.is_dir():  # the built React UI (issue 8), when it exists
+        app.mount("/", StaticFiles(directory=settings.ui_dist, html=True), name="ui")
+    return app

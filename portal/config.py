@@ -1,0 +1,97 @@
+"""Settings from the environment; operators and tests rely on these names staying stable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./portal.db"
+SECRET_FILE = "portal.secret"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    backend_url: str | None = None
+    simulator_url: str = "http://127.0.0.1:3000"
+    session_secret: str | None = None
+    secure_cookies: bool = False
+    #: PostgreSQL only: run in this schema (tests isolate themselves with it).
+    database_schema: str | None = None
+    #: seconds between polls of the simulator; the note asks for 2 s for progress
+    progress_interval: float = 2.0
+    images_interval: float = 5.0
+    shoots_interval: float = 3.0
+    poll_timeout: float = 5.0
+    poll_max_backoff: float | None = None
+    #: seconds the simulated compute provider takes for each step of an instance
+    provider_step: float = 2.0
+    min_interval: float = 0.1
+    heartbeat: float = 15.0
+    close_on_signals: bool = True
+    ui_dist: Path = field(default_factory=lambda: Path(__file__).parent / "ui" / "dist")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        port = env.get("PORT", "8000")
+        if not port.isdigit():
+            raise ValueError(f"PORT must be a number, got {port!r}")
+        return cls(
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(port),
+            database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
+            backend_url=env.get("REFETCH_BACKEND_URL") or None,
+            simulator_url=(env.get("SIMULATOR_URL") or "http://127.0.0.1:3000").rstrip("/"),
+            session_secret=env.get("SESSION_SECRET") or None,
+            secure_cookies=env.get("SECURE_COOKIES", "") in ("1", "true", "yes"),
+        )
+
+
+def async_database_url(url: str) -> str:
+    """Accept the usual spellings and pick the async driver: asyncpg or aiosqlite."""
+    parsed = make_url(url)
+    driver = parsed.drivername
+    if driver in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+psycopg"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    elif driver == "sqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    elif driver not in ("postgresql+asyncpg", "sqlite+aiosqlite"):
+        raise ValueError(
+            f"DATABASE_URL: unsupported driver {driver!r}; use postgresql://... or sqlite:///..."
+        )
+    return parsed.render_as_string(hide_password=False)
+
+
+def session_secret(settings: Settings) -> str:
+    """The secret that signs session cookies: from the env, else generated once and kept
+    in a file next to the SQLite database (or in the working folder)."""
+    if settings.session_secret:
+        return settings.session_secret
+    parsed = make_url(async_database_url(settings.database_url))
+    folder = Path(".")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(parsed.database).parent
+    path = folder / SECRET_FILE
+    try:
+        existing = path.read_text().strip()
+    except FileNotFoundError:
+        existing = ""
+    if existing:
+        return existing
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    # O_EXCL: two processes starting at once must agree on one secret
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    return secret

@@ -1,0 +1,186 @@
+"""Compute: instances in a project, moved through their life cycle by the simulated provider.
+
+Every action is a transaction that sets a transitional status (provisioning, starting,
+stopping, deleting) and notifies; the provider finishes the step later in its own transaction
+and notifies again: one `compute` notification per committed step, keyed by instance id.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request, status
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from .. import schemas
+from ..access import (
+    ERRORS,
+    conflict,
+    field_error,
+    get_instance,
+    get_project,
+    require_writer,
+    tenant_access,
+)
+from ..auth import Auth, CurrentAuth, Database
+from ..db import call_after_commit, notify_after_commit
+from ..models import Instance, InstanceStatus, Project, utcnow
+from ..pollers import IMAGES
+from ..updates import UpdateType, tenant_scope
+
+router = APIRouter(prefix="/api", tags=[UpdateType.compute], responses=ERRORS)
+
+FLAVORS = [
+    schemas.Flavor(name="s1.small", vcpus=1, memory_gb=2),
+    schemas.Flavor(name="s1.medium", vcpus=2, memory_gb=4),
+    schemas.Flavor(name="m1.large", vcpus=4, memory_gb=16),
+    schemas.Flavor(name="c1.xlarge", vcpus=16, memory_gb=32),
+]
+FLAVOR_NAMES = frozenset(f.name for f in FLAVORS)
+
+
+def instance_out(auth: Auth, instance: Instance, project: Project) -> schemas.Instance:
+    return schemas.Instance(
+        id=instance.id,
+        project_id=project.id,
+        tenant=auth.slug_of(project.tenant_id) or "",
+        name=instance.name,
+        flavor=instance.flavor,
+        image=instance.image,
+        status=instance.status,
+        created_at=instance.created_at,
+        updated_at=instance.updated_at,
+    )
+
+
+@router.get("/flavors")
+async def list_flavors(auth: CurrentAuth) -> list[schemas.Flavor]:
+    return FLAVORS
+
+
+@router.get("/instances")
+async def list_instances(
+    auth: CurrentAuth,
+    db: Database,
+    tenant: str | None = Query(default=None, description="Only this tenant's instances."),
+) -> list[schemas.Instance]:
+    tenant_ids = [tenant_access(auth, tenant).tenant.id] if tenant else auth.tenant_ids
+    rows = await db.execute(
+        select(Instance, Project)
+        .join(Project, Instance.project_id == Project.id)
+        .where(Project.tenant_id.in_(tenant_ids))
+        .order_by(Instance.id)
+    )
+    return [instance_out(auth, i, p) for i, p in rows.tuples()]
+
+
+@router.get("/projects/{project_id}/instances")
+async def list_project_instances(
+    project_id: int, auth: CurrentAuth, db: Database
+) -> list[schemas.Instance]:
+    project = await get_project(db, auth, project_id)
+    instances = await db.scalars(
+        select(Instance).where(Instance.project_id == project.id).order_by(Instance.id)
+    )
+    return [instance_out(auth, i, project) for i in instances]
+
+
+@router.post("/projects/{project_id}/instances", status_code=status.HTTP_201_CREATED)
+async def create_instance(
+    project_id: int,
+    body: schemas.InstanceCreate,
+    request: Request,
+    auth: CurrentAuth,
+    db: Database,
+) -> schemas.Instance:
+    project = await get_project(db, auth, project_id)
+    require_writer(auth, project.tenant_id)
+    if body.flavor not in FLAVOR_NAMES:
+        field_error(("body", "flavor"), f"unknown flavor; one of {', '.join(sorted(FLAVOR_NAMES))}")
+    if body.image is not None:
+        catalog = request.app.state.worker.latest(IMAGES)
+        # an image must exist in the catalog, as far as the portal knows it
+        if catalog.has_value and body.image not in {i.id for i in catalog.value}:
+            field_error(("body", "image"), "unknown image; see GET /api/images")
+    instance = Instance(
+        project_id=project.id,
+        name=body.name,
+        flavor=body.flavor,
+        image=body.image,
+        status=InstanceStatus.provisioning,
+    )
+    db.add(instance)
+    try:
+        await db.flush()
+    except IntegrityError:
+        conflict(f"this project already has an instance named {body.name!r}")
+    _step_committed(request, auth, db, instance, project)
+    await db.commit()
+    return instance_out(auth, instance, project)
+
+
+@router.get("/instances/{instance_id}")
+async def get_instance_by_id(instance_id: int, auth: CurrentAuth, db: Database) -> schemas.Instance:
+    return instance_out(auth, *await get_instance(db, auth, instance_id))
+
+
+async def _transition(
+    request: Request,
+    auth: Auth,
+    db: Database,
+    instance_id: int,
+    allowed_from: set[InstanceStatus],
+    to: InstanceStatus,
+    action: str,
+) -> schemas.Instance:
+    instance, project = await get_instance(db, auth, instance_id)
+    require_writer(auth, project.tenant_id)
+    if instance.status not in allowed_from:
+        conflict(f"cannot {action} an instance that is {instance.status}")
+    instance.status = to
+    instance.updated_at = utcnow()
+    _step_committed(request, auth, db, instance, project)
+    await db.commit()
+    return instance_out(auth, instance, project)
+
+
+def _step_committed(
+    request: Request, auth: Auth, db: Database, instance: Instance, project: Project
+) -> None:
+    provider = request.app.state.provider
+    instance_id, new_status = instance.id, instance.status
+    audience = {tenant_scope(auth.slug_of(project.tenant_id) or "")}
+    notify_after_commit(db, UpdateType.compute, instance_id, audience=audience)
+    call_after_commit(db, lambda: provider.schedule(instance_id, new_status))
+
+
+@router.post("/instances/{instance_id}/start", status_code=status.HTTP_202_ACCEPTED)
+async def start_instance(
+    instance_id: int, request: Request, auth: CurrentAuth, db: Database
+) -> schemas.Instance:
+    return await _transition(
+        request, auth, db, instance_id, {InstanceStatus.stopped}, InstanceStatus.starting, "start"
+    )
+
+
+@router.post("/instances/{instance_id}/stop", status_code=status.HTTP_202_ACCEPTED)
+async def stop_instance(
+    instance_id: int, request: Request, auth: CurrentAuth, db: Database
+) -> schemas.Instance:
+    return await _transition(
+        request, auth, db, instance_id, {InstanceStatus.running}, InstanceStatus.stopping, "stop"
+    )
+
+
+@router.delete("/instances/{instance_id}", status_code=status.HTTP_202_ACCEPTED)
+async def delete_instance(
+    instance_id: int, request: Request, auth: CurrentAuth, db: Database
+) -> schemas.Instance:
+    return await _transition(
+        request,
+        auth,
+        db,
+        instance_id,
+        set(InstanceStatus) - {InstanceStatus.deleting},
+        InstanceStatus.deleting,
+        "delete",
+    )

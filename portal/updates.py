@@ -1,0 +1,94 @@
+"""The update types, the hub, and who may hear what.
+
+`UpdateType` is the one list of update types: the hub is declared with it, every router tags
+its routes with it, and the OpenAPI schema carries it as an enum for the TypeScript client.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from refetch import Principal, UpdateService
+
+from .config import Settings
+
+
+class UpdateType(enum.StrEnum):
+    progress = "progress"
+    projects = "projects"
+    compute = "compute"
+    images = "images"
+    authentication = "authentication"
+    gardener = "gardener"
+
+
+def tenant_scope(slug: str) -> str:
+    return f"tenant:{slug}"
+
+
+def user_scope(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def principal_for(user_id: int, tenant_slugs: list[str]) -> Principal:
+    """A user's stream hears about their own account and every tenant they belong to."""
+    return Principal.of(
+        str(user_id), [user_scope(user_id), *(tenant_scope(slug) for slug in tenant_slugs)]
+    )
+
+
+def create_update_service(settings: Settings) -> UpdateService:
+    kwargs: dict[str, Any] = {}
+    if settings.backend_url:
+        # Multi-instance fan-out lands as UpdateService(backend=...); until this refetch
+        # has it, a configured backend must not be silently ignored.
+        if "backend" not in inspect.signature(UpdateService).parameters:
+            raise RuntimeError(
+                "REFETCH_BACKEND_URL is set, but this version of refetch has no backends yet; "
+                "unset it to run a single instance with the in-memory hub"
+            )
+        kwargs["backend"] = settings.backend_url
+    return UpdateService(
+        UpdateType,
+        min_interval=settings.min_interval,
+        heartbeat=settings.heartbeat,
+        close_on_signals=settings.close_on_signals,
+        **kwargs,
+    )
+
+
+# -- the stream's frames, for the OpenAPI schema (the endpoint itself is refetch's) ----------
+
+
+class TypeUpdate(BaseModel):
+    type: UpdateType
+    keys: list[str] | None = Field(
+        default=None, description="Changed keys; absent means the whole type changed."
+    )
+
+
+class InvalidateFrame(BaseModel):
+    """`event: invalidate`: refetch what these updates name."""
+
+    updates: list[TypeUpdate]
+
+
+class HelloFrame(BaseModel):
+    """`event: hello`: the first frame of every stream."""
+
+    cursor: str
+    heartbeat: float
+    types: list[UpdateType]
+
+
+class ResyncFrame(BaseModel):
+    """`event: resync`: the server cannot tell what was missed; refetch everything shown."""
+
+    reason: str
+
+
+STREAM_FRAMES: list[type[BaseModel]] = [HelloFrame, InvalidateFrame, ResyncFrame, TypeUpdate]
