@@ -25,7 +25,16 @@ def free_port() -> int:
 async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
     """Run ``app`` on a real uvicorn server on a loopback port, in this event loop."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    # The grace period only bounds a test that forgot to close its hub first: an
+    # open stream would otherwise keep uvicorn waiting for ever.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=3,
+    )
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
