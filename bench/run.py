@@ -1,0 +1,604 @@
+"""Run the benchmark scenarios against refetch and the naive baseline, side by side.
+
+    .venv/bin/python bench/run.py --profile quick   # make bench
+    .venv/bin/python bench/run.py --profile full    # make bench-full
+
+Every server and load-generator process is started fresh per measurement, on
+127.0.0.1, the server pinned to CPU 0 and the load generator to CPU 1; every step
+has a time limit and the whole run stops by itself. Writes
+``bench/results/<stamp>-<profile>.json`` and ``.md`` (and ``latest-<profile>.*``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PYTHON = sys.executable
+TOKEN = "bench-token"
+SERVERS = {"refetch": HERE / "server_refetch.py", "baseline": HERE / "server_baseline.py"}
+
+
+def nofile_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def profile(name: str) -> dict[str, Any]:
+    """Sizes and durations per profile; ``full`` is what the issue asks for."""
+    most = nofile_limit() - 200  # leave room for the listening socket, stats requests...
+    if name == "smoke":
+        return {
+            "idle": {"sizes": [50], "idle": 0.5, "settle": 0.2},
+            "fanout": {"sizes": [50], "rounds": 3, "gap": 0.15},
+            "saturation": {"n": 50, "rates": [10, 20], "step": 0.5},
+            "storm": {"n": 50, "count": 100, "rate": 200, "duration": 0.5},
+            "polling": {"n": 5, "queries": 3, "interval": 0.5, "idle": 1.0, "changes": 2},
+        }
+    if name == "quick":
+        return {
+            "idle": {"sizes": [1000], "idle": 5, "settle": 1},
+            "fanout": {"sizes": [1000], "rounds": 10, "gap": 0.2},
+            "saturation": {"n": 1000, "rates": [5, 10, 20, 40, 60, 80, 120], "step": 2},
+            "storm": {"n": 1000, "count": 2000, "rate": 1000, "duration": 2},
+            "polling": {"n": 20, "queries": 30, "interval": 2, "idle": 6, "changes": 3},
+        }
+    return {
+        "idle": {"sizes": [1000, 10_000, 20_000, most], "idle": 16.5, "settle": 2},
+        "fanout": {"sizes": [1000, 10_000], "rounds": 20, "gap": 0.3},
+        "saturation": {
+            "n": 1000,
+            "rates": [5, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120, 150, 200],
+            "step": 3,
+        },
+        "storm": {"n": 10_000, "count": 10_000, "rate": 1000, "duration": 10},
+        "polling": {"n": 100, "queries": 30, "interval": 2, "idle": 10, "changes": 5},
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pin(cpu: int) -> Any:
+    def apply() -> None:
+        if len(os.sched_getaffinity(0)) > 1 and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+            os.sched_setaffinity(0, {cpu})
+
+    return apply
+
+
+class Server:
+    def __init__(self, kind: str, options: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.log = log.open("ab")
+        cmd = [PYTHON, str(SERVERS[kind]), "--port", str(self.port), "--token", TOKEN, *options]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(0), cwd=HERE
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{kind} server did not start; see {log}") from None
+                time.sleep(0.05)
+
+    def rss(self) -> int:
+        try:
+            return int(psutil.Process(self.proc.pid).memory_info().rss)
+        except psutil.Error:
+            return 0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def measure(
+    kind: str,
+    scenario: str,
+    loadgen_args: list[str],
+    log: Path,
+    *,
+    server_options: list[str] | None = None,
+    timeout: float = 300,
+    rss_limit: int = 6 * 2**30,
+) -> dict[str, Any]:
+    """One fresh server, one load-generator run; never longer than ``timeout``."""
+    server = Server(kind, server_options or [], log)
+    cmd = [
+        PYTHON,
+        str(HERE / "loadgen.py"),
+        "--url",
+        f"{server.url}/updates",
+        "--header",
+        f"Authorization: Bearer {TOKEN}",
+        "--scenario",
+        scenario,
+        *loadgen_args,
+    ]
+    started = time.monotonic()
+    aborted = None
+    peak_rss = 0
+    with log.open("ab") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1))
+        try:
+            while proc.poll() is None:
+                peak_rss = max(peak_rss, server.rss())
+                if peak_rss > rss_limit:
+                    aborted = f"server RSS over {rss_limit / 2**30:.0f} GB"
+                elif time.monotonic() - started > timeout:
+                    aborted = f"over the {timeout:.0f} s time limit"
+                if aborted:
+                    proc.kill()
+                    break
+                time.sleep(0.25)
+            out = proc.communicate()[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            server.stop()
+    result: dict[str, Any] = {"server": kind, "scenario": scenario, "server_peak_rss_mb": 0}
+    if aborted is None and proc.returncode == 0:
+        result.update(json.loads(out))
+    else:
+        result["aborted"] = aborted or f"load generator exited with {proc.returncode}"
+    result["server_peak_rss_mb"] = peak_rss / 2**20
+    result["wall_s"] = time.monotonic() - started
+    print(f"  {kind:8} {scenario:10} n={result.get('n', '?')}: {short(result)}", flush=True)
+    return result
+
+
+def short(r: dict[str, Any]) -> str:
+    keys = (
+        "aborted",
+        "connected",
+        "errors",
+        "connect_s",
+        "rss_per_connection_kb",
+        "idle_cpu_pct",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "missing",
+        "server_cpu_us_per_delivery",
+        "frames_per_client_per_s",
+        "last_update_missing",
+        "loadgen_cpu_pct",
+    )
+    return ", ".join(f"{k}={fmt(r[k])}" for k in keys if k in r)
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 100:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for module in ("uvicorn", "uvloop", "httptools", "sse_starlette", "starlette"):
+        try:
+            versions[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            versions[module] = "?"
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "nofile": nofile_limit(),
+        "git": commit,
+        **versions,
+    }
+
+
+def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path) -> dict[str, Any]:
+    p = profile(profile_name)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    log = out / f"{stamp}-{profile_name}.log"
+    report: dict[str, Any] = {
+        "command": " ".join([Path(PYTHON).name, *sys.argv]),
+        "profile": profile_name,
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_before": os.getloadavg(),
+        "results": {},
+    }
+    res = report["results"]
+    wanted = only or ["idle", "fanout", "saturation", "storm", "polling"]
+    print(f"refetch bench ({profile_name}); load average {os.getloadavg()}; log {log}", flush=True)
+
+    if "idle" in wanted:
+        c = p["idle"]
+        res["idle"] = [
+            measure(
+                kind,
+                "idle",
+                ["-n", str(n), "--idle", str(c["idle"]), "--settle", str(c["settle"])],
+                log,
+                timeout=180,
+            )
+            for n in c["sizes"]
+            for kind in servers
+        ]
+    if "fanout" in wanted:
+        c = p["fanout"]
+        res["fanout"] = [
+            measure(
+                kind,
+                "fanout",
+                ["-n", str(n), "--rounds", str(c["rounds"]), "--gap", str(c["gap"])],
+                log,
+                timeout=300,
+            )
+            for n in c["sizes"]
+            for kind in servers
+        ]
+    if "saturation" in wanted:
+        c = p["saturation"]
+        rates = ",".join(str(r) for r in c["rates"])
+        res["saturation"] = [
+            measure(
+                kind,
+                "saturation",
+                ["-n", str(c["n"]), "--rates", rates, "--step", str(c["step"])],
+                log,
+                # Throughput of the write path: no coalescing window, so a delivery's
+                # latency is the server's, not the min_interval it would wait on purpose.
+                server_options=["--min-interval", "0"] if kind == "refetch" else [],
+                timeout=300,
+            )
+            for kind in servers
+        ]
+    if "storm" in wanted:
+        c = p["storm"]
+        res["storm"] = [
+            measure(
+                kind,
+                "storm",
+                [
+                    "-n",
+                    str(c["n"]),
+                    "--count",
+                    str(c["count"]),
+                    "--rate",
+                    str(c["rate"]),
+                    "--duration",
+                    str(c["duration"]),
+                    "--round-timeout",
+                    "30",
+                ],
+                log,
+                timeout=240,
+                rss_limit=4 * 2**30,
+            )
+            for kind in servers
+        ]
+    if "polling" in wanted:
+        c = p["polling"]
+        common = ["-n", str(c["n"]), "--idle", str(c["idle"]), "--changes", str(c["changes"])]
+        res["polling"] = [
+            measure(
+                "refetch",
+                "poll",
+                [*common, "--queries", str(c["queries"]), "--interval", str(c["interval"])],
+                log,
+                timeout=120,
+            ),
+            measure("refetch", "push", common, log, timeout=120),
+        ]
+    report["load_after"] = os.getloadavg()
+    report["ratios"] = ratios(res)
+    return report
+
+
+def pick(rows: list[dict[str, Any]], server: str, n: int | None = None) -> dict[str, Any]:
+    for row in rows:
+        if row["server"] == server and (n is None or row.get("n") == n):
+            return row
+    return {}
+
+
+def ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return float(a) / float(b)
+    return None
+
+
+def ratios(res: dict[str, Any]) -> dict[str, float | None]:
+    """baseline / refetch: how many times better refetch is (higher is better)."""
+    out: dict[str, float | None] = {}
+    for row in res.get("idle", []):
+        if row["server"] == "refetch":
+            n, base = row.get("n"), pick(res["idle"], "baseline", row.get("n"))
+            for key in ("rss_per_connection_kb", "connect_s", "idle_cpu_pct"):
+                out[f"idle n={n} {key}"] = ratio(base.get(key), row.get(key))
+    for row in res.get("fanout", []):
+        if row["server"] == "refetch":
+            n, base = row.get("n"), pick(res["fanout"], "baseline", row.get("n"))
+            for key in ("p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"):
+                out[f"fanout n={n} {key}"] = ratio(base.get(key), row.get(key))
+    if res.get("saturation"):
+        r = (pick(res["saturation"], "refetch").get("best") or {}).get("deliveries_per_s")
+        b = (pick(res["saturation"], "baseline").get("best") or {}).get("deliveries_per_s")
+        out["saturation deliveries/s (refetch/baseline)"] = ratio(r, b)
+    if res.get("storm"):
+        r, b = pick(res["storm"], "refetch"), pick(res["storm"], "baseline")
+        out["storm freshness p99"] = ratio(
+            (b.get("freshness") or {}).get("p99_ms"), (r.get("freshness") or {}).get("p99_ms")
+        )
+        out["storm server CPU s"] = ratio(b.get("server_cpu_s"), r.get("server_cpu_s"))
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    res = report["results"]
+    lines = [
+        f"Command: `{report['command']}`  ",
+        f"Date: {report['date']}; git {m['git']}  ",
+        f"Machine: {m['cpu']}, {m['cpus']} CPUs, {m['memory_gb']} GB, Linux {m['kernel']}, "
+        f"Python {m['python']}, uvicorn {m['uvicorn']} (uvloop {m['uvloop']}, httptools "
+        f"{m['httptools']}), sse-starlette {m['sse_starlette']}; open-file limit {m['nofile']}  ",
+        "Load average (1, 5, 15 min) before: "
+        + ", ".join(f"{x:.2f}" for x in report["load_before"])
+        + "; after: "
+        + ", ".join(f"{x:.2f}" for x in report["load_after"]),
+        "",
+    ]
+
+    def table(title: str, header: list[str], rows: list[list[Any]]) -> None:
+        lines.extend([f"### {title}", "", "| " + " | ".join(header) + " |"])
+        lines.append("|" + "|".join(" --- " for _ in header) + "|")
+        lines.extend("| " + " | ".join(fmt(c) for c in row) + " |" for row in rows)
+        lines.append("")
+
+    if "idle" in res:
+        table(
+            "1. Idle connections",
+            [
+                "N",
+                "server",
+                "connected",
+                "errors",
+                "all connected in (s)",
+                "RSS / connection (KB)",
+                "idle CPU (% of a core)",
+                "connections after close",
+            ],
+            [
+                [
+                    r.get("n"),
+                    r["server"],
+                    r.get("connected"),
+                    r.get("errors"),
+                    r.get("connect_s"),
+                    r.get("rss_per_connection_kb"),
+                    r.get("idle_cpu_pct"),
+                    r.get("connections_after_close", r.get("aborted")),
+                ]
+                for r in res["idle"]
+            ],
+        )
+    if "fanout" in res:
+        table(
+            "2. One update to all N",
+            [
+                "N",
+                "server",
+                "rounds",
+                "p50 (ms)",
+                "p99 (ms)",
+                "max (ms)",
+                "missing",
+                "server CPU / delivery (µs)",
+                "longest GC pause (ms)",
+                "load generator CPU (%)",
+            ],
+            [
+                [
+                    r.get("n"),
+                    r["server"],
+                    r.get("rounds"),
+                    r.get("p50_ms"),
+                    r.get("p99_ms"),
+                    r.get("max_ms"),
+                    r.get("missing", r.get("aborted")),
+                    r.get("server_cpu_us_per_delivery"),
+                    r.get("server_gc_max_ms"),
+                    r.get("loadgen_cpu_pct"),
+                ]
+                for r in res["fanout"]
+            ],
+        )
+    if "saturation" in res:
+        rows = []
+        for r in res["saturation"]:
+            for s in r.get("steps", []):
+                rows.append(
+                    [
+                        r["server"],
+                        r.get("n"),
+                        s["notifies_per_s"],
+                        s["target_deliveries_per_s"],
+                        s["deliveries_per_s"],
+                        s["p50_ms"],
+                        s["p99_ms"],
+                        s["missing"],
+                        s["server_cpu_pct"],
+                        s["loadgen_cpu_pct"],
+                    ]
+                )
+        table(
+            "3. Saturation (each step until p99 ≥ 100 ms or an update is missing)",
+            [
+                "server",
+                "N",
+                "notifies/s",
+                "offered deliveries/s",
+                "delivered/s",
+                "p50 (ms)",
+                "p99 (ms)",
+                "missing",
+                "server CPU (%)",
+                "load generator CPU (%)",
+            ],
+            rows,
+        )
+        best = [
+            [r["server"], (r.get("best") or {}).get("deliveries_per_s")] for r in res["saturation"]
+        ]
+        table("3b. Highest rate with p99 < 100 ms", ["server", "deliveries/s"], best)
+    if "storm" in res:
+        table(
+            "4. Storm",
+            [
+                "server",
+                "N",
+                "notifies sent",
+                "storm (s)",
+                "frames / client / s",
+                "max frames / client / s",
+                "last update missing",
+                "freshness p50 (ms)",
+                "freshness p99 (ms)",
+                "freshness max (ms)",
+                "RSS before / end / after (MB)",
+                "server CPU (s)",
+            ],
+            [
+                [
+                    r["server"],
+                    r.get("n"),
+                    r.get("notifies_sent"),
+                    r.get("storm_s"),
+                    r.get("frames_per_client_per_s"),
+                    r.get("max_frames_per_client_per_s"),
+                    r.get("last_update_missing", r.get("aborted")),
+                    (r.get("freshness") or {}).get("p50_ms"),
+                    (r.get("freshness") or {}).get("p99_ms"),
+                    (r.get("freshness") or {}).get("max_ms"),
+                    " / ".join(
+                        fmt(r.get(k))
+                        for k in ("rss_before_mb", "rss_end_of_storm_mb", "rss_after_mb")
+                    ),
+                    r.get("server_cpu_s"),
+                ]
+                for r in res["storm"]
+            ],
+        )
+    if "polling" in res:
+        poll, push = res["polling"]
+        table(
+            "6. Polling dashboard versus refetch",
+            [
+                "mode",
+                "clients",
+                "requests / client / s while idle",
+                "requests / client per change",
+                "server CPU while idle (%)",
+                "staleness p50 (ms)",
+                "staleness max (ms)",
+            ],
+            [
+                [
+                    f"poll {poll.get('queries')} queries every {poll.get('interval_s')} s",
+                    poll.get("clients"),
+                    poll.get("requests_per_client_per_s"),
+                    "none extra (it polls anyway)",
+                    poll.get("server_cpu_pct"),
+                    (poll.get("staleness") or {}).get("p50_ms"),
+                    (poll.get("staleness") or {}).get("max_ms"),
+                ],
+                [
+                    "refetch stream, refetch on invalidate",
+                    push.get("clients"),
+                    push.get("idle_requests_per_client_per_s"),
+                    push.get("requests_per_client_per_change"),
+                    push.get("idle_server_cpu_pct"),
+                    (push.get("staleness") or {}).get("p50_ms"),
+                    (push.get("staleness") or {}).get("max_ms"),
+                ],
+            ],
+        )
+    table(
+        "Ratios (baseline / refetch; > 1 means refetch is better, except saturation)",
+        ["measure", "ratio"],
+        [[k, v] for k, v in report["ratios"].items()],
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", choices=["smoke", "quick", "full"], default="quick")
+    parser.add_argument("--servers", default="refetch,baseline")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated: idle,fanout,saturation,storm,polling"
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = run(
+        args.profile,
+        args.servers.split(","),
+        args.only.split(",") if args.only else None,
+        args.out,
+    )
+    text = markdown(report)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for name in (f"{stamp}-{args.profile}", f"latest-{args.profile}"):
+        (args.out / f"{name}.json").write_text(json.dumps(report, indent=1) + "\n")
+        (args.out / f"{name}.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The benchmark harness end to end at N = 50, so it cannot rot. Asserts on counts, never on time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(240)
+def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--profile",
+            "smoke",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        timeout=230,
+        capture_output=True,
+    )
+    report = json.loads((tmp_path / "latest-smoke.json").read_text())
+    assert {"command", "date", "machine", "load_before", "load_after", "ratios"} <= report.keys()
+    results = report["results"]
+    assert set(results) == {"idle", "fanout", "saturation", "storm", "polling"}
+    for rows in results.values():
+        for row in rows:
+            assert "aborted" not in row, row
+            assert row["errors"] == 0, row
+    for row in results["idle"]:
+        assert row["connected"] == 50
+        assert row["connections_after_close"] == 0
+        assert row["rss_per_connection_kb"] is not None
+    for row in results["fanout"]:
+        assert row["missing"] == 0 and row["delivered"] == row["expected"] == 150
+        assert row["lost"] == 0 and row["connections_after_close"] == 0
+        assert {"p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"} <= row.keys()
+    for row in results["saturation"]:
+        assert row["steps"] and row["steps"][0]["missing"] == 0
+    for row in results["storm"]:
+        assert row["last_update_missing"] == 0 and row["lost"] == 0
+    poll, push = results["polling"]
+    assert poll["requests"] > 0 and push["idle_requests_per_client_per_s"] == 0
+    assert (tmp_path / "latest-smoke.md").read_text().startswith("Command:")
