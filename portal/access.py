@@ -91,4 +91,4 @@ async def get_instance(db: AsyncSession, auth: Auth, instance_id: int) -> tuple[
     ).first()
     if row is None:
         not_found("instance")
-    return row.tuple()
+    return row

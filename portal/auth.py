@@ -37,7 +37,11 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 @dataclass(frozen=True)
 class TenantAccess:
-    tenant: Tenant
+    """Plain values, not ORM objects: they stay readable after a failed flush."""
+
+    tenant_id: int
+    slug: str
+    name: str
     role: Role
 
 
@@ -53,17 +57,17 @@ class Auth:
 
     @property
     def tenant_ids(self) -> list[int]:
-        return [a.tenant.id for a in self.tenants.values()]
+        return [a.tenant_id for a in self.tenants.values()]
 
     def slug_of(self, tenant_id: int) -> str | None:
         for slug, access in self.tenants.items():
-            if access.tenant.id == tenant_id:
+            if access.tenant_id == tenant_id:
                 return slug
         return None
 
     def role_in(self, tenant_id: int) -> Role | None:
         for access in self.tenants.values():
-            if access.tenant.id == tenant_id:
+            if access.tenant_id == tenant_id:
                 return access.role
         return None
 
@@ -110,7 +114,7 @@ async def load_auth(db: AsyncSession, token: str, via: str) -> Auth | None:
         .where(Membership.user_id == user.id)
         .order_by(Tenant.id)
     )
-    tenants = {tenant.slug: TenantAccess(tenant, m.role) for m, tenant in rows.tuples()}
+    tenants = {t.slug: TenantAccess(t.id, t.slug, t.name, m.role) for m, t in rows}
     return Auth(user, login, via, tenants)
 
 

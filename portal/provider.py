@@ -46,7 +46,7 @@ class ComputeProvider:
             rows = await db.execute(
                 select(Instance.id, Instance.status).where(Instance.status.in_(list(NEXT_STATUS)))
             )
-            for instance_id, status in rows.tuples():
+            for instance_id, status in rows:
                 self.schedule(instance_id, status)
         self._task = asyncio.create_task(self._run(), name="portal compute provider")
         return self
@@ -85,7 +85,7 @@ class ComputeProvider:
             ).first()
             if row is None:
                 return
-            instance, slug = row.tuple()
+            instance, slug = row
             if instance.status != status or status not in NEXT_STATUS:
                 return  # the user moved it on meanwhile; that action scheduled its own step
             following = NEXT_STATUS.get(status)

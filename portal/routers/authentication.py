@@ -37,7 +37,7 @@ def me_out(auth: Auth) -> schemas.Me:
         email=auth.user.email,
         name=auth.user.name,
         tenants=[
-            schemas.TenantRole(slug=slug, name=a.tenant.name, role=a.role)
+            schemas.TenantRole(slug=slug, name=a.name, role=a.role)
             for slug, a in auth.tenants.items()
         ],
         csrf_token=auth.login.csrf_token,
@@ -90,12 +90,12 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
     rows = await db.execute(
         select(Membership, User)
         .join(User, Membership.user_id == User.id)
-        .where(Membership.tenant_id == access.tenant.id)
+        .where(Membership.tenant_id == access.tenant_id)
         .order_by(User.id)
     )
     return [
         schemas.Member(user_id=u.id, email=u.email, name=u.name, role=m.role)
-        for m, u in rows.tuples()
+        for m, u in rows
     ]
 
 
@@ -104,15 +104,15 @@ async def add_member(
     tenant: str, body: schemas.MemberAdd, request: Request, auth: CurrentAuth, db: Database
 ) -> schemas.Member:
     access = tenant_access(auth, tenant)
-    require_admin(auth, access.tenant.id)
+    require_admin(auth, access.tenant_id)
     user = await db.scalar(select(User).where(User.email == body.email.lower()))
     if user is None:
         not_found("user")
-    if await db.get(Membership, (user.id, access.tenant.id)) is not None:
+    if await db.get(Membership, (user.id, access.tenant_id)) is not None:
         conflict(f"{user.email} is already a member of {tenant!r}")
-    db.add(Membership(user_id=user.id, tenant_id=access.tenant.id, role=body.role))
+    db.add(Membership(user_id=user.id, tenant_id=access.tenant_id, role=body.role))
     await db.flush()
-    await _membership_changed(request, db, user.id, access.tenant.slug)
+    await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
@@ -127,14 +127,14 @@ async def change_member_role(
     db: Database,
 ) -> schemas.Member:
     access = tenant_access(auth, tenant)
-    require_admin(auth, access.tenant.id)
-    membership, user = await _member(db, access.tenant.id, user_id)
+    require_admin(auth, access.tenant_id)
+    membership, user = await _member(db, access.tenant_id, user_id)
     if membership.role != body.role:
         if membership.role is Role.admin:
-            await _keep_an_admin(db, access.tenant.id)
+            await _keep_an_admin(db, access.tenant_id)
         membership.role = body.role
         await db.flush()
-        await _membership_changed(request, db, user.id, access.tenant.slug)
+        await _membership_changed(request, db, user.id, access.slug)
         await db.commit()
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=membership.role)
 
@@ -148,13 +148,13 @@ async def remove_member(
     tenant: str, user_id: int, request: Request, auth: CurrentAuth, db: Database
 ) -> Response:
     access = tenant_access(auth, tenant)
-    require_admin(auth, access.tenant.id)
-    membership, user = await _member(db, access.tenant.id, user_id)
+    require_admin(auth, access.tenant_id)
+    membership, user = await _member(db, access.tenant_id, user_id)
     if membership.role is Role.admin:
-        await _keep_an_admin(db, access.tenant.id)
+        await _keep_an_admin(db, access.tenant_id)
     await db.delete(membership)
     await db.flush()
-    await _membership_changed(request, db, user.id, access.tenant.slug)
+    await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -171,7 +171,7 @@ async def _member(db: Database, tenant_id: int, user_id: int) -> tuple[Membershi
     ).first()
     if row is None:
         not_found("member")
-    return row.tuple()
+    return row
 
 
 async def _keep_an_admin(db: Database, tenant_id: int) -> None:

@@ -63,14 +63,14 @@ async def list_instances(
     db: Database,
     tenant: str | None = Query(default=None, description="Only this tenant's instances."),
 ) -> list[schemas.Instance]:
-    tenant_ids = [tenant_access(auth, tenant).tenant.id] if tenant else auth.tenant_ids
+    tenant_ids = [tenant_access(auth, tenant).tenant_id] if tenant else auth.tenant_ids
     rows = await db.execute(
         select(Instance, Project)
         .join(Project, Instance.project_id == Project.id)
         .where(Project.tenant_id.in_(tenant_ids))
         .order_by(Instance.id)
     )
-    return [instance_out(auth, i, p) for i, p in rows.tuples()]
+    return [instance_out(auth, i, p) for i, p in rows]
 
 
 @router.get("/projects/{project_id}/instances")

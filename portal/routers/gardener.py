@@ -23,7 +23,7 @@ async def list_clusters(
     auth: CurrentAuth,
     tenant: str | None = Query(default=None, description="Only this tenant's clusters."),
 ) -> schemas.Clusters:
-    slugs = [tenant_access(auth, tenant).tenant.slug] if tenant else list(auth.tenants)
+    slugs = [tenant_access(auth, tenant).slug] if tenant else list(auth.tenants)
     worker = request.app.state.worker
     known = {p.name for p in worker.pollers}
     clusters: list[schemas.Cluster] = []

@@ -32,7 +32,7 @@ async def list_projects(
     db: Database,
     tenant: str | None = Query(default=None, description="Only this tenant's projects."),
 ) -> list[schemas.Project]:
-    tenant_ids = [tenant_access(auth, tenant).tenant.id] if tenant else auth.tenant_ids
+    tenant_ids = [tenant_access(auth, tenant).tenant_id] if tenant else auth.tenant_ids
     projects = await db.scalars(
         select(Project).where(Project.tenant_id.in_(tenant_ids)).order_by(Project.id)
     )
@@ -44,16 +44,14 @@ async def create_project(
     body: schemas.ProjectCreate, auth: CurrentAuth, db: Database
 ) -> schemas.Project:
     access = tenant_access(auth, body.tenant)
-    require_writer(auth, access.tenant.id)
-    project = Project(tenant_id=access.tenant.id, name=body.name)
+    require_writer(auth, access.tenant_id)
+    project = Project(tenant_id=access.tenant_id, name=body.name)
     db.add(project)
     try:
         await db.flush()
     except IntegrityError:
-        conflict(f"tenant {access.tenant.slug!r} already has a project named {body.name!r}")
-    notify_after_commit(
-        db, UpdateType.projects, project.id, audience={tenant_scope(access.tenant.slug)}
-    )
+        conflict(f"tenant {access.slug!r} already has a project named {body.name!r}")
+    notify_after_commit(db, UpdateType.projects, project.id, audience={tenant_scope(access.slug)})
     await db.commit()
     return project_out(auth, project)
 
