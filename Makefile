@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck pytest bench bench-full clean
+.PHONY: run test lint typecheck pytest js-test bench bench-full clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -25,7 +25,18 @@ typecheck: $(VENV)/.synced
 pytest: $(VENV)/.synced
 	$(VENV)/bin/pytest -q
 
-test: lint typecheck pytest
+js/node_modules/.installed: js/package.json js/package-lock.json
+	cd js && npm ci --no-audit --no-fund
+	@touch $@
+
+js/dist/index.js: js/node_modules/.installed $(wildcard js/src/*.ts js/src/*.tsx)
+	cd js && npm run build
+
+# The JS package: types, unit tests, and integration tests against the real Python server.
+js-test: js/dist/index.js $(VENV)/.synced
+	cd js && npm run typecheck && npm test
+
+test: lint typecheck pytest js-test
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
