@@ -367,9 +367,10 @@ async def test_closing_the_service_ends_open_streams_promptly(service: UpdateSer
 
 
 async def test_a_client_that_never_reads_is_bounded_and_slows_nobody() -> None:
-    async with UpdateService(
-        TYPES, min_interval=0, send_timeout=1.0, close_on_signals=False
-    ) as hub, serve(UpdatesEndpoint(hub)) as url:
+    async with (
+        UpdateService(TYPES, min_interval=0, send_timeout=1.0, close_on_signals=False) as hub,
+        serve(UpdatesEndpoint(hub)) as url,
+    ):
         port = int(url.rsplit(":", 1)[1])
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
