@@ -51,6 +51,8 @@ def stats(counters: Counters, connections: int, **extra: Any) -> dict[str, Any]:
     return {
         "time": time.monotonic(),
         "cpu_s": usage.ru_utime + usage.ru_stime,
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
         "rss": counters.process.memory_info().rss,
         "connections": connections,
         "requests": counters.requests,

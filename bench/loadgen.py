@@ -304,12 +304,15 @@ class Run:
         before = await self.server_stats()
         expected = 0
         incomplete = 0
+        round_max = []
         for _ in range(a.rounds):
             expected += n
+            start_index = len(self.stats.latencies)
             await http(self.target, "POST", "/trigger?count=1")
             if not await self.wait_deliveries(expected, a.round_timeout):
                 incomplete += 1
                 expected = self.stats.deliveries
+            round_max.append(max(self.stats.latencies[start_index:], default=0) / 1e6)
             await asyncio.sleep(a.gap)
         after = await self.server_stats()
         delivered = len(self.stats.latencies)
@@ -320,7 +323,12 @@ class Run:
             delivered=delivered,
             missing=a.rounds * n - delivered,
             incomplete_rounds=incomplete,
+            round_max_ms=round_max,
             server_cpu_us_per_delivery=1e6 * (after["cpu_s"] - before["cpu_s"]) / max(1, delivered),
+            server_user_us_per_delivery=1e6
+            * (after["user_s"] - before["user_s"])
+            / max(1, delivered),
+            server_sys_us_per_delivery=1e6 * (after["sys_s"] - before["sys_s"]) / max(1, delivered),
             server_gc_s=after.get("gc_s", 0) - before.get("gc_s", 0),
             server_gc_max_ms=after.get("gc_max_ms"),
         )

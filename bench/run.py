@@ -31,7 +31,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 TOKEN = "bench-token"
-SERVERS = {"refetch": HERE / "server_refetch.py", "baseline": HERE / "server_baseline.py"}
+SERVERS = {
+    "refetch": (HERE / "server_refetch.py", []),
+    # The same, with send() wrapped as Starlette's middleware does: the ASGI write path.
+    "refetch-asgi": (HERE / "server_refetch.py", ["--asgi-send"]),
+    "baseline": (HERE / "server_baseline.py", []),
+}
 
 
 def nofile_limit() -> int:
@@ -88,7 +93,8 @@ class Server:
     def __init__(self, kind: str, options: list[str], log: Path) -> None:
         self.port = free_port()
         self.log = log.open("ab")
-        cmd = [PYTHON, str(SERVERS[kind]), "--port", str(self.port), "--token", TOKEN, *options]
+        script, variant = SERVERS[kind]
+        cmd = [PYTHON, str(script), "--port", str(self.port), "--token", TOKEN, *variant, *options]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(0), cwd=HERE
         )
@@ -189,6 +195,8 @@ def short(r: dict[str, Any]) -> str:
         "max_ms",
         "missing",
         "server_cpu_us_per_delivery",
+        "server_user_us_per_delivery",
+        "server_sys_us_per_delivery",
         "frames_per_client_per_s",
         "last_update_missing",
         "loadgen_cpu_pct",
@@ -269,6 +277,9 @@ def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path
         ]
     if "fanout" in wanted:
         c = p["fanout"]
+        fanout_servers = list(servers)
+        if "refetch" in servers and "refetch-asgi" not in servers:
+            fanout_servers.insert(fanout_servers.index("refetch") + 1, "refetch-asgi")
         res["fanout"] = [
             measure(
                 kind,
@@ -278,7 +289,7 @@ def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path
                 timeout=300,
             )
             for n in c["sizes"]
-            for kind in servers
+            for kind in fanout_servers
         ]
     if "saturation" in wanted:
         c = p["saturation"]
@@ -291,7 +302,7 @@ def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path
                 log,
                 # Throughput of the write path: no coalescing window, so a delivery's
                 # latency is the server's, not the min_interval it would wait on purpose.
-                server_options=["--min-interval", "0"] if kind == "refetch" else [],
+                server_options=["--min-interval", "0"] if kind.startswith("refetch") else [],
                 timeout=300,
             )
             for kind in servers
@@ -438,6 +449,7 @@ def markdown(report: dict[str, Any]) -> str:
                 "max (ms)",
                 "missing",
                 "server CPU / delivery (µs)",
+                "of which user / sys (µs)",
                 "longest GC pause (ms)",
                 "load generator CPU (%)",
             ],
@@ -451,6 +463,7 @@ def markdown(report: dict[str, Any]) -> str:
                     r.get("max_ms"),
                     r.get("missing", r.get("aborted")),
                     r.get("server_cpu_us_per_delivery"),
+                    " / ".join(fmt(r.get(f"server_{k}_us_per_delivery")) for k in ("user", "sys")),
                     r.get("server_gc_max_ms"),
                     r.get("loadgen_cpu_pct"),
                 ]

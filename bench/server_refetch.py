@@ -51,7 +51,15 @@ def build(args: Any) -> Any:
                     return
         path = scope["path"]
         if path == "/updates":
-            await endpoint(scope, receive, send)
+            if args.asgi_send:
+                # What Starlette's middleware does to ``send``: the hub then writes
+                # through the ASGI call instead of uvicorn's transport.
+                async def wrapped(message: Any, send: Send = send) -> None:
+                    await send(message)
+
+                await endpoint(scope, receive, wrapped)
+            else:
+                await endpoint(scope, receive, send)
         elif path == "/data":
             counters.requests += 1
             await send_json(send, {"changed": counters.changed})
@@ -92,5 +100,8 @@ def counters_stats(counters: Counters, connections: int, **extra: Any) -> dict[s
 if __name__ == "__main__":
     parser = arguments(__doc__ or "")
     parser.add_argument("--min-interval", type=float, default=0.1)
+    parser.add_argument(
+        "--asgi-send", action="store_true", help="wrap send() as middleware would (no fast path)"
+    )
     arguments_ = parser.parse_args()
     serve(build(arguments_), arguments_.port)
