@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { QueryClient, QueryClientProvider, focusManager, useQuery } from "@tanstack/react-query";
 import { act, cleanup, render } from "@testing-library/react";
-import type { ReactNode } from "react";
+import { StrictMode, type ReactNode } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { UpdateEvent } from "../src/protocol.js";
@@ -337,5 +337,65 @@ describe("UpdatesProvider with a real UpdateStream", () => {
     expect(lastData["projects"]).toBe(1);
     expect(log).toHaveLength(2);
     stream.close();
+  });
+});
+
+describe("useSSEUpdates creating its own stream", () => {
+  it("test_opens_one_stream_with_the_options_and_closes_it_on_unmount_also_in_strict_mode", async () => {
+    const server = new FakeServer();
+    let token = "t1";
+    function Root({ children }: { children?: ReactNode }) {
+      return (
+        <StrictMode>
+          <QueryClientProvider client={client}>
+            <UpdatesProvider
+              url="http://app.test/api/updates"
+              types={["projects"]}
+              share={false}
+              fetch={server.fetch}
+              headers={() => ({ Authorization: `Bearer ${token}` })}
+              logger={silentLogger()}
+            >
+              {children}
+            </UpdatesProvider>
+          </QueryClientProvider>
+        </StrictMode>
+      );
+    }
+    lastData = {};
+    const view = render(
+      <Root>
+        <Projects />
+      </Root>,
+    );
+    await advance(100);
+    const live = server.connections.filter((c) => !c.aborted);
+    expect(live).toHaveLength(1);
+    expect(live[0]!.url.searchParams.get("types")).toBe("projects");
+    expect(live[0]!.headers.get("authorization")).toBe("Bearer t1");
+
+    // A re-render with a new headers function does not reconnect; the next connect uses it.
+    token = "t2";
+    view.rerender(
+      <Root>
+        <Projects />
+      </Root>,
+    );
+    await advance(10);
+    expect(server.connections.filter((c) => !c.aborted)).toHaveLength(1);
+
+    api.version = 7;
+    await act(async () => {
+      live[0]!.write(hello("e1.1"));
+      live[0]!.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.2"));
+      await settle();
+    });
+    await advance(500);
+    expect(api.calls).toBe(2);
+    expect(lastData["projects"]).toBe(7);
+
+    view.unmount();
+    await advance(10);
+    expect(server.connections.every((c) => c.aborted)).toBe(true);
   });
 });
