@@ -63,7 +63,7 @@ def profile(name: str) -> dict[str, Any]:
             "polling": {"n": 20, "queries": 30, "interval": 2, "idle": 6, "changes": 3},
         }
     return {
-        "idle": {"sizes": [1000, 10_000, 20_000, most], "idle": 16.5, "settle": 2},
+        "idle": {"sizes": [1000, 10_000, most], "idle": 16.5, "settle": 2},
         "fanout": {"sizes": [1000, 10_000], "rounds": 20, "gap": 0.3},
         "saturation": {
             "n": 1000,
