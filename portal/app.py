@@ -66,9 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (authentication, projects, compute, images, progress, gardener):
         app.include_router(module.router)
+    # A plain ASGI app, not a FastAPI route (Starlette's hint only names request handlers).
     app.add_route(
         "/api/updates",
-        UpdatesEndpoint(updates, authenticate=authenticate_stream),
+        UpdatesEndpoint(updates, authenticate=authenticate_stream),  # type: ignore[arg-type]
         include_in_schema=False,
     )
     app.add_middleware(ETagMiddleware)

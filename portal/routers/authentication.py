@@ -93,10 +93,7 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
         .where(Membership.tenant_id == access.tenant_id)
         .order_by(User.id)
     )
-    return [
-        schemas.Member(user_id=u.id, email=u.email, name=u.name, role=m.role)
-        for m, u in rows
-    ]
+    return [schemas.Member(user_id=u.id, email=u.email, name=u.name, role=m.role) for m, u in rows]
 
 
 @router.post("/tenants/{tenant}/members", status_code=status.HTTP_201_CREATED, responses=ERRORS)

@@ -6,6 +6,8 @@ changes in one tenant never makes another tenant's clients refetch.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Query, Request
 
 from .. import schemas
@@ -27,8 +29,8 @@ async def list_clusters(
     worker = request.app.state.worker
     known = {p.name for p in worker.pollers}
     clusters: list[schemas.Cluster] = []
-    fetched: list = []
-    changed: list = []
+    fetched: list[datetime] = []
+    changed: list[datetime] = []
     stale = False
     error: str | None = None
     for slug in slugs:
@@ -37,7 +39,7 @@ async def list_clusters(
             continue
         cached = worker.latest(name)
         clusters.extend(cached.value or [])
-        if cached.has_value:
+        if cached.fetched_at is not None:
             fetched.append(cached.fetched_at)
             if cached.changed_at is not None:
                 changed.append(cached.changed_at)

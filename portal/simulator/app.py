@@ -1,8 +1,9 @@
 """The simulator's HTTP API: the three polled endpoints and the knobs that break them.
 
 Polled:  GET /state, GET /images (with ETag / 304), GET /shoots?tenant=acme
-Knobs:   GET /control, PUT /control/{endpoint} {"mode": ...}, POST /control/step,
-         PUT /control/state, POST /control/images, PUT /control/shoots/{tenant}/{name}
+Knobs:   GET /control, PUT /control/modes/{endpoint} {"mode": ..., "delay": s},
+         POST /control/step {"count": n}, PUT /control/progress {"value": n},
+         POST /control/images {image}, PUT /control/shoots/{tenant}/{name} {"status": ...}
 
 Modes per endpoint (`state`, `images`, `shoots`, or `all`):
 ok, fail (HTTP 500), slow (answers after `delay` seconds), garbage (200 with a body that is
@@ -141,7 +142,7 @@ def create_app(*, tick: float | None = 1.0) -> FastAPI:
             "ticks": sim.world.ticks,
         }
 
-    @app.put("/control/{endpoint}")
+    @app.put("/control/modes/{endpoint}")
     async def set_knob(endpoint: str, knob: Knob) -> dict[str, Any]:
         if endpoint != "all" and endpoint not in ENDPOINTS:
             raise HTTPException(404, f"no endpoint {endpoint!r}; use one of {ENDPOINTS} or all")
@@ -154,7 +155,7 @@ def create_app(*, tick: float | None = 1.0) -> FastAPI:
             sim.world.step()
         return sim.world.state()
 
-    @app.put("/control/state")
+    @app.put("/control/progress")
     async def set_progress(value: ProgressValue) -> dict[str, Any]:
         sim.world.progress = value.value
         return sim.world.state()

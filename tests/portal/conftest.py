@@ -60,7 +60,7 @@ class SimulatorHandle:
     http: httpx.AsyncClient
 
     async def set_mode(self, mode: str, endpoint: str = "all") -> None:
-        r = await self.http.put(f"{self.url}/control/{endpoint}", json={"mode": mode})
+        r = await self.http.put(f"{self.url}/control/modes/{endpoint}", json={"mode": mode})
         r.raise_for_status()
 
 

@@ -1,0 +1,65 @@
+"""The OpenAPI schema is fit for a generated TypeScript client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from portal.app import create_app
+from portal.config import Settings
+from portal.updates import UpdateType
+
+
+@pytest.fixture
+def schema(tmp_path: Any) -> dict[str, Any]:
+    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'p.db'}", session_secret="s"))
+    return app.openapi()
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, op) for path, item in schema["paths"].items() for method, op in item.items()
+    ]
+
+
+def test_update_types_are_one_enum_in_the_schema(schema: dict[str, Any]) -> None:
+    enum = schema["components"]["schemas"]["UpdateType"]
+    assert enum["enum"] == [t.value for t in UpdateType]
+    update = schema["components"]["schemas"]["TypeUpdate"]
+    assert update["properties"]["type"] == {"$ref": "#/components/schemas/UpdateType"}
+    assert "InvalidateFrame" in schema["components"]["schemas"]
+    assert "/api/updates" in schema["paths"]
+
+
+def test_every_operation_has_a_unique_id_and_an_update_type_tag(schema: dict[str, Any]) -> None:
+    ids = [op["operationId"] for _, _, op in operations(schema)]
+    assert len(ids) == len(set(ids))
+    assert "listProjects" in ids and "createInstance" in ids and "streamUpdates" in ids
+    tags = {t.value for t in UpdateType} | {"updates"}
+    for path, method, op in operations(schema):
+        assert op["tags"] and set(op["tags"]) <= tags, (path, method)
+
+
+def test_every_success_response_has_a_model(schema: dict[str, Any]) -> None:
+    for path, method, op in operations(schema):
+        if path == "/api/updates":
+            continue
+        success = {code: r for code, r in op["responses"].items() if code.startswith("2")}
+        assert success, (path, method)
+        for code, response in success.items():
+            if code == "204":
+                continue
+            ref = response["content"]["application/json"]["schema"]
+            assert ref != {}, (path, method)
+
+
+def test_the_rest_shapes_of_the_issue(schema: dict[str, Any]) -> None:
+    paths = schema["paths"]
+    assert set(paths["/api/projects"]) == {"get", "post"}
+    assert set(paths["/api/projects/{project_id}"]) == {"get", "patch", "delete"}
+    assert set(paths["/api/login"]) == {"post"}
+    assert set(paths["/api/me"]) == {"get"}
+    assert set(paths["/api/progress"]) == {"get"}
+    progress = schema["components"]["schemas"]["Progress"]["properties"]
+    assert {"value", "fetched_at", "stale"} <= set(progress)
