@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
+    BackendUnavailable,
     ConfigurationError,
     PublishError,
     RefetchError,
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ANONYMOUS",
     "Authenticate",
+    "BackendUnavailable",
     "BackgroundWorker",
     "Cached",
     "ConfigurationError",

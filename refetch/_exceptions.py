@@ -4,6 +4,7 @@ RefetchError
 ├── ConfigurationError   (also a ValueError: bad arguments at construction)
 ├── UnknownUpdateType    (also a ValueError: a type that was never declared)
 ├── ServiceClosed        (the UpdateService is not running any more)
+├── BackendUnavailable   (the broker cannot be reached at start; names its URL)
 ├── PublishError         (the backend did not accept an update)
 └── StreamError          (the Python client could not keep a stream open)
     └── StreamRejected   (the server answered with a final 4xx: bad request, 401, 403)
@@ -34,6 +35,10 @@ class UnknownUpdateType(RefetchError, ValueError):
 
 class ServiceClosed(RefetchError):
     """The UpdateService was closed, or never started, when it was needed."""
+
+
+class BackendUnavailable(RefetchError):
+    """The broker behind a backend could not be reached (the message names its URL)."""
 
 
 class PublishError(RefetchError):

@@ -43,6 +43,17 @@ class ReplayLog:
         while entries and entries[0][1] < horizon:
             self._first_kept = entries.popleft()[0] + 1
 
+    @property
+    def floor(self) -> int:
+        """The oldest seq ``since()`` can answer for: every update after it is kept."""
+        self._trim()
+        return self._first_kept - 1
+
+    def reset(self, floor: int) -> None:
+        """Forget every update; from now on the log covers what comes after ``floor``."""
+        self._entries.clear()
+        self._first_kept = floor + 1
+
     def since(self, seq: int) -> Iterator[Update] | None:
         """Updates after ``seq``, or ``None`` when the log cannot tell what came after it."""
         self._trim()

@@ -97,3 +97,178 @@ class Recorder:
 async def never_disconnect() -> dict[str, Any]:
     await asyncio.Event().wait()
     return {"type": "http.disconnect"}
+
+
+# -- real services for the backend tests ----------------------------------------------
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+NATS_URL = "nats://127.0.0.1:4222"
+
+
+def require_service(name: str, port: int) -> None:
+    """Skip loudly when a service is down; in CI (``CI=true``) fail instead, never skip."""
+    import os
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError as exc:
+        message = f"{name} is not reachable on 127.0.0.1:{port} ({exc})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message}: CI must run every backend test")
+        pytest.skip(f"SKIPPED, NOT TESTED: {message}; start it to run the backend tests")
+
+
+def unique_name(prefix: str = "t") -> str:
+    import uuid
+
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    require_service("PostgreSQL", 5432)
+    return POSTGRES_DSN
+
+
+@pytest.fixture
+def nats_url() -> str:
+    require_service("NATS", 4222)
+    return NATS_URL
+
+
+class SharedStream:
+    """Backends of one test-unique stream on one service: ``make()`` builds one per instance."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind = kind
+        self.name = name
+        self._memory: Any = None
+
+    def url(self, **options: object) -> str:
+        extra = "".join(f"&{k}={v}" for k, v in options.items())
+        if self.kind == "redis":
+            return f"{REDIS_URL}?stream={self.name}{extra}"
+        if self.kind == "postgres":
+            return f"{POSTGRES_DSN}?table={self.name}{extra}"
+        if self.kind == "nats":
+            return f"{NATS_URL}?stream={self.name}{extra}"
+        raise ValueError(self.kind)
+
+    def make(self, **options: Any) -> Any:
+        from refetch.backends import MemoryBackend, backend_from_url
+
+        if self.kind == "memory":
+            if self._memory is None:
+                self._memory = MemoryBackend(**options)
+            return self._memory
+        return backend_from_url(self.url(**options))
+
+    async def cleanup(self) -> None:
+        if self.kind == "redis":
+            import redis.asyncio
+
+            client = redis.asyncio.Redis.from_url(REDIS_URL)
+            await client.delete(self.name, f"{self.name}:epoch")
+            await client.aclose()
+        elif self.kind == "postgres":
+            import asyncpg
+
+            conn = await asyncpg.connect(POSTGRES_DSN)
+            await conn.execute(f'DROP TABLE IF EXISTS "{self.name}", "{self.name}_meta"')
+            await conn.close()
+        elif self.kind == "nats":
+            import contextlib
+
+            import nats
+
+            nc = await nats.connect(NATS_URL)
+            with contextlib.suppress(Exception):
+                await nc.jetstream().delete_stream(self.name)
+            await nc.close()
+
+
+BACKENDS = ["memory", "redis", "postgres", "nats"]
+_PORTS = {"redis": ("Redis", 6379), "postgres": ("PostgreSQL", 5432), "nats": ("NATS", 4222)}
+
+
+@pytest.fixture(params=BACKENDS)
+async def shared(request: pytest.FixtureRequest) -> AsyncIterator[SharedStream]:
+    """One fresh shared stream on each backend in turn (memory, Redis, PostgreSQL, NATS)."""
+    kind: str = request.param
+    if kind in _PORTS:
+        require_service(*_PORTS[kind])
+    stream = SharedStream(kind, unique_name("refetch_t"))
+    try:
+        yield stream
+    finally:
+        await stream.cleanup()
+
+
+class TcpProxy:
+    """A loopback TCP proxy that a test can cut (broker gone) and restore (broker back)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._pipes.update((writer, up_writer))
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._pipes.difference_update((writer, up_writer))
+
+    async def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for pipe in list(self._pipes):
+            pipe.transport.abort()
+        self._pipes.clear()
+
+    async def restore(self) -> None:
+        await self.start()
+
+
+@pytest.fixture
+async def tcp_proxy() -> AsyncIterator[Callable[[int], Any]]:
+    proxies: list[TcpProxy] = []
+
+    async def make(target_port: int) -> TcpProxy:
+        proxy = TcpProxy(target_port)
+        await proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        await proxy.cut()

@@ -1,0 +1,199 @@
+"""The backend contract: move bytes between instances and give them global positions.
+
+A backend knows nothing of update types or connections. It appends opaque payloads to
+one shared, ordered stream (a Redis stream, a PostgreSQL table, a JetStream stream) and
+reads them back in order. The hub turns a position into a cursor ``<epoch>.<position>``;
+the epoch names the stream, so a cursor from another deployment (or from a stream that
+was wiped and recreated) is recognised as foreign and answered with ``resync``.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+from .._exceptions import ConfigurationError, PublishError
+from .._update import Update
+
+#: PostgreSQL's NOTIFY takes at most 8000 bytes; every backend keeps to the same
+#: bound so an app can switch backends without finding a new failure.
+MAX_PAYLOAD = 7900
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class Entry(NamedTuple):
+    """One payload at its position in the shared stream (positions strictly increase)."""
+
+    position: int
+    payload: bytes
+
+
+class StreamGap(Exception):
+    """Entries after the requested position were dropped (trimmed, or the stream reset)."""
+
+
+class Backend(abc.ABC):
+    """A shared, ordered stream of payloads. Positions are non-negative ints, 0 = empty."""
+
+    #: The broker's address without credentials, for messages and logs.
+    url: str = ""
+
+    @abc.abstractmethod
+    async def connect(self) -> str:
+        """Reach the broker, create the stream if needed, return its epoch.
+
+        Idempotent: the hub calls it again after losing the broker, and a changed
+        epoch means the stream was recreated. Raises ``BackendUnavailable``.
+        """
+
+    @abc.abstractmethod
+    async def head(self) -> int:
+        """The position of the newest entry (0 when there is none)."""
+
+    @abc.abstractmethod
+    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+        """Append payloads in order; return their positions. Raises on failure."""
+
+    @abc.abstractmethod
+    def read(self, after: int) -> AsyncIterator[list[Entry]]:
+        """Every entry after ``after``, in order, as batches, forever.
+
+        Raises ``StreamGap`` if entries after ``after`` were dropped, and any other
+        exception when the broker is lost (the hub reconnects and reads again).
+        """
+
+    @abc.abstractmethod
+    async def replay(self, after: int, upto: int) -> list[Entry] | None:
+        """The entries in ``(after, upto]``, or ``None`` when some were dropped.
+
+        ``upto`` is a position that ``read()`` has returned: only those are final
+        (a PostgreSQL row becomes readable once older transactions end).
+        """
+
+    @abc.abstractmethod
+    async def ping(self) -> None:
+        """One round trip to the broker; raises when it cannot be reached."""
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Release connections this backend opened (never a client it was given)."""
+
+
+def check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ConfigurationError(
+            f"{kind} {name!r} must be letters, digits and underscores (at most 63), "
+            "not starting with a digit"
+        )
+    return name
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def encode_update(update: Update) -> bytes:
+    """The compact wire form: ``{"t": type, "k": key, "a": [scopes]}`` (k, a optional)."""
+    body: dict[str, object] = {"t": update.type}
+    if update.key is not None:
+        body["k"] = update.key
+    if update.audience is not None:
+        body["a"] = sorted(update.audience)
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(payload) > MAX_PAYLOAD:
+        raise PublishError(
+            f"update {update.type!r} encodes to {len(payload)} bytes, more than the "
+            f"{MAX_PAYLOAD} a backend carries: use shorter keys or fewer audience scopes"
+        )
+    return payload
+
+
+def encode_resync_marker(reason: str) -> bytes:
+    """A marker that tells every instance to send ``resync`` to all its clients."""
+    return json.dumps({"r": reason}, separators=(",", ":")).encode()
+
+
+def decode_update(payload: bytes) -> Update | str:
+    """An ``Update`` (without cursor), or the reason of a resync marker. Raises ValueError."""
+    body = json.loads(payload)
+    if not isinstance(body, dict):
+        raise ValueError(f"not an update: {payload[:80]!r}")
+    if "r" in body:
+        return str(body["r"])
+    type_, key, audience = body.get("t"), body.get("k"), body.get("a")
+    if not isinstance(type_, str) or (key is not None and not isinstance(key, str)):
+        raise ValueError(f"not an update: {payload[:80]!r}")
+    if audience is not None:
+        if not isinstance(audience, list) or not all(isinstance(s, str) for s in audience):
+            raise ValueError(f"not an update: {payload[:80]!r}")
+        return Update(type_, key, frozenset(audience))
+    return Update(type_, key, None)
+
+
+def backend_from_url(url: str) -> Backend | None:
+    """The backend a URL names; ``None`` for ``memory://`` (no broker: the local hub)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        return None
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis import RedisBackend
+
+        return RedisBackend(url)
+    if scheme in ("postgres", "postgresql"):
+        from .postgres import PostgresBackend
+
+        return PostgresBackend(url)
+    if scheme in ("nats", "tls"):
+        from .nats import NatsBackend  # type: ignore[import-untyped,unused-ignore]
+
+        backend: Backend = NatsBackend(url)
+        return backend
+    raise ConfigurationError(
+        f"unknown backend URL {redact(url)!r}: use memory://, redis://host:6379/0, "
+        "postgresql://user@host/db or nats://host:4222"
+    )
+
+
+def split_options(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """Take refetch's own query parameters (``?stream=...``) out of a broker URL."""
+    from urllib.parse import parse_qsl, urlencode
+
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in names:
+            ours[name] = value
+        else:
+            rest.append((name, value))
+    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+
+
+class Backoff:
+    """Exponential backoff with full jitter, for reconnect loops."""
+
+    def __init__(self, first: float = 0.05, cap: float = 5.0) -> None:
+        self.first = first
+        self.cap = cap
+        self.attempt = 0
+
+    def next(self) -> float:
+        import random
+
+        delay = min(self.cap, self.first * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0

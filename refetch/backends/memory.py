@@ -1,0 +1,76 @@
+"""An in-process broker: several UpdateServices in one process share one stream.
+
+``UpdateService(types)`` (or ``backend="memory://"``) needs no backend at all: the hub
+assigns cursors itself. ``MemoryBackend()`` exists to run the multi-instance code path
+without a service (tests, examples), and it is the reference for the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+
+from .._exceptions import ConfigurationError
+from ._base import Backend, Entry, StreamGap
+
+
+class MemoryBackend(Backend):
+    """A bounded stream (``max_entries``) in this process; positions count from 1."""
+
+    def __init__(self, *, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ConfigurationError("max_entries must be >= 1")
+        self.url = "memory://"
+        self.max_entries = max_entries
+        self._epoch = secrets.token_hex(4)
+        self._entries: deque[Entry] = deque()
+        self._last = 0
+        self._dropped = 0  # position of the newest entry that was trimmed
+        self._changed = asyncio.Condition()
+
+    async def connect(self) -> str:
+        return self._epoch
+
+    async def head(self) -> int:
+        return self._last
+
+    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+        positions = []
+        for payload in payloads:
+            self._last += 1
+            self._entries.append(Entry(self._last, bytes(payload)))
+            positions.append(self._last)
+        while len(self._entries) > self.max_entries:
+            self._dropped = self._entries.popleft().position
+        async with self._changed:
+            self._changed.notify_all()
+        return positions
+
+    async def read(self, after: int) -> AsyncIterator[list[Entry]]:
+        while True:
+            if after < self._dropped:
+                raise StreamGap(f"entries after {after} were trimmed")
+            # Positions are contiguous from _dropped + 1, so this is an index.
+            batch = list(itertools.islice(self._entries, after - self._dropped, None))
+            if batch:
+                after = batch[-1].position
+                yield batch
+                continue
+            async with self._changed:
+                while self._last <= after:
+                    await self._changed.wait()
+
+    async def replay(self, after: int, upto: int) -> list[Entry] | None:
+        if after < self._dropped:
+            return None
+        start = after - self._dropped
+        return list(itertools.islice(self._entries, start, max(start, upto - self._dropped)))
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,160 @@
+"""NATS JetStream: one stream, its sequence numbers as positions, ordered consumers to read.
+
+JetStream sequences are contiguous, so a gap (trimmed by ``max_msgs``) is detected
+exactly: a message whose sequence is not the next one means entries were dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from .._exceptions import BackendUnavailable, ConfigurationError
+from ._base import Backend, Entry, StreamGap, check_name, redact, split_options
+
+
+class NatsBackend(Backend):
+    """A JetStream stream ``stream`` on subject ``<stream>.updates``, capped at ``max_entries``.
+
+    ``NatsBackend("nats://host:4222")`` opens its own connection;
+    ``NatsBackend(client=nc)`` uses one the app has (and never closes it). The URL
+    query parameters ``stream`` and ``max_entries`` set the same options.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        stream: str = "refetch_updates",
+        max_entries: int = 100_000,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("give NatsBackend a url or a client, not both")
+        options: dict[str, str] = {}
+        if url is not None:
+            url, options = split_options(url, ("stream", "max_entries"))
+        self.stream = check_name("stream name", options.get("stream", stream))
+        self.subject = f"{self.stream}.updates"
+        self.max_entries = int(options.get("max_entries", max_entries))
+        if self.max_entries < 1:
+            raise ConfigurationError("max_entries must be >= 1")
+        self._url = url
+        self._nc = client
+        self._owned = client is None
+        self.url = redact(url) if url is not None else "nats (client given by the app)"
+
+    @property
+    def _js(self) -> Any:
+        if self._nc is None:
+            raise BackendUnavailable(f"NatsBackend({self.url}) is not connected")
+        return self._nc.jetstream()
+
+    async def connect(self) -> str:
+        import nats
+        from nats.js.api import StreamConfig
+
+        try:
+            if self._nc is None or (self._owned and self._nc.is_closed):
+                # nats-py retries the first connection forever with reconnects on:
+                # bound it, so an unreachable server is an error at start.
+                async with asyncio.timeout(5):
+                    self._nc = await nats.connect(
+                        servers=[str(self._url)],
+                        connect_timeout=2,
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        error_cb=_log_error,
+                    )
+            config = StreamConfig(
+                name=self.stream, subjects=[self.subject], max_msgs=self.max_entries
+            )
+            try:
+                info = await self._js.add_stream(config)
+            except Exception:  # exists with another config: use it as it is
+                info = await self._js.stream_info(self.stream)
+        except Exception as exc:
+            raise BackendUnavailable(f"cannot reach NATS JetStream at {self.url}: {exc!r}") from exc
+        # The creation time names this incarnation of the stream.
+        return hashlib.sha1(str(info.created).encode()).hexdigest()[:8]
+
+    async def _state(self) -> Any:
+        return (await self._js.stream_info(self.stream)).state
+
+    async def head(self) -> int:
+        return int((await self._state()).last_seq)
+
+    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+        js = self._js
+        acks = await asyncio.gather(
+            *(js.publish(self.subject, bytes(p), stream=self.stream, timeout=5) for p in payloads)
+        )
+        return [int(ack.seq) for ack in acks]
+
+    async def _subscribe(self, after: int) -> Any:
+        from nats.js.api import ConsumerConfig, DeliverPolicy
+
+        return await self._js.subscribe(
+            self.subject,
+            stream=self.stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=after + 1
+            ),
+        )
+
+    def _gap(self, state: Any, after: int) -> bool:
+        return int(state.first_seq) > after + 1 and int(state.last_seq) > after
+
+    async def read(self, after: int) -> AsyncIterator[list[Entry]]:
+        if self._gap(await self._state(), after):
+            raise StreamGap(f"stream {self.stream} was trimmed past {after}")
+        sub = await self._subscribe(after)
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=1.0)
+                except TimeoutError:
+                    if not self._nc.is_connected:
+                        raise ConnectionError(f"lost the connection to {self.url}") from None
+                    continue
+                seq = int(msg.metadata.sequence.stream)
+                if seq <= after:
+                    continue
+                if seq != after + 1:
+                    raise StreamGap(f"stream {self.stream} jumped from {after} to {seq}")
+                after = seq
+                yield [Entry(seq, msg.data)]
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def replay(self, after: int, upto: int) -> list[Entry] | None:
+        if upto <= after:
+            return []
+        if self._gap(await self._state(), after):
+            return None
+        entries: list[Entry] = []
+        async for batch in self.read(after):
+            entries += [e for e in batch if e.position <= upto]
+            if batch[-1].position >= upto:
+                return entries
+        return entries
+
+    async def ping(self) -> None:
+        await self._nc.flush(timeout=5)
+
+    async def aclose(self) -> None:
+        if self._owned and self._nc is not None and not self._nc.is_closed:
+            nc, self._nc = self._nc, None
+            await nc.close()
+
+
+async def _log_error(exc: Exception) -> None:
+    # nats-py prints every failed reconnect attempt by default; the hub logs the outage.
+    logging.getLogger("refetch.backends").debug("nats: %r", exc)
