@@ -1,0 +1,25 @@
+import { useSSEUpdates } from "refetch/react";
+import type { UpdateSource } from "refetch";
+import { createContext, useContext, type ReactNode } from "react";
+
+const StreamContext = createContext<UpdateSource | null>(null);
+
+// The package keeps `globalThis.fetch` in a field and calls it as a method, which browsers reject
+// ("Illegal invocation"); a wrapper keeps `this` right until the package binds it itself.
+const windowFetch: typeof fetch = (input, init) => window.fetch(input, init);
+
+/** Opens the one update stream of the app and lets the indicator see it. */
+export function LiveUpdates({ children }: { children: ReactNode }) {
+  const source = useSSEUpdates({ url: "/api/updates", fetch: windowFetch });
+  return <StreamContext.Provider value={source}>{children}</StreamContext.Provider>;
+}
+
+export function useStream(): UpdateSource | null {
+  return useContext(StreamContext);
+}
+
+/** Whether this tab holds the browser's one connection (the others get its events relayed). */
+export function isLeader(source: UpdateSource | null): boolean | null {
+  if (!source || !("isLeader" in source)) return null;
+  return Boolean((source as { isLeader: boolean }).isLeader);
+}
