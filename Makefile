@@ -5,22 +5,28 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint typecheck pytest js-test bench bench-full clean
+.PHONY: run run-example test lint typecheck pytest js-test bench bench-full clean
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
 	$(UV) sync --locked
 	@touch $@
 
+# The reference portal on http://127.0.0.1:8000 and its simulated external APIs on :3000.
 run: $(VENV)/.synced
+	$(PY) -m portal.simulator & SIM=$$!; trap "kill $$SIM 2>/dev/null" EXIT INT TERM; $(PY) -m portal
+
+# The smallest app: notifies `progress` on a timer (examples/timer.py).
+run-example: $(VENV)/.synced
 	$(PY) -m examples.timer
 
 lint: $(VENV)/.synced
-	$(VENV)/bin/ruff check refetch tests examples bench
-	$(VENV)/bin/ruff format --check refetch tests examples bench
+	$(VENV)/bin/ruff check refetch portal tests examples bench
+	$(VENV)/bin/ruff format --check refetch portal tests examples bench
 
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy portal
 
 pytest: $(VENV)/.synced
 	$(VENV)/bin/pytest -q
