@@ -14,7 +14,8 @@ export function StaleBanner() {
   const down = sources.filter(([, data]) => data?.stale && data.error !== "not fetched yet");
   if (down.length === 0) return null;
   const names = down.map(([name]) => name);
-  const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+  const joined = names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names.at(-1)}`;
+  const list = joined.charAt(0).toUpperCase() + joined.slice(1);
   return (
     <div className="banner warning" role="alert" data-testid="stale-banner">
       <strong>Data may be outdated.</strong> {list} {names.length === 1 ? "is" : "are"} not answering;

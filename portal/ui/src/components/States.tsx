@@ -43,8 +43,10 @@ export function InlineError({ error }: { error: unknown }) {
   );
 }
 
+const TRANSITIONAL = new Set(["provisioning", "starting", "stopping", "deleting", "creating", "reconciling"]);
+
 export function StatusBadge({ status }: { status: string }) {
-  const busy = /ing$/.test(status);
+  const busy = TRANSITIONAL.has(status);
   return (
     <span className={`badge badge-${status}`} data-testid="status">
       {busy && <span className="spinner tiny" aria-hidden />}
