@@ -44,5 +44,12 @@ js-test: js/dist/index.js $(VENV)/.synced
 
 test: lint typecheck pytest js-test
 
+# Benchmarks (not part of `make test`): refetch against a naive baseline, in one invocation.
+bench: $(VENV)/.synced
+	$(PY) bench/run.py --profile quick
+
+bench-full: $(VENV)/.synced
+	$(PY) bench/run.py --profile full
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
