@@ -95,7 +95,7 @@ def test_progress_bar_and_outdated_banner(stack: Stack, new_context) -> None:
     stack.set_mode("state", "fail")
     banner = page.get_by_test_id("stale-banner")
     expect(banner).to_be_visible(timeout=15_000)
-    expect(banner).to_contain_text("the progress feed")
+    expect(banner).to_contain_text(re.compile("progress feed", re.IGNORECASE))
     expect(page.get_by_test_id("progress")).to_have_attribute("aria-valuenow", "57")
     screenshot(page, "outdated-banner")
 
