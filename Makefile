@@ -5,7 +5,8 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run run-example test lint typecheck pytest js-test bench bench-full clean
+.PHONY: run run-example test lint typecheck pytest js-test ui ui-client-check generate-client e2e bench bench-full clean
+UI := portal/ui
 
 $(VENV)/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
@@ -13,7 +14,7 @@ $(VENV)/.synced: pyproject.toml uv.lock
 	@touch $@
 
 # The reference portal on http://127.0.0.1:8000 and its simulated external APIs on :3000.
-run: $(VENV)/.synced
+run: $(VENV)/.synced $(UI)/dist/index.html
 	$(PY) -m portal.simulator & SIM=$$!; trap "kill $$SIM 2>/dev/null" EXIT INT TERM; $(PY) -m portal
 
 # The smallest app: notifies `progress` on a timer (examples/timer.py).
@@ -28,7 +29,8 @@ typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy portal
 
-pytest: $(VENV)/.synced
+# Includes the browser tests in tests/e2e (Debian's chromium at /usr/bin/chromium).
+pytest: $(VENV)/.synced $(UI)/dist/index.html
 	$(VENV)/bin/pytest -q
 
 js/node_modules/.installed: js/package.json js/package-lock.json
@@ -42,7 +44,28 @@ js/dist/index.js: js/node_modules/.installed $(wildcard js/src/*.ts js/src/*.tsx
 js-test: js/dist/index.js $(VENV)/.synced
 	cd js && npm run typecheck && npm test
 
-test: lint typecheck pytest js-test
+$(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+	@touch $@
+
+# The UI links ../../js, so the package is built first.
+$(UI)/dist/index.html: $(UI)/node_modules/.installed js/dist/index.js $(shell find $(UI)/src -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts
+	cd $(UI) && npm run build
+
+ui: $(UI)/dist/index.html
+
+# Regenerate the typed API client from the portal's OpenAPI schema.
+generate-client: $(UI)/node_modules/.installed $(VENV)/.synced
+	cd $(UI) && npm run generate
+
+# Fails when the committed client is out of date with the backend.
+ui-client-check: $(UI)/node_modules/.installed $(VENV)/.synced
+	cd $(UI) && npm run check-client
+
+e2e: $(VENV)/.synced $(UI)/dist/index.html
+	$(VENV)/bin/pytest tests/e2e -m e2e -q
+
+test: lint typecheck ui-client-check pytest js-test
 
 # Benchmarks (not part of `make test`): refetch against a naive baseline, in one invocation.
 bench: $(VENV)/.synced

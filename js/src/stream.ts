@@ -76,10 +76,13 @@ export class UpdateStream implements UpdateSource {
     if (!options || !options.url) {
       throw new TypeError('UpdateStream needs a url, e.g. new UpdateStream({ url: "/api/updates" })');
     }
-    const fetchImpl = options.fetch ?? globalThis.fetch;
-    if (typeof fetchImpl !== "function") {
+    if (!options.fetch && typeof globalThis.fetch !== "function") {
       throw new TypeError("UpdateStream needs fetch: pass options.fetch on a platform without it");
     }
+    // Browsers reject `fetch` called with any `this` but the window ("Illegal invocation"),
+    // so the global one is never stored as a method of ours.
+    const fetchImpl: typeof fetch =
+      options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
     this.#options = options;
     this.#fetch = fetchImpl;
     this.#random = options.random ?? Math.random;

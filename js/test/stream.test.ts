@@ -52,6 +52,27 @@ describe("fullJitterDelay", () => {
 });
 
 describe("UpdateStream", () => {
+  it("test_calls_the_global_fetch_unbound_as_browsers_require", async () => {
+    const original = globalThis.fetch;
+    const receivers: unknown[] = [];
+    // Like Chromium: calling fetch with a foreign `this` is an "Illegal invocation".
+    globalThis.fetch = function (this: unknown, input: RequestInfo | URL, init?: RequestInit) {
+      receivers.push(this);
+      if (this !== undefined && this !== globalThis) throw new TypeError("Illegal invocation");
+      return server.fetch(input, init);
+    } as typeof fetch;
+    try {
+      stream = new UpdateStream({ url: "http://app.test/api/updates", random: () => 0.5, logger });
+      stream.start();
+      await settle();
+      expect(receivers.length).toBe(1);
+      expect(server.last.url.pathname).toBe("/api/updates");
+      expect(logger.warn).not.toHaveBeenCalled();
+    } finally {
+      globalThis.fetch = original;
+    }
+  });
+
   it("test_requests_the_stream_with_types_accept_and_credentials", async () => {
     open({ types: ["projects", "compute"], credentials: "include", headers: { Authorization: "Bearer t" } });
     await settle();

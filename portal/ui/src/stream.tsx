@@ -4,13 +4,9 @@ import { createContext, useContext, type ReactNode } from "react";
 
 const StreamContext = createContext<UpdateSource | null>(null);
 
-// The package keeps `globalThis.fetch` in a field and calls it as a method, which browsers reject
-// ("Illegal invocation"); a wrapper keeps `this` right until the package binds it itself.
-const windowFetch: typeof fetch = (input, init) => window.fetch(input, init);
-
 /** Opens the one update stream of the app and lets the indicator see it. */
 export function LiveUpdates({ children }: { children: ReactNode }) {
-  const source = useSSEUpdates({ url: "/api/updates", fetch: windowFetch });
+  const source = useSSEUpdates({ url: "/api/updates" });
   return <StreamContext.Provider value={source}>{children}</StreamContext.Provider>;
 }
 
