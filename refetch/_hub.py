@@ -63,6 +63,10 @@ class Statistics:
     cursor: str
 
 
+class _TimedOut(Exception):
+    """A publish that local clients were already told about, then failed."""
+
+
 class UpdateService:
     """The central notification hub.
 
@@ -155,6 +159,7 @@ class UpdateService:
         self._backend_tasks: list[asyncio.Task[None]] = []
         self.catch_up_timeout = 5.0
         self.publish_timeout = 10.0
+        self.local_fallback_after = 1.0
 
         self._updates = 0
         self._frames = 0
@@ -751,8 +756,13 @@ class UpdateService:
             while self._outbox:
                 batch = [self._outbox.popleft() for _ in range(min(500, len(self._outbox)))]
                 try:
-                    async with asyncio.timeout(self.publish_timeout):
-                        positions = await backend.publish([payload for _, payload, _ in batch])
+                    positions = await self._publish_batch(backend, batch)
+                except _TimedOut as exc:
+                    cause = exc.__cause__
+                    failure = cause if isinstance(cause, Exception) else exc
+                    self._publish_failed(backend, failure, batch, told=True)
+                    self._publish_wake.set()
+                    break
                 except Exception as exc:
                     self._publish_failed(backend, exc, batch)
                     self._publish_wake.set()
@@ -760,6 +770,26 @@ class UpdateService:
                 for (_, _, future), position in zip(batch, positions, strict=True):
                     if future is not None and not future.done():
                         future.set_result(f"{self._epoch}.{position}")
+
+    async def _publish_batch(
+        self, backend: Backend, batch: list[tuple[Update, bytes, asyncio.Future[str] | None]]
+    ) -> list[int]:
+        loop = self._loop
+        assert loop is not None
+        task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
+        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        if done:
+            return task.result()
+        # The broker is slow to answer (a stalled connection, a reconnecting client):
+        # local clients should not wait for it. What we told them, we do not repeat.
+        for update, _, _ in batch:
+            self._deliver_local(update)
+        self._flush()
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                return await task
+        except Exception as exc:
+            raise _TimedOut from exc
 
     async def _send_unsent(self, backend: Backend) -> None:
         if self._lost:
@@ -782,6 +812,7 @@ class UpdateService:
         backend: Backend,
         exc: Exception,
         batch: list[tuple[Update, bytes, asyncio.Future[str] | None]],
+        told: bool = False,
     ) -> None:
         self._publish_down = repr(exc)
         logger.warning(
@@ -790,11 +821,11 @@ class UpdateService:
             backend.url,
             exc,
         )
-        batch += self._outbox
+        waiting = list(self._outbox)
         self._outbox.clear()
-        for update, _, future in batch:
-            if self._listen_down is None:
-                self._deliver_local(update)
+        for i, (update, _, future) in enumerate(batch + waiting):
+            if not (told and i < len(batch)):
+                self._deliver_local(update)  # twice if the listener is down too: harmless
             if future is not None:
                 if not future.done():
                     future.set_exception(
