@@ -144,3 +144,33 @@ async def _rollback_then_commit(stream: SharedStream, a: Instance, b: Instance) 
         for s in (on_a, on_b):
             await wait_for(lambda s=s: ("projects", "committed") in s.invalidated(), 10)
             assert ("projects", "rolled-back") not in s.invalidated()
+
+
+async def test_notify_in_an_sqlalchemy_transaction_is_delivered_on_commit_only(
+    postgres_dsn: str,
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from refetch import UpdatesEndpoint, UpdateService
+    from refetch.backends.postgres import notify_in_sqlalchemy
+
+    from .conftest import TYPES, serve
+
+    shared = SharedStream("postgres", unique_name("refetch_sa"))
+    engine = create_async_engine(POSTGRES_DSN.replace("postgresql://", "postgresql+asyncpg://"))
+    try:
+        async with (
+            UpdateService(TYPES, backend=shared.url(), close_on_signals=False) as hub,
+            serve(UpdatesEndpoint(hub)) as url,
+            Stream(url) as client,
+        ):
+            async with engine.connect() as conn:
+                await notify_in_sqlalchemy(conn, "projects", "rolled-back", table=shared.name)
+                await conn.rollback()
+            async with engine.begin() as conn:
+                await notify_in_sqlalchemy(conn, "projects", "committed", table=shared.name)
+            await wait_for(lambda: ("projects", "committed") in client.invalidated(), 10)
+            assert ("projects", "rolled-back") not in client.invalidated()
+    finally:
+        await engine.dispose()
+        await shared.cleanup()

@@ -140,10 +140,11 @@ class NatsBackend(Backend):
         if self._gap(await self._state(), after):
             return None
         entries: list[Entry] = []
-        async for batch in self.read(after):
-            entries += [e for e in batch if e.position <= upto]
-            if batch[-1].position >= upto:
-                return entries
+        async with contextlib.aclosing(self.read(after)) as reader:  # type: ignore[type-var]
+            async for batch in reader:
+                entries += [e for e in batch if e.position <= upto]
+                if batch[-1].position >= upto:
+                    break
         return entries
 
     async def ping(self) -> None:
