@@ -29,9 +29,11 @@ typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy portal
 
-# Includes the browser tests in tests/e2e (Debian's chromium at /usr/bin/chromium).
+# The browser tests (Playwright's sync API, Debian's chromium) run in a pytest process of
+# their own: Playwright leaves an event loop behind that the asyncio tests cannot share.
 pytest: $(VENV)/.synced $(UI)/dist/index.html
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --ignore=tests/e2e
+	$(VENV)/bin/pytest -q tests/e2e -m e2e
 
 js/node_modules/.installed: js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund
