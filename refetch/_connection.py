@@ -15,9 +15,11 @@ NEVER = float("-inf")
 class Connection:
     """The hub's state for one SSE stream.
 
-    It holds a *pending set* (type -> keys, ``None`` meaning the whole type), never a
-    queue, so a slow client costs bounded memory and loses nothing: its next frame
-    carries everything merged.
+    It holds a *pending set* (type -> keys, ``None`` meaning the whole type) of the
+    updates addressed to an audience, never a queue, so a slow client costs bounded
+    memory and loses nothing: its next frame carries everything merged. Updates for
+    everyone are not copied into each pending set; the hub keeps them per type and
+    merges them in when it writes (``told``).
     """
 
     __slots__ = (
@@ -33,6 +35,7 @@ class Connection:
         "scopes",
         "send",
         "task",
+        "told",
         "types",
         "writer",
     )
@@ -52,6 +55,9 @@ class Connection:
         self.task = task
         self.pending: dict[str, set[str] | None] = {}
         self.pending_cursor = ""
+        # The hub's mark count when this stream was last told everything sent to all
+        # of its types: what was broadcast since is computed per type at write time.
+        self.told = 0
         self.last_invalidate = NEVER
         self.last_write = NEVER
         self.writer: asyncio.Task[None] | None = None
@@ -145,8 +151,9 @@ _last_chunk: tuple[bytes, bytes] = (b"", b"")
 def _chunk(body: bytes) -> bytes:
     """``body`` in HTTP/1.1 chunked framing; a fan-out frames the same bytes once."""
     global _last_chunk
-    if _last_chunk[0] is body:
-        return _last_chunk[1]
+    last = _last_chunk  # read once: hubs in other threads may swap it
+    if last[0] is body:
+        return last[1]
     chunk = b"%x\r\n%b\r\n" % (len(body), body)
     _last_chunk = (body, chunk)
     return chunk

@@ -139,6 +139,19 @@ class UpdateService:
         self._connections: set[Connection] = set()
         self._by_type: dict[str, set[Connection]] = {t: set() for t in names}
         self._by_scope: dict[str, set[Connection]] = {}
+        # Subscribers with nothing to write and no write scheduled: the only ones an
+        # update for everyone has to touch. The others merge it in when they write.
+        self._idle: dict[str, set[Connection]] = {t: set() for t in names}
+        # Updates for everyone, per type, numbered by ``_marks`` (every merged update
+        # counts, with or without a broker position): the last one, the last one for
+        # the whole type, and the newest keys (max_keys + 1 of them are enough to
+        # tell "these keys" from "too many: the whole type").
+        self._marks = 0
+        self._type_last: dict[str, int] = dict.fromkeys(names, 0)
+        self._type_whole: dict[str, int] = dict.fromkeys(names, 0)
+        self._type_keys: dict[str, deque[tuple[int, str]]] = {
+            t: deque(maxlen=max_keys + 1) for t in names
+        }
         self._dirty: list[Connection] = []
         self._buckets: dict[float, tuple[asyncio.TimerHandle, list[Connection]]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -351,9 +364,24 @@ class UpdateService:
 
     def _mark(self, update: Update) -> int:
         type_, key, cursor, audience = update.type, update.key, update.cursor, update.audience
+        self._marks += 1
         if audience is None:
-            candidates: Iterable[Connection] = self._by_type[type_]
-        elif len(audience) == 1:
+            # For everyone: O(1) plus the subscribers that were idle. Under a storm
+            # nearly all of them already wait for their next write, and merge this
+            # update in then (``_news``), so a notify does not walk every connection.
+            mark = self._marks
+            self._type_last[type_] = mark
+            if key is None:
+                self._type_whole[type_] = mark
+            else:
+                self._type_keys[type_].append((mark, key))
+            subscribers = len(self._by_type[type_])
+            idle = self._idle[type_]
+            self._coalesced += subscribers - len(idle)
+            for conn in list(idle):
+                self._schedule(conn)
+            return subscribers
+        if len(audience) == 1:
             (scope,) = audience
             candidates = [c for c in self._by_scope.get(scope, ()) if type_ in c.types]
         else:
@@ -363,15 +391,67 @@ class UpdateService:
             candidates = [c for c in found if type_ in c.types]
         reached = 0
         max_keys = self.max_keys
-        dirty = self._dirty
         for conn in candidates:
             reached += 1
             if conn.add(type_, key, cursor, max_keys):
                 self._coalesced += 1
             if not conn.scheduled and conn.writer is None:
-                conn.scheduled = True
-                dirty.append(conn)
+                self._schedule(conn)
         return reached
+
+    def _schedule(self, conn: Connection) -> None:
+        for type_ in conn.types:
+            self._idle[type_].discard(conn)
+        conn.scheduled = True
+        self._dirty.append(conn)
+
+    def _rest(self, conn: Connection) -> None:
+        for type_ in conn.types:
+            self._idle[type_].add(conn)
+
+    def _has_news(self, conn: Connection) -> bool:
+        if conn.pending:
+            return True
+        told = conn.told
+        type_last = self._type_last
+        return any(type_last[t] > told for t in conn.types)
+
+    def _settle(self, conn: Connection) -> None:
+        """After a write: schedule the next one if there is news, else wait idle."""
+        if conn.closing is not None or conn.writer is not None or conn.scheduled:
+            return
+        if self._has_news(conn):
+            self._schedule(conn)
+            self._wake_flush()
+        else:
+            self._rest(conn)
+
+    def _wake_flush(self) -> None:
+        loop = self._loop
+        if loop is not None and not self._wakeup_pending:
+            self._wakeup_pending = True
+            loop.call_soon(self._drain)
+
+    def _news(self, told: int, types: frozenset[str]) -> dict[str, set[str] | None]:
+        """What was sent to everyone, per type of ``types``, since mark ``told``."""
+        news: dict[str, set[str] | None] = {}
+        for type_ in self.types:
+            if type_ not in types or self._type_last[type_] <= told:
+                continue
+            if self._type_whole[type_] > told:
+                news[type_] = None
+                continue
+            log = self._type_keys[type_]
+            if len(log) == log.maxlen and log[0][0] > told:
+                news[type_] = None  # more than max_keys keys since: the whole type
+                continue
+            keys: set[str] = set()
+            for mark, key in reversed(log):
+                if mark <= told:
+                    break
+                keys.add(key)
+            news[type_] = keys
+        return news
 
     # -- writing -------------------------------------------------------------------
 
@@ -383,7 +463,7 @@ class UpdateService:
         if now is None:
             now = loop.time()
         dirty, self._dirty = self._dirty, []
-        frames: dict[object, bytes] = {}
+        frames: dict[object, tuple[bytes, int]] = {}
         interval = self.min_interval
         for conn in dirty:
             if conn.closing is not None:
@@ -394,8 +474,12 @@ class UpdateService:
                 self._defer(conn, due)
                 continue
             conn.scheduled = False
-            if conn.writer is None and conn.pending:
+            if conn.writer is not None:
+                continue  # _after_write settles it
+            if self._has_news(conn):
                 self._write_pending(conn, now, frames)
+            else:
+                self._rest(conn)
 
     def _defer(self, conn: Connection, due: float) -> None:
         # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
@@ -420,19 +504,40 @@ class UpdateService:
                 self._dirty.append(conn)
         self._flush(max(loop.time(), at))
 
-    def _write_pending(self, conn: Connection, now: float, frames: dict[object, bytes]) -> None:
-        pending, cursor = conn.take()
-        signature = (
-            cursor,
-            tuple((t, None if k is None else frozenset(k)) for t, k in pending.items()),
-        )
-        frame = frames.get(signature)
-        if frame is None:
-            frame = frames[signature] = encode_invalidate(cursor, pending)
+    def _write_pending(
+        self, conn: Connection, now: float, frames: dict[object, tuple[bytes, int]]
+    ) -> None:
+        # Everything merged so far is in this frame, so its id is the hub's cursor;
+        # connections that were last told at the same mark share one encoded frame.
+        told, conn.told = conn.told, self._marks
+        targeted, _ = conn.take()
+        signature: object = (told, conn.types)
+        if targeted:
+            signature = (
+                told,
+                conn.types,
+                tuple((t, None if k is None else frozenset(k)) for t, k in targeted.items()),
+            )
+        cached = frames.get(signature)
+        if cached is None:
+            pending = self._news(told, conn.types)
+            for type_, keys in targeted.items():
+                if type_ not in pending:
+                    pending[type_] = keys
+                elif keys is None or pending[type_] is None:
+                    pending[type_] = None
+                else:
+                    merged = pending[type_] or set()
+                    merged |= keys
+                    pending[type_] = None if len(merged) > self.max_keys else merged
+            cached = frames[signature] = (encode_invalidate(self.cursor, pending), len(pending))
+        frame, entries = cached
         conn.last_invalidate = now
         self._frames += 1
-        self._deliveries += len(pending)
+        self._deliveries += entries
         self._write(conn, frame, now)
+        if conn.writer is None:
+            self._rest(conn)
 
     def _write(self, conn: Connection, frame: bytes, now: float) -> None:
         try:
@@ -451,10 +556,7 @@ class UpdateService:
         if task.exception() is not None:
             self._abort(conn, "send failed")
             return
-        if conn.pending and not conn.scheduled:
-            conn.scheduled = True
-            self._dirty.append(conn)
-            self._flush()
+        self._settle(conn)
 
     def _abort(self, conn: Connection, reason: str) -> None:
         if conn.closing is None:
@@ -531,6 +633,7 @@ class UpdateService:
         loop = self._loop
         assert loop is not None
         conn = Connection(send, principal, types, task)
+        conn.told = self._marks  # the replay below covers everything until now
         now = loop.time()
         body = encode_hello(
             self.cursor,
@@ -569,6 +672,7 @@ class UpdateService:
         self._write(conn, body, now)
         if hold is not None:
             self._hold(conn, hold, now)
+        self._settle(conn)
         return conn
 
     def detach(self, conn: Connection) -> None:
@@ -580,6 +684,7 @@ class UpdateService:
         self._connections.discard(conn)
         for type_ in conn.types:
             self._by_type[type_].discard(conn)
+            self._idle[type_].discard(conn)
         self._unindex_scopes(conn)
         conn.pending.clear()
         if not self._connections:
@@ -612,6 +717,7 @@ class UpdateService:
             if principal.types is not None:
                 for type_ in conn.types - principal.types:
                     self._by_type[type_].discard(conn)
+                    self._idle[type_].discard(conn)
                     conn.pending.pop(type_, None)
                 conn.types = conn.types & principal.types
             changed += 1
@@ -934,8 +1040,10 @@ class UpdateService:
                 self._abort(conn, "resync")  # it reconnects with its cursor and hears it then
                 continue
             conn.pending.clear()
+            conn.told = self._marks
             self._resyncs += 1
             self._write(conn, frame, now)
+            self._settle(conn)
 
     def _resume_shared(
         self, conn: Connection, last_event_id: str, body: bytes, now: float
@@ -1025,13 +1133,16 @@ class UpdateService:
         result = task.result()
         # Updates that arrived while held are in the log too: rebuild from it.
         conn.pending.clear()
+        conn.told = self._marks
         missed = None if isinstance(result, str) else self._replay.since(result[1])
         if missed is None:
             self._resyncs += 1
             reason = result if isinstance(result, str) else "cursor too old"
             self._write(conn, encode_resync(self.cursor, reason), now)
+            self._settle(conn)
             return
         assert not isinstance(result, str)
         body = self._replay_frame(conn, [*result[0], *missed], now)
         if body:
             self._write(conn, body, now)
+        self._settle(conn)

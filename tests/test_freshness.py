@@ -76,7 +76,7 @@ async def run(ops: list[tuple[object, ...]]) -> None:
         Client(frozenset(), frozenset({"progress", "compute"})),
     ]
     async with UpdateService(
-        TYPES, min_interval=0.002, replay_size=6, max_keys=2, close_on_signals=False
+        TYPES, min_interval=0.02, replay_size=6, max_keys=2, close_on_signals=False
     ) as service:
 
         def connect(client: Client) -> None:

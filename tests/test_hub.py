@@ -159,3 +159,32 @@ async def test_reauthorize_with_fewer_types_drops_them(service: UpdateService) -
     cursor = await service.publish("progress")
     await wait_for(lambda: f"id: {cursor}".encode() in recorder.body)
     assert b'"projects"' not in recorder.body.split(b"event: hello")[1].split(b"\n", 2)[2]
+
+
+async def test_broadcast_keys_past_the_cap_collapse_to_the_whole_type() -> None:
+    async with UpdateService(TYPES, max_keys=2, min_interval=0.05, close_on_signals=False) as hub:
+        recorder = await attach(hub)
+        first = await hub.publish("projects", key="0")
+        await wait_for(lambda: f"id: {first}".encode() in recorder.body)
+        # Four keyed updates inside one coalescing window, one distinct key early on:
+        # the hub keeps only the newest max_keys + 1, so it must not claim "just 2".
+        for key in ["3", "2", "2", "2"]:
+            hub.notify("projects", key=key)
+        last = await hub.publish("images")
+        await wait_for(lambda: f"id: {last}".encode() in recorder.body)
+        frame = recorder.body.rsplit(b"event: invalidate\n", 1)[1]
+        assert frame == b'data: {"updates":[{"type":"projects"},{"type":"images"}]}\n\n'
+
+
+async def test_broadcast_keys_within_the_cap_are_sent_exactly() -> None:
+    async with UpdateService(TYPES, max_keys=3, min_interval=0.05, close_on_signals=False) as hub:
+        recorder = await attach(hub)
+        first = await hub.publish("projects", key="0")
+        await wait_for(lambda: f"id: {first}".encode() in recorder.body)
+        for key in ["2", "1", "2"]:
+            hub.notify("projects", key=key)
+        last = await hub.publish("compute", key="9", audience="nobody")  # reaches no one
+        await wait_for(lambda: hub.cursor == last)
+        await wait_for(lambda: recorder.body.count(b"event: invalidate") == 2)
+        frame = recorder.body.rsplit(b"event: invalidate\n", 1)[1]
+        assert frame == b'data: {"updates":[{"type":"projects","keys":["1","2"]}]}\n\n'
