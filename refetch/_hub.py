@@ -11,7 +11,7 @@ import secrets
 import signal
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -19,26 +19,13 @@ from typing import Any
 
 from ._auth import Principal
 from ._connection import Connection
-from ._exceptions import (
-    BackendUnavailable,
-    ConfigurationError,
-    PublishError,
-    ServiceClosed,
-    UnknownUpdateType,
-)
+from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._relay import Relay
 from ._replay import ReplayLog
 from ._sse import PING, encode_hello, encode_invalidate, encode_resync
 from ._types import Send
 from ._update import Update
-from .backends._base import (
-    Backend,
-    Backoff,
-    StreamGap,
-    backend_from_url,
-    decode_update,
-    encode_resync_marker,
-    encode_update,
-)
+from .backends._base import Backend, backend_from_url
 
 logger = logging.getLogger("refetch")
 update_logger = logging.getLogger("refetch.updates")
@@ -61,10 +48,9 @@ class Statistics:
     slow_disconnects: int
     replay_log: int
     cursor: str
-
-
-class _TimedOut(Exception):
-    """A publish that local clients were already told about, then failed."""
+    #: With a backend: why publishing / listening is failing right now (None: fine).
+    publisher_down: str | None = None
+    listener_down: str | None = None
 
 
 class UpdateService:
@@ -123,7 +109,7 @@ class UpdateService:
                 f"Backend object, not {backend!r}"
             )
         # None: one process, the hub numbers updates itself (the fast path).
-        self._backend: Backend | None = backend
+        self._relay: Relay | None = None if backend is None else Relay(self, backend)
 
         # A random epoch tells this run's cursors apart from any other run's.
         self._epoch = secrets.token_hex(4)
@@ -158,22 +144,6 @@ class UpdateService:
         self._drained = asyncio.Event()
         self._previous_handlers: dict[int, Any] = {}
 
-        # With a backend: updates wait in the outbox for the publisher task; the
-        # listener task reads the shared stream and delivers. While either is cut
-        # off, local updates go straight to local clients (see _drain_to_backend).
-        self._outbox: deque[tuple[Update, bytes, asyncio.Future[str] | None]] = deque()
-        self._outbox_limit = 10_000
-        self._unsent: deque[Update] = deque(maxlen=self._outbox_limit)
-        self._lost = False
-        self._publish_down: str | None = None
-        self._listen_down: str | None = None
-        self._publish_wake = asyncio.Event()
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._backend_tasks: list[asyncio.Task[None]] = []
-        self.catch_up_timeout = 5.0
-        self.publish_timeout = 10.0
-        self.local_fallback_after = 1.0
-
         self._updates = 0
         self._frames = 0
         self._deliveries = 0
@@ -190,8 +160,8 @@ class UpdateService:
             raise ServiceClosed("an UpdateService can be started once")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        if self._backend is not None:
-            await self._start_backend(self._backend)
+        if self._relay is not None:
+            await self._relay.start()
         self._state = "running"
         self._schedule_tick()
         if self.close_on_signals and threading.current_thread() is threading.main_thread():
@@ -225,8 +195,8 @@ class UpdateService:
                     len(self._connections),
                     grace,
                 )
-        if self._backend is not None:
-            await self._stop_backend(self._backend, grace)
+        if self._relay is not None:
+            await self._relay.stop(grace)
 
     async def __aenter__(self) -> UpdateService:
         await self.start()
@@ -337,8 +307,8 @@ class UpdateService:
 
     def _drain(self) -> None:
         self._wakeup_pending = False
-        if self._backend is not None:
-            self._drain_to_backend()
+        if self._relay is not None:
+            self._relay.drain()
             return
         inbox = self._inbox
         while inbox:
@@ -643,8 +613,8 @@ class UpdateService:
             resumed=last_event_id is not None,
         )
         hold: int | None = None
-        if last_event_id is not None and self._backend is not None:
-            body, hold = self._resume_shared(conn, last_event_id, body, now)
+        if last_event_id is not None and self._relay is not None:
+            body, hold = self._relay.resume(conn, last_event_id, body, now)
         elif last_event_id is not None:
             seq = self._resume_point(last_event_id)
             missed = None if seq is None else self._replay.since(seq)
@@ -653,16 +623,7 @@ class UpdateService:
                 reason = "unknown cursor" if seq is None else "cursor too old"
                 body += encode_resync(self.cursor, reason)
             else:
-                for update in missed:
-                    if conn.sees(update.type, update.audience):
-                        conn.add(update.type, update.key, update.cursor, self.max_keys)
-                if conn.pending:
-                    self._replays += 1
-                    pending, cursor = conn.take()
-                    self._frames += 1
-                    self._deliveries += len(pending)
-                    body += encode_invalidate(cursor, pending)
-                    conn.last_invalidate = now
+                body += self._replay_frame(conn, missed, now)
         self._connections.add(conn)
         self._drained.clear()
         for type_ in types:
@@ -670,8 +631,8 @@ class UpdateService:
         for scope in conn.scopes:
             self._by_scope.setdefault(scope, set()).add(conn)
         self._write(conn, body, now)
-        if hold is not None:
-            self._hold(conn, hold, now)
+        if hold is not None and self._relay is not None:
+            self._relay.hold(conn, hold, now)
         self._settle(conn)
         return conn
 
@@ -736,6 +697,8 @@ class UpdateService:
             slow_disconnects=self._slow,
             replay_log=len(self._replay),
             cursor=self.cursor,
+            publisher_down=None if self._relay is None else self._relay.publisher_down,
+            listener_down=None if self._relay is None else self._relay.listener_down,
         )
 
     def allowed_types(self, principal: Principal) -> frozenset[str]:
@@ -745,286 +708,6 @@ class UpdateService:
         unknown = [n for n in names if n not in self._type_set]
         if unknown:
             raise UnknownUpdateType(unknown, list(self.types))
-
-    # -- backend: several instances share one stream -------------------------------
-
-    async def _start_backend(self, backend: Backend) -> None:
-        epoch = await backend.connect()  # BackendUnavailable names the URL
-        try:
-            head = await backend.head()
-        except Exception as exc:
-            await backend.aclose()
-            raise BackendUnavailable(
-                f"cannot read the update stream at {backend.url}: {exc}"
-            ) from exc
-        self._epoch, self._seq = epoch, head
-        self._replay.reset(head)
-        loop = self._loop
-        assert loop is not None
-        self._backend_tasks = [
-            loop.create_task(self._listen(backend), name="refetch listener"),
-            loop.create_task(self._publish_loop(backend), name="refetch publisher"),
-        ]
-        logger.info("UpdateService shares the update stream at %s (epoch %s)", backend.url, epoch)
-
-    async def _stop_backend(self, backend: Backend, grace: float) -> None:
-        for task in self._backend_tasks:
-            task.cancel()
-        await asyncio.gather(*self._backend_tasks, return_exceptions=True)
-        self._backend_tasks = []
-        # What was notified before close still goes out, if the broker takes it in time.
-        outbox, self._outbox = list(self._outbox), deque()
-        if outbox:
-            try:
-                async with asyncio.timeout(grace):
-                    positions = await backend.publish([payload for _, payload, _ in outbox])
-            except Exception as exc:
-                logger.warning(
-                    "%d update(s) not published to %s at close: %r", len(outbox), backend.url, exc
-                )
-                positions = []
-            for i, (_, _, future) in enumerate(outbox):
-                if future is None or future.done():
-                    continue
-                if i < len(positions):
-                    future.set_result(f"{self._epoch}.{positions[i]}")
-                else:
-                    future.set_exception(ServiceClosed("closed before the update was published"))
-        for _, waiter in self._waiters:
-            waiter.cancel()
-        self._waiters.clear()
-        await backend.aclose()
-
-    def _drain_to_backend(self) -> None:
-        backend = self._backend
-        assert backend is not None
-        inbox = self._inbox
-        while inbox:
-            update, future = inbox.popleft()
-            try:
-                payload = encode_update(update)
-            except PublishError as exc:
-                if future is not None:
-                    future.set_exception(exc)
-                else:
-                    logger.error("notify(%r) dropped: %s", update.type, exc)
-                continue
-            if self._listen_down is not None:
-                # Our listener cannot hear the broker: local clients hear it from us now.
-                self._deliver_local(update)
-            if self._publish_down is None and len(self._outbox) < self._outbox_limit:
-                self._outbox.append((update, payload, future))
-                continue
-            if self._listen_down is None:
-                self._deliver_local(update)
-            if future is not None:
-                future.set_exception(
-                    PublishError(
-                        f"the backend at {backend.url} is not accepting updates "
-                        f"({self._publish_down or 'too many waiting'}); local clients were told"
-                    )
-                )
-            elif self._publish_down is not None:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
-            else:
-                self._lost = True
-        if self._outbox or self._lost:
-            self._publish_wake.set()
-        self._flush()
-
-    def _deliver_local(self, update: Update) -> None:
-        # No global position: the frame carries the newest cursor the client may
-        # already hold, so a reconnect loses nothing and replays nothing twice.
-        self._mark(Update(update.type, update.key, update.audience, self.cursor))
-        self._updates += 1
-
-    async def _publish_loop(self, backend: Backend) -> None:
-        backoff = Backoff()
-        while True:
-            await self._publish_wake.wait()
-            self._publish_wake.clear()
-            while self._publish_down is not None or self._lost:
-                if self._publish_down is not None:
-                    await asyncio.sleep(backoff.next())
-                try:
-                    async with asyncio.timeout(self.publish_timeout):
-                        await self._send_unsent(backend)
-                except Exception as exc:
-                    logger.debug("backend %s still unavailable: %r", backend.url, exc)
-                    self._publish_down = repr(exc)
-                    continue
-                if self._publish_down is not None:
-                    logger.warning("publishing to %s again", backend.url)
-                self._publish_down = None
-                backoff.reset()
-            while self._outbox:
-                batch = [self._outbox.popleft() for _ in range(min(500, len(self._outbox)))]
-                try:
-                    positions = await self._publish_batch(backend, batch)
-                except _TimedOut as exc:
-                    cause = exc.__cause__
-                    failure = cause if isinstance(cause, Exception) else exc
-                    self._publish_failed(backend, failure, batch, told=True)
-                    self._publish_wake.set()
-                    break
-                except Exception as exc:
-                    self._publish_failed(backend, exc, batch)
-                    self._publish_wake.set()
-                    break
-                for (_, _, future), position in zip(batch, positions, strict=True):
-                    if future is not None and not future.done():
-                        future.set_result(f"{self._epoch}.{position}")
-
-    async def _publish_batch(
-        self, backend: Backend, batch: list[tuple[Update, bytes, asyncio.Future[str] | None]]
-    ) -> list[int]:
-        loop = self._loop
-        assert loop is not None
-        task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
-        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
-        if done:
-            return task.result()
-        # The broker is slow to answer (a stalled connection, a reconnecting client):
-        # local clients should not wait for it. What we told them, we do not repeat.
-        for update, _, _ in batch:
-            self._deliver_local(update)
-        self._flush()
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                return await task
-        except Exception as exc:
-            raise _TimedOut from exc
-
-    async def _send_unsent(self, backend: Backend) -> None:
-        if self._lost:
-            # More failed than we kept: nobody can tell what other instances missed.
-            await backend.publish(
-                [encode_resync_marker("updates were lost while a broker was away")]
-            )
-            self._lost = False
-            self._unsent.clear()
-        elif self._unsent:
-            updates = list(self._unsent)
-            await backend.publish([encode_update(u) for u in updates])
-            for _ in updates:
-                self._unsent.popleft()
-        else:
-            await backend.ping()
-
-    def _publish_failed(
-        self,
-        backend: Backend,
-        exc: Exception,
-        batch: list[tuple[Update, bytes, asyncio.Future[str] | None]],
-        told: bool = False,
-    ) -> None:
-        self._publish_down = repr(exc)
-        logger.warning(
-            "cannot publish to %s: %r; local clients are told directly, the rest is "
-            "published when the broker is back",
-            backend.url,
-            exc,
-        )
-        waiting = list(self._outbox)
-        self._outbox.clear()
-        for i, (update, _, future) in enumerate(batch + waiting):
-            if not (told and i < len(batch)):
-                self._deliver_local(update)  # twice if the listener is down too: harmless
-            if future is not None:
-                if not future.done():
-                    future.set_exception(
-                        PublishError(
-                            f"cannot publish to {backend.url}: {exc!r}; local clients were told"
-                        )
-                    )
-            else:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
-        self._flush()
-
-    async def _listen(self, backend: Backend) -> None:
-        backoff = Backoff()
-        connected = True  # start() connected already
-        while True:
-            try:
-                if not connected:
-                    epoch = await backend.connect()
-                    if epoch != self._epoch:
-                        self._reset_stream(
-                            epoch, await backend.head(), "the update stream was recreated"
-                        )
-                    connected = True
-                    if self._listen_down is not None:
-                        logger.warning(
-                            "listening to %s again, from cursor %s", backend.url, self.cursor
-                        )
-                        self._listen_down = None
-                    backoff.reset()
-                async for batch in backend.read(self._seq):
-                    self._receive(batch)
-                raise ConnectionError("the backend's read() ended")
-            except asyncio.CancelledError:
-                raise
-            except StreamGap as gap:
-                logger.warning("updates were dropped before this instance read them: %s", gap)
-                try:
-                    head = await backend.head()
-                except Exception:
-                    connected = False
-                    continue
-                self._reset_stream(self._epoch, head, "updates were dropped")
-            except Exception as exc:
-                if self._listen_down is None:
-                    logger.warning(
-                        "lost the update stream at %s: %r; local updates still reach local "
-                        "clients; reconnecting",
-                        backend.url,
-                        exc,
-                    )
-                    self._listen_down = repr(exc)
-                connected = False
-                await asyncio.sleep(backoff.next())
-
-    def _receive(self, batch: Sequence[tuple[int, bytes]]) -> None:
-        epoch = self._epoch
-        for position, payload in batch:
-            if position <= self._seq:
-                continue  # read twice across a reconnect
-            self._seq = position
-            try:
-                update = decode_update(payload)
-            except ValueError as exc:
-                logger.error("malformed entry %s in the update stream: %s", position, exc)
-                update = "malformed entry in the update stream"
-            if isinstance(update, str):
-                self._replay.reset(position)
-                self._resync_all(update)
-                continue
-            if update.type not in self._type_set:
-                update_logger.debug("ignoring update of undeclared type %r", update.type)
-                continue
-            update = Update(update.type, update.key, update.audience, f"{epoch}.{position}")
-            self._replay.append(position, update)
-            self._mark(update)
-            self._updates += 1
-        self._flush()
-        if self._waiters:
-            still = []
-            for at, future in self._waiters:
-                if at <= self._seq:
-                    if not future.done():
-                        future.set_result(None)
-                else:
-                    still.append((at, future))
-            self._waiters = still
-
-    def _reset_stream(self, epoch: str, head: int, reason: str) -> None:
-        self._epoch, self._seq = epoch, head
-        self._replay.reset(head)
-        self._resync_all(reason)
 
     def _resync_all(self, reason: str) -> None:
         """Tell every client to refetch everything: we cannot tell what it missed."""
@@ -1045,22 +728,6 @@ class UpdateService:
             self._write(conn, frame, now)
             self._settle(conn)
 
-    def _resume_shared(
-        self, conn: Connection, last_event_id: str, body: bytes, now: float
-    ) -> tuple[bytes, int | None]:
-        """The first frames for a resuming client, or the position to hold it at."""
-        epoch, _, text = last_event_id.strip().rpartition(".")
-        if epoch != self._epoch or not text.isdigit():
-            self._resyncs += 1
-            return body + encode_resync(self.cursor, "unknown cursor"), None
-        position = int(text)
-        missed = self._replay.since(position) if position <= self._seq else None
-        if missed is None:
-            # Ahead of our listener (it came from a faster instance) or older than our
-            # log: the backend can tell, asynchronously.
-            return body, position
-        return body + self._replay_frame(conn, missed, now), None
-
     def _replay_frame(self, conn: Connection, missed: Iterable[Update], now: float) -> bytes:
         for update in missed:
             if conn.sees(update.type, update.audience):
@@ -1073,76 +740,3 @@ class UpdateService:
         self._deliveries += len(pending)
         conn.last_invalidate = now
         return encode_invalidate(cursor, pending)
-
-    def _hold(self, conn: Connection, position: int, now: float) -> None:
-        # While the replay is fetched the connection counts as busy writing, so live
-        # updates collect in its pending set and nothing overtakes the replay.
-        if conn.writer is not None or conn.closing is not None:
-            self._abort(conn, "resync")  # hello is still on its way: let it retry
-            return
-        loop = self._loop
-        assert loop is not None
-        task = loop.create_task(self._fetch_missed(position))
-        conn.writer = task  # type: ignore[assignment]
-        conn.busy_since = now
-        task.add_done_callback(lambda t: self._after_hold(conn, t))
-
-    async def _fetch_missed(self, position: int) -> tuple[list[Update], int] | str:
-        backend = self._backend
-        assert backend is not None
-        loop = self._loop
-        assert loop is not None
-        try:
-            if position > self._seq:
-                future: asyncio.Future[None] = loop.create_future()
-                self._waiters.append((position, future))
-                try:
-                    async with asyncio.timeout(self.catch_up_timeout):
-                        await future
-                except TimeoutError:
-                    return "unknown cursor"
-                return [], position
-            floor = self._replay.floor
-            if position >= floor:
-                return [], position
-            async with asyncio.timeout(self.catch_up_timeout):
-                entries = await backend.replay(position, floor)
-            if entries is None:
-                return "cursor too old"
-            older = []
-            for entry_position, payload in entries:
-                update = decode_update(payload)
-                if isinstance(update, str):
-                    return update
-                cursor = f"{self._epoch}.{entry_position}"
-                older.append(Update(update.type, update.key, update.audience, cursor))
-            return older, floor
-        except Exception as exc:
-            logger.warning("cannot replay from %s: %r", backend.url, exc)
-            return "cursor too old"
-
-    def _after_hold(
-        self, conn: Connection, task: asyncio.Task[tuple[list[Update], int] | str]
-    ) -> None:
-        conn.writer = None
-        if task.cancelled() or conn.closing is not None:
-            return
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
-        result = task.result()
-        # Updates that arrived while held are in the log too: rebuild from it.
-        conn.pending.clear()
-        conn.told = self._marks
-        missed = None if isinstance(result, str) else self._replay.since(result[1])
-        if missed is None:
-            self._resyncs += 1
-            reason = result if isinstance(result, str) else "cursor too old"
-            self._write(conn, encode_resync(self.cursor, reason), now)
-            self._settle(conn)
-            return
-        assert not isinstance(result, str)
-        body = self._replay_frame(conn, [*result[0], *missed], now)
-        if body:
-            self._write(conn, body, now)
-        self._settle(conn)

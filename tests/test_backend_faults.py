@@ -92,7 +92,7 @@ async def test_postgres_session_terminated_listener_reconnects_and_replays_exact
             assert ("projects", "while-cut") in client.invalidated()
             assert not client.of("resync")
             # The victim publishes again too (its pool reconnects).
-            await wait_for(lambda: victim._listen_down is None, 15)
+            await wait_for(lambda: victim.statistics().listener_down is None, 15)
             mine = await victim.publish("images")
             await wait_for(lambda: any(f.id == mine for f in client.frames), 15)
     finally:
@@ -127,7 +127,7 @@ async def test_broker_gone_local_clients_still_hear_and_everyone_catches_up_afte
             cut_off.notify("projects", key="local")
             await wait_for(lambda: ("projects", "local") in on_cut.invalidated(), 10)
             # ...the awaitable variant says it failed (once the failure is known)...
-            await wait_for(lambda: cut_off._publish_down is not None, 15)
+            await wait_for(lambda: cut_off.statistics().publisher_down is not None, 15)
             with pytest.raises(PublishError):
                 await cut_off.publish("images", key="awaited")
             # ...and updates from elsewhere wait in the broker.
@@ -141,7 +141,7 @@ async def test_broker_gone_local_clients_still_hear_and_everyone_catches_up_afte
             assert not on_cut.of("resync")
             # publish() fails fast while the instance knows the broker is away; it
             # works again once its publisher got through.
-            await wait_for(lambda: cut_off._publish_down is None, 20)
+            await wait_for(lambda: cut_off.statistics().publisher_down is None, 20)
             newest = await cut_off.publish("gardener")
             await wait_for(lambda: any(f.id == newest for f in on_ok.frames), 10)
     finally:

@@ -1,0 +1,437 @@
+"""The link between a hub and a shared backend, so many instances share one stream.
+
+Every instance publishes its notifies to the broker and delivers only what its
+listener reads back, so cursors are global and a client may resume on any
+instance. While the broker is out of reach, local notifies go straight to local
+clients, failed publishes are kept (bounded) and republished later, and what
+cannot be accounted for becomes a ``resync``. See ``docs/scaling.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ._connection import Connection
+from ._exceptions import BackendUnavailable, PublishError, ServiceClosed
+from ._sse import encode_resync
+from ._update import Update
+from .backends._base import (
+    Backend,
+    Backoff,
+    StreamGap,
+    decode_update,
+    encode_resync_marker,
+    encode_update,
+)
+
+if TYPE_CHECKING:
+    from ._hub import UpdateService
+
+logger = logging.getLogger("refetch")
+update_logger = logging.getLogger("refetch.updates")
+
+
+class _TimedOut(Exception):
+    """A publish that local clients were already told about, then failed."""
+
+
+class Relay:
+    """Owned by an ``UpdateService`` that has a backend: its publisher and listener tasks."""
+
+    def __init__(self, hub: UpdateService, backend: Backend) -> None:
+        self.hub = hub
+        self.backend = backend
+        # Updates wait in the outbox for the publisher task; the listener task reads
+        # the shared stream and delivers. While either is cut off, local updates go
+        # straight to local clients (see drain).
+        self._outbox: deque[tuple[Update, bytes, asyncio.Future[str] | None]] = deque()
+        self._outbox_limit = 10_000
+        self._unsent: deque[Update] = deque(maxlen=self._outbox_limit)
+        self._lost = False
+        self._publish_down: str | None = None
+        self._listen_down: str | None = None
+        self._publish_wake = asyncio.Event()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.catch_up_timeout = 5.0
+        self.publish_timeout = 10.0
+        self.local_fallback_after = 1.0
+
+    @property
+    def publisher_down(self) -> str | None:
+        return self._publish_down
+
+    @property
+    def listener_down(self) -> str | None:
+        return self._listen_down
+
+    async def start(self) -> None:
+        backend = self.backend
+        epoch = await backend.connect()  # BackendUnavailable names the URL
+        try:
+            head = await backend.head()
+        except Exception as exc:
+            await backend.aclose()
+            raise BackendUnavailable(
+                f"cannot read the update stream at {backend.url}: {exc}"
+            ) from exc
+        self.hub._epoch, self.hub._seq = epoch, head
+        self.hub._replay.reset(head)
+        loop = self.hub._loop
+        assert loop is not None
+        self._tasks = [
+            loop.create_task(self._listen(backend), name="refetch listener"),
+            loop.create_task(self._publish_loop(backend), name="refetch publisher"),
+        ]
+        logger.info("UpdateService shares the update stream at %s (epoch %s)", backend.url, epoch)
+
+    async def stop(self, grace: float) -> None:
+        backend = self.backend
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        # What was notified before close still goes out, if the broker takes it in time.
+        outbox, self._outbox = list(self._outbox), deque()
+        if outbox:
+            try:
+                async with asyncio.timeout(grace):
+                    positions = await backend.publish([payload for _, payload, _ in outbox])
+            except Exception as exc:
+                logger.warning(
+                    "%d update(s) not published to %s at close: %r", len(outbox), backend.url, exc
+                )
+                positions = []
+            for i, (_, _, future) in enumerate(outbox):
+                if future is None or future.done():
+                    continue
+                if i < len(positions):
+                    future.set_result(f"{self.hub._epoch}.{positions[i]}")
+                else:
+                    future.set_exception(ServiceClosed("closed before the update was published"))
+        for _, waiter in self._waiters:
+            waiter.cancel()
+        self._waiters.clear()
+        await backend.aclose()
+
+    def drain(self) -> None:
+        backend = self.backend
+        inbox = self.hub._inbox
+        while inbox:
+            update, future = inbox.popleft()
+            try:
+                payload = encode_update(update)
+            except PublishError as exc:
+                if future is not None:
+                    future.set_exception(exc)
+                else:
+                    logger.error("notify(%r) dropped: %s", update.type, exc)
+                continue
+            if self._listen_down is not None:
+                # Our listener cannot hear the broker: local clients hear it from us now.
+                self._deliver_local(update)
+            if self._publish_down is None and len(self._outbox) < self._outbox_limit:
+                self._outbox.append((update, payload, future))
+                continue
+            if self._listen_down is None:
+                self._deliver_local(update)
+            if future is not None:
+                future.set_exception(
+                    PublishError(
+                        f"the backend at {backend.url} is not accepting updates "
+                        f"({self._publish_down or 'too many waiting'}); local clients were told"
+                    )
+                )
+            elif self._publish_down is not None:
+                if len(self._unsent) == self._unsent.maxlen:
+                    self._lost = True
+                self._unsent.append(update)
+            else:
+                self._lost = True
+        if self._outbox or self._lost:
+            self._publish_wake.set()
+        self.hub._flush()
+
+    def _deliver_local(self, update: Update) -> None:
+        # No global position: the frame carries the newest cursor the client may
+        # already hold, so a reconnect loses nothing and replays nothing twice.
+        self.hub._mark(Update(update.type, update.key, update.audience, self.hub.cursor))
+        self.hub._updates += 1
+
+    async def _publish_loop(self, backend: Backend) -> None:
+        backoff = Backoff()
+        while True:
+            await self._publish_wake.wait()
+            self._publish_wake.clear()
+            while self._publish_down is not None or self._lost:
+                if self._publish_down is not None:
+                    await asyncio.sleep(backoff.next())
+                try:
+                    async with asyncio.timeout(self.publish_timeout):
+                        await self._send_unsent(backend)
+                except Exception as exc:
+                    logger.debug("backend %s still unavailable: %r", backend.url, exc)
+                    self._publish_down = repr(exc)
+                    continue
+                if self._publish_down is not None:
+                    logger.warning("publishing to %s again", backend.url)
+                self._publish_down = None
+                backoff.reset()
+            while self._outbox:
+                batch = [self._outbox.popleft() for _ in range(min(500, len(self._outbox)))]
+                try:
+                    positions = await self._publish_batch(backend, batch)
+                except _TimedOut as exc:
+                    cause = exc.__cause__
+                    failure = cause if isinstance(cause, Exception) else exc
+                    self._publish_failed(backend, failure, batch, told=True)
+                    self._publish_wake.set()
+                    break
+                except Exception as exc:
+                    self._publish_failed(backend, exc, batch)
+                    self._publish_wake.set()
+                    break
+                for (_, _, future), position in zip(batch, positions, strict=True):
+                    if future is not None and not future.done():
+                        future.set_result(f"{self.hub._epoch}.{position}")
+
+    async def _publish_batch(
+        self, backend: Backend, batch: list[tuple[Update, bytes, asyncio.Future[str] | None]]
+    ) -> list[int]:
+        loop = self.hub._loop
+        assert loop is not None
+        task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
+        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        if done:
+            return task.result()
+        # The broker is slow to answer (a stalled connection, a reconnecting client):
+        # local clients should not wait for it. What we told them, we do not repeat.
+        for update, _, _ in batch:
+            self._deliver_local(update)
+        self.hub._flush()
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                return await task
+        except Exception as exc:
+            raise _TimedOut from exc
+
+    async def _send_unsent(self, backend: Backend) -> None:
+        if self._lost:
+            # More failed than we kept: nobody can tell what other instances missed.
+            await backend.publish(
+                [encode_resync_marker("updates were lost while a broker was away")]
+            )
+            self._lost = False
+            self._unsent.clear()
+        elif self._unsent:
+            updates = list(self._unsent)
+            await backend.publish([encode_update(u) for u in updates])
+            for _ in updates:
+                self._unsent.popleft()
+        else:
+            await backend.ping()
+
+    def _publish_failed(
+        self,
+        backend: Backend,
+        exc: Exception,
+        batch: list[tuple[Update, bytes, asyncio.Future[str] | None]],
+        told: bool = False,
+    ) -> None:
+        self._publish_down = repr(exc)
+        logger.warning(
+            "cannot publish to %s: %r; local clients are told directly, the rest is "
+            "published when the broker is back",
+            backend.url,
+            exc,
+        )
+        waiting = list(self._outbox)
+        self._outbox.clear()
+        for i, (update, _, future) in enumerate(batch + waiting):
+            if not (told and i < len(batch)):
+                self._deliver_local(update)  # twice if the listener is down too: harmless
+            if future is not None:
+                if not future.done():
+                    future.set_exception(
+                        PublishError(
+                            f"cannot publish to {backend.url}: {exc!r}; local clients were told"
+                        )
+                    )
+            else:
+                if len(self._unsent) == self._unsent.maxlen:
+                    self._lost = True
+                self._unsent.append(update)
+        self.hub._flush()
+
+    async def _listen(self, backend: Backend) -> None:
+        backoff = Backoff()
+        connected = True  # start() connected already
+        while True:
+            try:
+                if not connected:
+                    epoch = await backend.connect()
+                    if epoch != self.hub._epoch:
+                        self._reset_stream(
+                            epoch, await backend.head(), "the update stream was recreated"
+                        )
+                    connected = True
+                    if self._listen_down is not None:
+                        logger.warning(
+                            "listening to %s again, from cursor %s", backend.url, self.hub.cursor
+                        )
+                        self._listen_down = None
+                    backoff.reset()
+                async for batch in backend.read(self.hub._seq):
+                    self._receive(batch)
+                raise ConnectionError("the backend's read() ended")
+            except asyncio.CancelledError:
+                raise
+            except StreamGap as gap:
+                logger.warning("updates were dropped before this instance read them: %s", gap)
+                try:
+                    head = await backend.head()
+                except Exception:
+                    connected = False
+                    continue
+                self._reset_stream(self.hub._epoch, head, "updates were dropped")
+            except Exception as exc:
+                if self._listen_down is None:
+                    logger.warning(
+                        "lost the update stream at %s: %r; local updates still reach local "
+                        "clients; reconnecting",
+                        backend.url,
+                        exc,
+                    )
+                    self._listen_down = repr(exc)
+                connected = False
+                await asyncio.sleep(backoff.next())
+
+    def _receive(self, batch: Sequence[tuple[int, bytes]]) -> None:
+        epoch = self.hub._epoch
+        for position, payload in batch:
+            if position <= self.hub._seq:
+                continue  # read twice across a reconnect
+            self.hub._seq = position
+            try:
+                update = decode_update(payload)
+            except ValueError as exc:
+                logger.error("malformed entry %s in the update stream: %s", position, exc)
+                update = "malformed entry in the update stream"
+            if isinstance(update, str):
+                self.hub._replay.reset(position)
+                self.hub._resync_all(update)
+                continue
+            if update.type not in self.hub._type_set:
+                update_logger.debug("ignoring update of undeclared type %r", update.type)
+                continue
+            update = Update(update.type, update.key, update.audience, f"{epoch}.{position}")
+            self.hub._replay.append(position, update)
+            self.hub._mark(update)
+            self.hub._updates += 1
+        self.hub._flush()
+        if self._waiters:
+            still = []
+            for at, future in self._waiters:
+                if at <= self.hub._seq:
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    still.append((at, future))
+            self._waiters = still
+
+    def _reset_stream(self, epoch: str, head: int, reason: str) -> None:
+        self.hub._epoch, self.hub._seq = epoch, head
+        self.hub._replay.reset(head)
+        self.hub._resync_all(reason)
+
+    def resume(
+        self, conn: Connection, last_event_id: str, body: bytes, now: float
+    ) -> tuple[bytes, int | None]:
+        """The first frames for a resuming client, or the position to hold it at."""
+        epoch, _, text = last_event_id.strip().rpartition(".")
+        if epoch != self.hub._epoch or not text.isdigit():
+            self.hub._resyncs += 1
+            return body + encode_resync(self.hub.cursor, "unknown cursor"), None
+        position = int(text)
+        missed = self.hub._replay.since(position) if position <= self.hub._seq else None
+        if missed is None:
+            # Ahead of our listener (it came from a faster instance) or older than our
+            # log: the backend can tell, asynchronously.
+            return body, position
+        return body + self.hub._replay_frame(conn, missed, now), None
+
+    def hold(self, conn: Connection, position: int, now: float) -> None:
+        # While the replay is fetched the connection counts as busy writing, so live
+        # updates collect in its pending set and nothing overtakes the replay.
+        if conn.writer is not None or conn.closing is not None:
+            self.hub._abort(conn, "resync")  # hello is still on its way: let it retry
+            return
+        loop = self.hub._loop
+        assert loop is not None
+        task = loop.create_task(self._fetch_missed(position))
+        conn.writer = task  # type: ignore[assignment]
+        conn.busy_since = now
+        task.add_done_callback(lambda t: self._after_hold(conn, t))
+
+    async def _fetch_missed(self, position: int) -> tuple[list[Update], int] | str:
+        backend = self.backend
+        loop = self.hub._loop
+        assert loop is not None
+        try:
+            if position > self.hub._seq:
+                future: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((position, future))
+                try:
+                    async with asyncio.timeout(self.catch_up_timeout):
+                        await future
+                except TimeoutError:
+                    return "unknown cursor"
+                return [], position
+            floor = self.hub._replay.floor
+            if position >= floor:
+                return [], position
+            async with asyncio.timeout(self.catch_up_timeout):
+                entries = await backend.replay(position, floor)
+            if entries is None:
+                return "cursor too old"
+            older = []
+            for entry_position, payload in entries:
+                update = decode_update(payload)
+                if isinstance(update, str):
+                    return update
+                cursor = f"{self.hub._epoch}.{entry_position}"
+                older.append(Update(update.type, update.key, update.audience, cursor))
+            return older, floor
+        except Exception as exc:
+            logger.warning("cannot replay from %s: %r", backend.url, exc)
+            return "cursor too old"
+
+    def _after_hold(
+        self, conn: Connection, task: asyncio.Task[tuple[list[Update], int] | str]
+    ) -> None:
+        conn.writer = None
+        if task.cancelled() or conn.closing is not None:
+            return
+        loop = self.hub._loop
+        assert loop is not None
+        now = loop.time()
+        result = task.result()
+        # Updates that arrived while held are in the log too: rebuild from it.
+        conn.pending.clear()
+        conn.told = self.hub._marks
+        missed = None if isinstance(result, str) else self.hub._replay.since(result[1])
+        if missed is None:
+            self.hub._resyncs += 1
+            reason = result if isinstance(result, str) else "cursor too old"
+            self.hub._write(conn, encode_resync(self.hub.cursor, reason), now)
+            self.hub._settle(conn)
+            return
+        assert not isinstance(result, str)
+        body = self.hub._replay_frame(conn, [*result[0], *missed], now)
+        if body:
+            self.hub._write(conn, body, now)
+        self.hub._settle(conn)
