@@ -211,10 +211,19 @@ class UpdateService:
         async with self:
             yield
 
-    def close_streams(self, reason: str = "shutdown") -> None:
-        """End every open stream now (clients reconnect with their cursor)."""
+    def close_streams(self, reason: str = "shutdown", *, subject: str | None = None) -> int:
+        """End open streams now: all, or those of one ``subject`` (e.g. after sign-out).
+
+        Clients reconnect with their cursor and are authenticated again, so a
+        signed-out browser gets 401 and the user's other sessions carry on.
+        Returns the number of streams ended.
+        """
+        ended = 0
         for conn in list(self._connections):
-            self._abort(conn, reason)
+            if subject is None or conn.principal.subject == subject:
+                self._abort(conn, reason)
+                ended += 1
+        return ended
 
     def _chain_signal_handlers(self) -> None:
         # uvicorn waits for open responses to finish *before* it runs the lifespan

@@ -69,11 +69,14 @@ async def login(
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-async def logout(auth: CurrentAuth, db: Database) -> Response:
+async def logout(request: Request, auth: CurrentAuth, db: Database) -> Response:
     login = await db.get(LoginSession, auth.login.token_hash)
     if login is not None:
         await db.delete(login)
         await db.commit()
+    # Open streams were authenticated by this session: end them, so this browser's
+    # reconnect gets 401; the user's other sessions reconnect and carry on.
+    request.app.state.updates.close_streams("signed out", subject=str(auth.user.id))
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response

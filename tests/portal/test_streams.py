@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from refetch import StreamRejected
+
 from ..conftest import wait_for
 from .conftest import PortalHandle, SimulatorHandle, Stream
 
@@ -116,3 +118,18 @@ async def test_cluster_changes_reach_only_their_tenant(
         assert len(b.of("invalidate")) == 1  # carol's change did not reach bob
         assert c.invalidated() == {("gardener", None)}
     assert ("gardener", None, frozenset({"tenant:acme"})) in portal.notes
+
+
+async def test_signing_out_ends_the_sessions_open_streams(portal: PortalHandle) -> None:
+    bob = await portal.client(BOB)
+    stream = Stream(portal.url, bob, types=["projects"])
+    async with stream:
+        assert (await bob.post("/api/logout")).status_code == 204
+        task = stream._task
+        assert task is not None
+        # The server ends the stream; the client's reconnect is refused: signed out.
+        await wait_for(task.done)
+        with pytest.raises(StreamRejected) as info:
+            task.result()
+        assert info.value.status_code == 401
+    assert portal.app.state.updates.statistics().connections == 0
