@@ -7,7 +7,10 @@ the server put in the update key when it notified. Both ends are on one machine.
 
     python bench/loadgen.py --url http://127.0.0.1:8000/updates --scenario fanout -n 1000
 
-Prints one JSON object on stdout. Only loopback URLs are accepted.
+``--url`` may be repeated (several instances of one app): the streams are spread over
+the URLs in turn, the trigger goes to the first one, server statistics are summed over
+all of them and latencies are also reported per URL. Prints one JSON object on stdout.
+Only loopback URLs are accepted.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Stats:
         self.frames = 0
         self.pings = 0
         self.hellos = 0
+        self.by_target: list[array[int]] = []  # the same latencies, per --url
         self.errors: list[str] = []
         self.lost = 0  # streams the server ended that we did not close
         self.on_invalidate: Callable[[Stream], None] | None = None
@@ -75,8 +79,9 @@ class Stats:
 class Stream(asyncio.Protocol):
     """One SSE response over HTTP/1.1 with chunked transfer encoding."""
 
-    def __init__(self, stats: Stats, request: bytes) -> None:
+    def __init__(self, stats: Stats, request: bytes, slot: int = 0) -> None:
         self.stats = stats
+        self.own = stats.by_target[slot]
         self.request = request
         self.transport: asyncio.Transport | None = None
         self.head = b""
@@ -172,7 +177,9 @@ class Stream(asyncio.Protocol):
             while found >= 0:
                 close = text.find(b"]", found)
                 for key in text[found + 9 : close - 1].split(b'","'):
-                    stats.latencies.append(now - int(key))
+                    latency = now - int(key)
+                    stats.latencies.append(latency)
+                    self.own.append(latency)
                     stats.deliveries += 1
                 found = text.find(b'"keys":[', close, end)
             if stats.on_invalidate is not None:
@@ -221,25 +228,38 @@ async def http(target: Target, method: str, path: str, timeout: float = 120.0) -
 class Run:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.target = Target(args.url, args.header)
+        self.targets = [Target(url, args.header) for url in args.url]
+        self.target = self.targets[0]  # the trigger, /data and /change go here
         self.stats = Stats()
+        self.stats.by_target = [array("q") for _ in self.targets]
         self.streams: list[Stream] = []
 
     async def server_stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = await http(self.target, "GET", "/stats")
+        """The first server's statistics; with several URLs, counters summed over all."""
+        each: list[dict[str, Any]] = [
+            await http(target, "GET", "/stats") for target in self.targets
+        ]
+        result = dict(each[0])
+        if len(each) > 1:
+            for key in ("cpu_s", "user_s", "sys_s", "rss", "connections", "requests", "gc_s"):
+                result[key] = sum(s.get(key, 0) for s in each)
+            result["gc_max_ms"] = max(s.get("gc_max_ms", 0) for s in each)
+            result["per_server"] = each
         return result
 
     async def connect(self, n: int) -> dict[str, Any]:
         """Open ``n`` streams at once; return how long until every hello arrived."""
         loop = asyncio.get_running_loop()
-        request = self.target.request("GET", self.target.path, "Accept: text/event-stream\r\n")
+        requests = [t.request("GET", t.path, "Accept: text/event-stream\r\n") for t in self.targets]
         t0 = time.perf_counter()
 
-        async def one() -> Stream | None:
+        async def one(i: int) -> Stream | None:
+            slot = i % len(self.targets)
+            target = self.targets[slot]
             try:
                 async with asyncio.timeout(self.args.connect_timeout):
                     _, stream = await loop.create_connection(
-                        lambda: Stream(self.stats, request), self.target.host, self.target.port
+                        lambda: Stream(self.stats, requests[slot], slot), target.host, target.port
                     )
                     await stream.hello
                     return stream
@@ -247,7 +267,7 @@ class Run:
                 self.stats.errors.append(repr(exc)[:200])
                 return None
 
-        opened = await asyncio.gather(*(one() for _ in range(n)))
+        opened = await asyncio.gather(*(one(i) for i in range(n)))
         elapsed = time.perf_counter() - t0
         self.streams = [s for s in opened if s is not None]
         return {"connected": len(self.streams), "connect_s": elapsed}
@@ -317,6 +337,16 @@ class Run:
         after = await self.server_stats()
         delivered = len(self.stats.latencies)
         result.update(latency_summary(self.stats.latencies))
+        if len(self.targets) > 1:
+            result["per_url"] = [
+                {
+                    "url": f"{t.base}{t.path}",
+                    "connected": sum(1 for s in self.streams if s.own is own),
+                    "delivered": len(own),
+                    **latency_summary(own),
+                }
+                for t, own in zip(self.targets, self.stats.by_target, strict=True)
+            ]
         result.update(
             rounds=a.rounds,
             expected=a.rounds * n,
@@ -541,7 +571,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--url", required=True, help="the SSE stream, e.g. http://127.0.0.1:8000/updates"
+        "--url",
+        action="append",
+        required=True,
+        help="the SSE stream, e.g. http://127.0.0.1:8000/updates; repeat for several instances",
     )
     p.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     p.add_argument(

@@ -4,8 +4,9 @@
     .venv/bin/python bench/run.py --profile full    # make bench-full
 
 Every server and load-generator process is started fresh per measurement, on
-127.0.0.1, the server pinned to CPU 0 and the load generator to CPU 1; every step
-has a time limit and the whole run stops by itself. Writes
+127.0.0.1, the server pinned to CPU 0 and the load generator to CPU 1 (scenario 5 runs
+two refetch servers sharing Redis, both on CPU 0, on a Redis stream of its own that is
+deleted afterwards); every step has a time limit and the whole run stops by itself. Writes
 ``bench/results/<stamp>-<profile>.json`` and ``.md`` (and ``latest-<profile>.*``).
 """
 
@@ -22,8 +23,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -31,6 +35,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PYTHON = sys.executable
 TOKEN = "bench-token"
+REDIS = "redis://127.0.0.1:6379/0"
+SCENARIOS = ["idle", "fanout", "saturation", "storm", "instances", "polling"]
 SERVERS = {
     "refetch": (HERE / "server_refetch.py", []),
     # The same, with send() wrapped as Starlette's middleware does: the ASGI write path.
@@ -52,6 +58,7 @@ def profile(name: str) -> dict[str, Any]:
             "fanout": {"sizes": [50], "rounds": 3, "gap": 0.15},
             "saturation": {"n": 50, "rates": [10, 20], "step": 0.5},
             "storm": {"n": 50, "count": 100, "rate": 200, "duration": 0.5},
+            "instances": {"sizes": [50], "rounds": 3, "gap": 0.15},
             "polling": {"n": 5, "queries": 3, "interval": 0.5, "idle": 1.0, "changes": 2},
         }
     if name == "quick":
@@ -60,6 +67,7 @@ def profile(name: str) -> dict[str, Any]:
             "fanout": {"sizes": [1000], "rounds": 10, "gap": 0.2},
             "saturation": {"n": 1000, "rates": [5, 10, 20, 40, 60, 80, 120], "step": 2},
             "storm": {"n": 1000, "count": 2000, "rate": 1000, "duration": 2},
+            "instances": {"sizes": [1000], "rounds": 10, "gap": 0.2},
             "polling": {"n": 20, "queries": 30, "interval": 2, "idle": 6, "changes": 3},
         }
     return {
@@ -71,6 +79,7 @@ def profile(name: str) -> dict[str, Any]:
             "step": 3,
         },
         "storm": {"n": 10_000, "count": 10_000, "rate": 1000, "duration": 10},
+        "instances": {"sizes": [1000, 10_000], "rounds": 20, "gap": 0.3},
         "polling": {"n": 100, "queries": 30, "interval": 2, "idle": 10, "changes": 5},
     }
 
@@ -133,16 +142,28 @@ def measure(
     log: Path,
     *,
     server_options: list[str] | None = None,
+    instances: int = 1,
     timeout: float = 300,
     rss_limit: int = 6 * 2**30,
 ) -> dict[str, Any]:
-    """One fresh server, one load-generator run; never longer than ``timeout``."""
-    server = Server(kind, server_options or [], log)
+    """Fresh server(s), one load-generator run; never longer than ``timeout``.
+
+    With ``instances`` > 1, that many servers of ``kind`` (all on CPU 0, the same
+    options, so the same broker) and the load generator spreads its streams over them.
+    """
+    servers: list[Server] = []
+    try:
+        for _ in range(instances):
+            servers.append(Server(kind, server_options or [], log))
+    except BaseException:
+        for started_server in servers:
+            started_server.stop()
+        raise
+    urls = [arg for server in servers for arg in ("--url", f"{server.url}/updates")]
     cmd = [
         PYTHON,
         str(HERE / "loadgen.py"),
-        "--url",
-        f"{server.url}/updates",
+        *urls,
         "--header",
         f"Authorization: Bearer {TOKEN}",
         "--scenario",
@@ -156,7 +177,7 @@ def measure(
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1))
         try:
             while proc.poll() is None:
-                peak_rss = max(peak_rss, server.rss())
+                peak_rss = max(peak_rss, sum(server.rss() for server in servers))
                 if peak_rss > rss_limit:
                     aborted = f"server RSS over {rss_limit / 2**30:.0f} GB"
                 elif time.monotonic() - started > timeout:
@@ -170,16 +191,55 @@ def measure(
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            server.stop()
+            for server in servers:
+                server.stop()
     result: dict[str, Any] = {"server": kind, "scenario": scenario, "server_peak_rss_mb": 0}
+    if instances > 1:
+        result["instances"] = instances
     if aborted is None and proc.returncode == 0:
         result.update(json.loads(out))
     else:
         result["aborted"] = aborted or f"load generator exited with {proc.returncode}"
     result["server_peak_rss_mb"] = peak_rss / 2**20
     result["wall_s"] = time.monotonic() - started
-    print(f"  {kind:8} {scenario:10} n={result.get('n', '?')}: {short(result)}", flush=True)
+    label = scenario if instances == 1 else f"{scenario}x{instances}"
+    print(f"  {kind:8} {label:10} n={result.get('n', '?')}: {short(result)}", flush=True)
     return result
+
+
+def redis_client(url: str) -> Any:
+    if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"refusing {url!r}: the benchmark uses a Redis on 127.0.0.1 only")
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
+
+
+@contextmanager
+def redis_stream(url: str, stamp: str) -> Iterator[str]:
+    """A backend URL naming a Redis stream of its own; the stream is deleted afterwards."""
+    client = redis_client(url)
+    name = f"refetch-bench:{stamp}:{os.getpid()}:{time.monotonic_ns()}"
+    try:
+        yield f"{url}?stream={name}"
+    finally:
+        try:
+            client.delete(name, f"{name}:epoch")
+        finally:
+            client.close()
+
+
+def redis_unreachable(url: str) -> str | None:
+    """Why ``url`` cannot be used (None if it answers PING)."""
+    try:
+        client = redis_client(url)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except Exception as exc:
+        return f"Redis not reachable at {url}: {exc}"
+    return None
 
 
 def short(r: dict[str, Any]) -> str:
@@ -246,7 +306,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path) -> dict[str, Any]:
+def run(
+    profile_name: str,
+    servers: list[str],
+    only: list[str] | None,
+    out: Path,
+    redis_url: str = REDIS,
+) -> dict[str, Any]:
     p = profile(profile_name)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = out / f"{stamp}-{profile_name}.log"
@@ -259,7 +325,7 @@ def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path
         "results": {},
     }
     res = report["results"]
-    wanted = only or ["idle", "fanout", "saturation", "storm", "polling"]
+    wanted = only or SCENARIOS
     print(f"refetch bench ({profile_name}); load average {os.getloadavg()}; log {log}", flush=True)
 
     if "idle" in wanted:
@@ -331,6 +397,29 @@ def run(profile_name: str, servers: list[str], only: list[str] | None, out: Path
             )
             for kind in servers
         ]
+    if "instances" in wanted:
+        c = p["instances"]
+        res["instances"] = []
+        unreachable = redis_unreachable(redis_url)
+        for n in c["sizes"]:
+            if unreachable:
+                print(f"  refetch  instances  n={n}: {unreachable}", flush=True)
+                res["instances"].append(
+                    {"server": "refetch", "scenario": "fanout", "n": n, "aborted": unreachable}
+                )
+                continue
+            with redis_stream(redis_url, stamp) as backend:
+                res["instances"].append(
+                    measure(
+                        "refetch",
+                        "fanout",
+                        ["-n", str(n), "--rounds", str(c["rounds"]), "--gap", str(c["gap"])],
+                        log,
+                        server_options=["--backend", backend],
+                        instances=2,
+                        timeout=300,
+                    )
+                )
     if "polling" in wanted:
         c = p["polling"]
         common = ["-n", str(c["n"]), "--idle", str(c["idle"]), "--changes", str(c["changes"])]
@@ -379,6 +468,19 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
         r = (pick(res["saturation"], "refetch").get("best") or {}).get("deliveries_per_s")
         b = (pick(res["saturation"], "baseline").get("best") or {}).get("deliveries_per_s")
         out["saturation deliveries/s (refetch/baseline)"] = ratio(r, b)
+    for row in res.get("instances", []):
+        # Two instances on Redis against one in memory (same N, same run): the cost of
+        # the broker hop and of sharing one core. < 1 means the two instances are slower.
+        n, one = row.get("n"), pick(res.get("fanout", []), "refetch", row.get("n"))
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            out[f"instances n={n} {key} (one instance / two on Redis)"] = ratio(
+                one.get(key), row.get(key)
+            )
+        base = pick(res.get("fanout", []), "baseline", row.get("n"))
+        for key in ("p50_ms", "p99_ms", "max_ms"):
+            out[f"instances n={n} {key} (baseline / two on Redis)"] = ratio(
+                base.get(key), row.get(key)
+            )
     if res.get("storm"):
         r, b = pick(res["storm"], "refetch"), pick(res["storm"], "baseline")
         out["storm freshness p99"] = ratio(
@@ -546,6 +648,59 @@ def markdown(report: dict[str, Any]) -> str:
                 for r in res["storm"]
             ],
         )
+    if "instances" in res:
+        rows = []
+        for r in res["instances"]:
+            rows.append(
+                [
+                    r.get("n"),
+                    "both",
+                    r.get("connected"),
+                    r.get("rounds"),
+                    r.get("p50_ms"),
+                    r.get("p99_ms"),
+                    r.get("max_ms"),
+                    r.get("missing", r.get("aborted")),
+                    r.get("server_cpu_us_per_delivery"),
+                    r.get("server_gc_max_ms"),
+                    r.get("loadgen_cpu_pct"),
+                ]
+            )
+            for name, u in zip("AB", r.get("per_url", []), strict=False):
+                trigger = " (trigger)" if name == "A" else ""
+                rows.append(
+                    [
+                        r.get("n"),
+                        f"{name}{trigger}",
+                        u.get("connected"),
+                        "",
+                        u.get("p50_ms"),
+                        u.get("p99_ms"),
+                        u.get("max_ms"),
+                        r.get("rounds", 0) * u.get("connected", 0) - u.get("delivered", 0),
+                        "",
+                        "",
+                        "",
+                    ]
+                )
+        table(
+            "5. Two refetch instances sharing Redis: one update to all N "
+            "(N/2 streams on each, trigger on A; both servers on CPU 0)",
+            [
+                "N",
+                "instance",
+                "streams",
+                "rounds",
+                "p50 (ms)",
+                "p99 (ms)",
+                "max (ms)",
+                "missing",
+                "server CPU / delivery (µs, both)",
+                "longest GC pause (ms)",
+                "load generator CPU (%)",
+            ],
+            rows,
+        )
     if "polling" in res:
         poll, push = res["polling"]
         table(
@@ -592,8 +747,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=["smoke", "quick", "full"], default="quick")
     parser.add_argument("--servers", default="refetch,baseline")
+    parser.add_argument("--only", default=None, help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument(
-        "--only", default=None, help="comma-separated: idle,fanout,saturation,storm,polling"
+        "--redis", default=REDIS, help="Redis for scenario 5 (127.0.0.1 only; a stream per run)"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
@@ -603,6 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         args.servers.split(","),
         args.only.split(",") if args.only else None,
         args.out,
+        args.redis,
     )
     text = markdown(report)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -1,10 +1,12 @@
 """The server under test: refetch's UpdatesEndpoint plus the bench routes.
 
     python bench/server_refetch.py --port 8000 [--token T] [--min-interval 0.1]
+        [--backend redis://127.0.0.1:6379/0?stream=NAME]
 
 ``GET /updates`` the stream; ``POST /trigger?count=&rate=&deadline=`` notifies
 ``bench`` updates keyed by ``time.time_ns()``; ``GET /stats``; ``GET /data`` and
-``POST /change`` for the polling comparison. uvicorn with uvloop and httptools.
+``POST /change`` for the polling comparison. uvicorn with uvloop and httptools. With ``--backend`` several of these processes
+share one broker (``docs/scaling.md``): a trigger on one reaches the streams of all.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def build(args: Any) -> Any:
         ["bench", "other"],
         min_interval=args.min_interval,
         heartbeat=args.heartbeat,
+        backend=args.backend,
     )
     token = args.token
 
@@ -130,6 +133,12 @@ if __name__ == "__main__":
         action=argparse.BooleanOptionalAction,
         default=True,
         help="gc.freeze() long-lived connection state (app-level policy)",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        help="UpdateService(backend=...), e.g. redis://127.0.0.1:6379/0?stream=NAME "
+        "(default: one process, in memory)",
     )
     parser.add_argument(
         "--asgi-send", action="store_true", help="wrap send() as middleware would (no fast path)"
