@@ -70,6 +70,7 @@ class UpdatesEndpoint:
             )
             return
 
+        authenticated_at = asyncio.get_running_loop().time()
         principal = await self._authenticate(scope)
         if principal is None:
             await _json(
@@ -109,7 +110,9 @@ class UpdatesEndpoint:
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         task = asyncio.current_task()
         try:
-            conn = self.service.attach(send, principal, types, last_event_id, task)
+            conn = self.service.attach(
+                send, principal, types, last_event_id, task, authenticated_at
+            )
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return

@@ -142,6 +142,9 @@ class UpdateService:
         self._buckets: dict[float, tuple[asyncio.TimerHandle, list[Connection]]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
         self._drained = asyncio.Event()
+        # subject -> (loop time, principal) of recent reauthorize() calls, for streams
+        # authenticated just before one of them; forgotten after a minute.
+        self._reauthorized: dict[str, tuple[float, Principal]] = {}
         self._previous_handlers: dict[int, Any] = {}
 
         self._updates = 0
@@ -560,6 +563,10 @@ class UpdateService:
         loop = self._loop
         assert loop is not None
         now = loop.time()
+        if self._reauthorized:
+            self._reauthorized = {
+                s: entry for s, entry in self._reauthorized.items() if entry[0] > now - 60
+            }
         silent_since = now - self.heartbeat
         stuck_since = now - self.send_timeout
         for conn in list(self._connections):
@@ -600,17 +607,25 @@ class UpdateService:
         types: frozenset[str],
         last_event_id: str | None,
         task: asyncio.Task[Any] | None,
+        authenticated_at: float | None = None,
     ) -> Connection:
         """Register a stream whose response has started, and write its first frames.
 
         Everything happens in one step on the event loop, so no update can fall
-        between the replay and the live stream.
+        between the replay and the live stream. ``authenticated_at`` (loop time when
+        the principal was looked up) lets a ``reauthorize()`` that happened since win.
         """
         if self._state != "running":
             raise ServiceClosed("the UpdateService is not running")
         self._drain()  # updates notified before this point belong in the replay
         loop = self._loop
         assert loop is not None
+        revised = self._reauthorized.get(principal.subject or "")
+        if revised is not None and authenticated_at is not None and revised[0] >= authenticated_at:
+            # The permissions changed while this stream was being authenticated.
+            principal = revised[1]
+            if principal.types is not None:
+                types = types & principal.types
         conn = Connection(send, principal, types, task)
         conn.told = self._marks  # the replay below covers everything until now
         now = loop.time()
@@ -673,8 +688,12 @@ class UpdateService:
 
         Use it when a user's permissions change (removed from a tenant, role
         changed): from this call on their streams carry only what the new scopes
-        allow. Returns the number of streams changed.
+        allow. Returns the number of streams changed. A stream whose authentication
+        was under way at the time gets the new principal too.
         """
+        loop = self._loop
+        if loop is not None:
+            self._reauthorized[subject] = (loop.time(), principal)
         changed = 0
         for conn in list(self._connections):
             if conn.principal.subject != subject or conn.closing is not None:

@@ -413,3 +413,30 @@ async def test_notify_from_another_thread_is_delivered(
 async def stream_lines(response: httpx.Response) -> AsyncIterator[str]:
     async for line in response.aiter_lines():
         yield line
+
+
+async def test_reauthorize_during_authentication_wins(service: UpdateService) -> None:
+    looked_up = asyncio.Event()
+    proceed = asyncio.Event()
+
+    async def slow_authenticate(scope: object) -> Principal:
+        # The app read the old memberships, then the permissions change before attach.
+        principal = Principal.of("bob", ["tenant:acme", "user:bob"])
+        looked_up.set()
+        await proceed.wait()
+        return principal
+
+    endpoint = UpdatesEndpoint(service, authenticate=slow_authenticate)
+    async with serve(endpoint) as url:
+        reader = asyncio.create_task(Stream(url).__aenter__())
+        await looked_up.wait()
+        assert service.reauthorize("bob", Principal.of("bob", ["user:bob"])) == 0
+        proceed.set()
+        bob = await reader
+        try:
+            service.notify("projects", key="secret", audience={"tenant:acme"})
+            service.notify("authentication", audience={"user:bob"})
+            await wait_for(lambda: ("authentication", None) in bob.invalidated())
+            assert ("projects", "secret") not in bob.invalidated()
+        finally:
+            await bob.__aexit__(None, None, None)
