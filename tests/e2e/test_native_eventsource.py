@@ -1,0 +1,69 @@
+"""The browser's own EventSource, which nobody here wrote, against the refetch endpoint."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser
+
+from .conftest import REPO, free_port, stop, wait_until_answers
+
+
+@pytest.fixture
+def example() -> Iterator[str]:
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "example.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "examples.timer"],
+                cwd=REPO,
+                env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answers(f"{url}/api/progress", process, log)
+            yield url
+        finally:
+            stop(process)
+
+
+def test_native_eventsource_gets_hello_and_invalidate_with_ids(
+    browser: Browser, example: str
+) -> None:
+    page = browser.new_page()
+    try:
+        page.goto(f"{example}/api/progress")  # same origin as the stream
+        page.evaluate(
+            """() => {
+                window.frames_ = [];
+                const source = new EventSource('/api/updates?types=projects');
+                for (const name of ['hello', 'invalidate', 'resync']) {
+                    source.addEventListener(name, (e) => window.frames_.push(
+                        {type: e.type, data: JSON.parse(e.data), lastEventId: e.lastEventId}));
+                }
+                window.source_ = source;
+            }"""
+        )
+        page.wait_for_function("() => window.frames_.length >= 1")
+        created = httpx.post(f"{example}/api/projects").json()["id"]
+        page.wait_for_function("() => window.frames_.some((f) => f.type === 'invalidate')")
+        frames = page.evaluate("() => window.frames_")
+        hello, invalidate = frames[0], frames[-1]
+        assert hello["type"] == "hello"
+        assert hello["data"]["types"] == ["projects"]
+        assert hello["lastEventId"] == hello["data"]["cursor"]
+        assert invalidate["data"] == {"updates": [{"type": "projects", "keys": [created]}]}
+        assert invalidate["lastEventId"] != hello["lastEventId"]
+        assert page.evaluate("() => window.source_.readyState") == 1  # OPEN
+    finally:
+        page.close()
