@@ -1,16 +1,20 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import uvicorn
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Scope
+
+from . import services
 
 TYPES = ["progress", "projects", "compute", "images", "authentication", "gardener"]
 
@@ -101,22 +105,40 @@ async def never_disconnect() -> dict[str, Any]:
 
 # -- real services for the backend tests ----------------------------------------------
 
+# Set by pytest_configure (tests/services.py): the standard local services, or throwaway ones.
 REDIS_URL = "redis://127.0.0.1:6379/0"
 POSTGRES_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 NATS_URL = "nats://127.0.0.1:4222"
 
 
-def require_service(name: str, port: int) -> None:
-    """Skip loudly when a service is down; in CI (``CI=true``) fail instead, never skip."""
-    import os
+def pytest_configure(config: pytest.Config) -> None:
+    global REDIS_URL, POSTGRES_DSN, NATS_URL
+    services.start()
+    REDIS_URL = os.environ["REFETCH_TEST_REDIS_URL"]
+    POSTGRES_DSN = os.environ["REFETCH_TEST_POSTGRES_DSN"]
+    NATS_URL = os.environ["REFETCH_TEST_NATS_URL"]
 
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError as exc:
-        message = f"{name} is not reachable on 127.0.0.1:{port} ({exc})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message}: CI must run every backend test")
-        pytest.skip(f"SKIPPED, NOT TESTED: {message}; start it to run the backend tests")
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    services.stop()
+
+
+def service_port(kind: str) -> int:
+    url = {"redis": REDIS_URL, "postgres": POSTGRES_DSN, "nats": NATS_URL}[kind]
+    port = urlsplit(url).port
+    assert port is not None
+    return port
+
+
+def require_service(kind: str) -> None:
+    """Skip loudly when a service is missing; in CI (``CI=true``) fail instead, never skip."""
+    port = service_port(kind)
+    if services.answers(port):
+        return
+    message = f"{kind}: " + services.missing.get(kind, f"nothing answers on 127.0.0.1:{port}")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message}: CI must run every backend test")
+    pytest.skip(f"SKIPPED, NOT TESTED: {message}")
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -127,19 +149,19 @@ def unique_name(prefix: str = "t") -> str:
 
 @pytest.fixture
 def redis_url() -> str:
-    require_service("Redis", 6379)
+    require_service("redis")
     return REDIS_URL
 
 
 @pytest.fixture
 def postgres_dsn() -> str:
-    require_service("PostgreSQL", 5432)
+    require_service("postgres")
     return POSTGRES_DSN
 
 
 @pytest.fixture
 def nats_url() -> str:
-    require_service("NATS", 4222)
+    require_service("nats")
     return NATS_URL
 
 
@@ -195,15 +217,14 @@ class SharedStream:
 
 
 BACKENDS = ["memory", "redis", "postgres", "nats"]
-_PORTS = {"redis": ("Redis", 6379), "postgres": ("PostgreSQL", 5432), "nats": ("NATS", 4222)}
 
 
 @pytest.fixture(params=BACKENDS)
 async def shared(request: pytest.FixtureRequest) -> AsyncIterator[SharedStream]:
     """One fresh shared stream on each backend in turn (memory, Redis, PostgreSQL, NATS)."""
     kind: str = request.param
-    if kind in _PORTS:
-        require_service(*_PORTS[kind])
+    if kind != "memory":
+        require_service(kind)
     stream = SharedStream(kind, unique_name("refetch_t"))
     try:
         yield stream

@@ -10,7 +10,16 @@ import pytest
 
 from refetch import PublishError, UpdatesEndpoint, UpdateService
 
-from .conftest import POSTGRES_DSN, REDIS_URL, TYPES, SharedStream, serve, unique_name, wait_for
+from .conftest import (
+    POSTGRES_DSN,
+    REDIS_URL,
+    TYPES,
+    SharedStream,
+    serve,
+    service_port,
+    unique_name,
+    wait_for,
+)
 from .test_endpoint import Stream
 
 
@@ -103,7 +112,7 @@ async def test_postgres_session_terminated_listener_reconnects_and_replays_exact
 async def test_broker_gone_local_clients_still_hear_and_everyone_catches_up_after(
     kind: str, tcp_proxy: Callable[[int], Any], request: pytest.FixtureRequest
 ) -> None:
-    port = {"redis": 6379, "postgres": 5432, "nats": 4222}[kind]
+    port = service_port(kind)
     request.getfixturevalue(
         {"redis": "redis_url", "postgres": "postgres_dsn", "nats": "nats_url"}[kind]
     )

@@ -71,7 +71,7 @@ class Instance:
 @pytest.fixture(params=["redis", "postgres"])
 async def stream(request: pytest.FixtureRequest) -> AsyncIterator[SharedStream]:
     kind: str = request.param
-    require_service(*{"redis": ("Redis", 6379), "postgres": ("PostgreSQL", 5432)}[kind])
+    require_service(kind)
     shared = SharedStream(kind, unique_name("refetch_mp"))
     try:
         yield shared

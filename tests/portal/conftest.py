@@ -23,7 +23,10 @@ from refetch.client import Frame, listen
 
 from ..conftest import serve, wait_for
 
-POSTGRES_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+# The standard local PostgreSQL, or the throwaway one tests/services.py started.
+POSTGRES_DSN = os.environ.get(
+    "REFETCH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
