@@ -2,15 +2,20 @@
 
 Each extractor validates the body, so garbage from the API is a failed poll (the cached value
 stays, marked stale) instead of garbage on a page.
+
+With a Redis or PostgreSQL backend (``REFETCH_BACKEND_URL``) every poller gets a lease in the
+same service: one instance polls each API, the others serve the snapshot it shares.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter
 
 from refetch import Poller, poller
+from refetch.backends import with_leases
 
 from .config import Settings
 from .schemas import Cluster, Image
@@ -18,6 +23,9 @@ from .updates import UpdateType, tenant_scope
 
 PROGRESS = "progress"
 IMAGES = "images"
+
+#: Backends whose service also holds poller leases (NATS and memory:// have none).
+LEASE_SCHEMES = frozenset({"redis", "rediss", "unix", "postgres", "postgresql"})
 
 
 def gardener_poller_name(slug: str) -> str:
@@ -95,4 +103,7 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
                 max_backoff=backoff(settings.shoots_interval),
             )
         )
+    url = settings.backend_url
+    if url and urlsplit(url).scheme.lower() in LEASE_SCHEMES:
+        return with_leases(pollers, url)
     return pollers

@@ -15,7 +15,7 @@ from ._exceptions import (
     UnknownUpdateType,
 )
 from ._hub import Statistics, UpdateService
-from ._poller import Lease, Poller, poller
+from ._poller import Lease, Poller, SharedLease, poller
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
@@ -36,6 +36,7 @@ __all__ = [
     "PublishError",
     "RefetchError",
     "ServiceClosed",
+    "SharedLease",
     "Statistics",
     "StreamError",
     "StreamRejected",

@@ -8,13 +8,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
 from ._exceptions import ConfigurationError
 
-__all__ = ["Extract", "Fetch", "Lease", "Poller", "poller"]
+__all__ = ["Extract", "Fetch", "Lease", "Poller", "SharedLease", "poller"]
 
 Fetch = Callable[[], Awaitable[Any]]
 Extract = Callable[[Any], Any]
@@ -25,7 +25,7 @@ DEFAULT_MAX_BACKOFF = 30.0
 class Lease(Protocol):
     """Leadership for one poller across instances: only the holder polls.
 
-    Implementations (a Redis lease, a PostgreSQL advisory lock) come with the backends.
+    Implementations: `refetch.backends.RedisLease`, `refetch.backends.PostgresLease`.
     `acquire()` and `renew()` must not block waiting for the lease: they answer whether this
     instance holds it now. The worker renews once per cycle, so the lease must outlive the
     longest cycle (`max_backoff` plus `timeout`).
@@ -36,6 +36,28 @@ class Lease(Protocol):
     async def renew(self) -> bool: ...
 
     async def release(self) -> None: ...
+
+
+@runtime_checkable
+class SharedLease(Lease, Protocol):
+    """A lease that also carries the leader's snapshot to the other instances.
+
+    The worker detects it by these methods. The leader calls `publish()` after every poll
+    (`changed`: the poll notifies, so followers should re-read now); followers call
+    `snapshot()` once per cycle and wait in `wait()`, which returns early when the leader
+    publishes a change or releases the lease. `aclose()` ends the lease's connections; the
+    worker calls it when the poller stops, leader or not.
+    """
+
+    async def publish(self, snapshot: str, *, changed: bool) -> bool:
+        """Store `snapshot` if this instance still holds the lease; False if it does not."""
+        ...
+
+    async def snapshot(self) -> str | None: ...
+
+    async def wait(self, seconds: float) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _identity(body: Any) -> Any:

@@ -2,11 +2,18 @@
 
 One task per poller, owned by the worker: `start()` creates them, `aclose()` cancels and awaits
 them. A poll never overlaps the previous one of the same poller.
+
+Several instances: a poller with a `Lease` polls only where the lease is held. A `SharedLease`
+also carries the leader's snapshot: the leader publishes it after every poll, before it notifies;
+followers read it once per cycle and as soon as the leader signals a change, and serve it from
+`latest()`. What is shared is the API's body (JSON text), not the extracted value, so a follower
+runs the same `extract` and gets the same types (models, dataclasses) the leader has.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -19,7 +26,7 @@ from typing import Any, Protocol
 import httpx
 
 from ._exceptions import ConfigurationError
-from ._poller import Poller
+from ._poller import Poller, SharedLease
 
 __all__ = ["BackgroundWorker", "Cached", "Notifier", "PollerStatistics"]
 
@@ -137,6 +144,11 @@ class _PollerRun:
         self.last_error_at: datetime | None = None
         self.next_delay: float | None = None
         self.leader: bool | None = None if spec.lease is None else False
+        # Sharing with other instances (a SharedLease): the last accepted body as JSON text.
+        self._shared = spec.lease if isinstance(spec.lease, SharedLease) else None
+        self._body_text: str | None = None
+        self._fetched_text: str | None = None
+        self._share_problem: str | None = None
 
     def statistics(self) -> PollerStatistics:
         return PollerStatistics(
@@ -156,24 +168,41 @@ class _PollerRun:
         )
 
     async def run(self) -> None:
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
                 started = self._monotonic()
                 try:
                     if await self._may_poll():
                         await self.poll()
+                    elif self._shared is not None:
+                        await self._follow(self._shared)
                 except Exception:  # a bug (ours or a notifier's) must not end the poller
                     logger.exception("poller %s: unexpected error", self.spec.name)
+                if task.cancelling():  # a driver swallowed aclose()'s cancel: stop anyway
+                    raise asyncio.CancelledError
                 self.next_delay = self._delay()
                 # start to start: a slow poll eats into the wait, never adds a catch-up burst
-                await self._sleep(max(0.0, started + self.next_delay - self._monotonic()))
+                delay = max(0.0, started + self.next_delay - self._monotonic())
+                if self._shared is not None and not self.leader:
+                    await self._wait_for_leader(self._shared, delay)
+                else:
+                    await self._sleep(delay)
         finally:
-            if self.spec.lease is not None and self.leader:
-                self.leader = False
-                try:
-                    await self.spec.lease.release()
-                except Exception:
-                    logger.exception("poller %s: releasing the lease failed", self.spec.name)
+            try:
+                if self.spec.lease is not None and self.leader:
+                    self.leader = False
+                    try:
+                        await self.spec.lease.release()
+                    except Exception:
+                        logger.exception("poller %s: releasing the lease failed", self.spec.name)
+            finally:
+                if self._shared is not None:
+                    try:
+                        await self._shared.aclose()
+                    except Exception:
+                        logger.exception("poller %s: closing the lease failed", self.spec.name)
 
     def _delay(self) -> float:
         spec = self.spec
@@ -205,19 +234,122 @@ class _PollerRun:
     async def poll(self) -> None:
         spec = self.spec
         self.polls += 1
+        self._fetched_text = None
         try:
             async with asyncio.timeout(spec.timeout):
                 result = await self._fetch()
         except Exception as exc:
-            self._failed(_classify(exc, spec.timeout))
+            notify = self._failed(_classify(exc, spec.timeout))
+        else:
+            notify = self._succeeded(result)
+        if self._shared is not None:
+            # before the notify: a follower's clients refetch when they hear it
+            await self._publish(self._shared, changed=notify)
+        if notify:
+            self._notify()
+
+    # -- sharing with other instances (SharedLease) -------------------------------------
+
+    def _share_state(self, problem: str | None, message: str, *args: object) -> None:
+        """Log a sharing problem once per kind, and the recovery once."""
+        if problem == self._share_problem:
             return
-        self._succeeded(result)
+        if problem is None:
+            logger.info("poller %s: sharing works again", self.spec.name)
+        else:
+            logger.warning("poller %s: " + message, self.spec.name, *args)
+        self._share_problem = problem
+
+    async def _publish(self, shared: SharedLease, *, changed: bool) -> None:
+        cached = self.cached
+        if cached.has_value and self._body_text is None:
+            return  # a fetch= body that is not JSON: logged when it was fetched
+        snapshot = json.dumps(
+            {
+                "body": self._body_text,
+                "fetched_at": _iso(cached.fetched_at),
+                "changed_at": _iso(cached.changed_at),
+                "stale": cached.stale,
+                "error": cached.error,
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                await shared.publish(snapshot, changed=changed)
+        except Exception as exc:
+            self._share_state(
+                "publish", "publishing the snapshot failed, followers serve an older one: %r", exc
+            )
+            return
+        if self._share_problem is not None:
+            self._share_state(None, "")
+
+    async def _follow(self, shared: SharedLease) -> None:
+        """Take the leader's snapshot as this instance's cached value."""
+        # Validators describe a body this instance fetched; after following they may lie
+        # (the value may have gone back to an old ETag), so the next lead starts afresh.
+        self._etag = self._last_modified = None
+        try:
+            async with asyncio.timeout(self.spec.timeout):
+                raw = await shared.snapshot()
+        except Exception as exc:
+            self._share_state("read", "reading the leader's snapshot failed: %r", exc)
+            return
+        if raw is None:  # no leader has polled yet
+            return
+        try:
+            snapshot = json.loads(raw)
+            body: str | None = snapshot["body"]
+            fetched_at = _parse_iso(snapshot["fetched_at"])
+            changed_at = _parse_iso(snapshot["changed_at"])
+            stale, error = bool(snapshot["stale"]), snapshot["error"]
+        except (ValueError, KeyError, TypeError) as exc:
+            self._share_state("decode", "the shared snapshot is malformed: %r", exc)
+            return
+        value = self.cached.value
+        if body is not None and body != self._body_text:
+            try:
+                value = self.spec.extract(json.loads(body))
+            except Exception as exc:
+                self._share_state(
+                    "extract", "extract rejects the leader's body on this instance: %r", exc
+                )
+                return
+            self._body_text = body
+        elif body is None:  # the leader never had a value
+            value = self._body_text = None
+        if self._share_problem is not None:
+            self._share_state(None, "")
+        self.cached = Cached(
+            value=value,
+            fetched_at=fetched_at if body is not None else None,
+            changed_at=changed_at if body is not None else None,
+            stale=stale,
+            error=error,
+        )
+
+    async def _wait_for_leader(self, shared: SharedLease, delay: float) -> None:
+        try:
+            await shared.wait(delay)
+        except Exception as exc:  # the lease should not raise here; never spin if it does
+            logger.warning("poller %s: waiting for the leader failed: %r", self.spec.name, exc)
+            await self._sleep(delay)
 
     async def _fetch(self) -> Any:
         spec = self.spec
         if spec.fetch is not None:
             body = await spec.fetch()
-            return self._extract(body)
+            value = self._extract(body)
+            if self._shared is not None:
+                try:
+                    self._fetched_text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+                except (TypeError, ValueError) as exc:
+                    self._share_state(
+                        "encode", "the fetch= body is not JSON, followers get nothing: %r", exc
+                    )
+            return value
         if spec.url is None or self.client is None:  # poller() and start() rule this out
             raise RuntimeError(f"poller {spec.name}: no url or no client")
         headers = dict(spec.headers)
@@ -238,6 +370,8 @@ class _PollerRun:
         except ValueError as exc:
             raise _Failure("invalid JSON", str(exc)) from exc
         value = self._extract(body)
+        if self._shared is not None:
+            self._fetched_text = response.text
         # validators only count once the body proved usable: otherwise the next poll's 304
         # would confirm a value we never accepted
         self._etag = response.headers.get("ETag")
@@ -250,7 +384,8 @@ class _PollerRun:
         except Exception as exc:
             raise _Failure("extract failed", repr(exc)) from exc
 
-    def _succeeded(self, result: Any) -> None:
+    def _succeeded(self, result: Any) -> bool:
+        """Update the cache after a good poll; True if clients should be told."""
         now = datetime.now(UTC)
         old = self.cached
         self.last_success = now
@@ -268,6 +403,8 @@ class _PollerRun:
             value = old.value
         else:
             value = result
+            if self._shared is not None:
+                self._body_text = self._fetched_text
             changed = not old.has_value or _differs(old.value, value)
         if changed:
             self.changes += 1
@@ -278,10 +415,10 @@ class _PollerRun:
             stale=False,
             error=None,
         )
-        if changed or old.stale:
-            self._notify()
+        return changed or old.stale
 
-    def _failed(self, failure: _Failure) -> None:
+    def _failed(self, failure: _Failure) -> bool:
+        """Update the cache after a failed poll; True if clients should be told."""
         now = datetime.now(UTC)
         error = str(failure)
         self.failures += 1
@@ -300,8 +437,7 @@ class _PollerRun:
             self._failing_kind = failure.kind
         else:
             logger.debug("poller %s: still failing: %s", self.spec.name, error)
-        if not old.stale:
-            self._notify()
+        return not old.stale
 
     def _notify(self) -> None:
         spec = self.spec
@@ -309,6 +445,14 @@ class _PollerRun:
             self._notifier.notify(spec.update_type, spec.key, audience=spec.audience)
         except Exception:
             logger.exception("poller %s: notify(%r) raised", spec.name, spec.update_type)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _parse_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 class BackgroundWorker:
