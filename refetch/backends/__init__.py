@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._base import Backend, Entry, backend_from_url
-from .leases import PostgresLease, RedisLease, lease_from_url, with_leases
+from .leases import PostgresLease, RedisLease, lease_from_url, lease_ttl, with_leases
 from .memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "RedisLease",
     "backend_from_url",
     "lease_from_url",
+    "lease_ttl",
     "with_leases",
 ]
 

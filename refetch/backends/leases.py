@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["PostgresLease", "RedisLease", "lease_from_url", "with_leases"]
+__all__ = ["PostgresLease", "RedisLease", "lease_from_url", "lease_ttl", "with_leases"]
 
 logger = logging.getLogger("refetch.worker")
 
