@@ -567,7 +567,7 @@ def test_worker_rejects_things_that_are_not_pollers() -> None:
 
 
 class ScriptedLease:
-    """The Lease hook's consumer side; real leases (Redis, PostgreSQL) come with the backends."""
+    """The Lease hook's consumer side; the real leases are tested in tests/test_leases.py."""
 
     def __init__(self, answers: list[bool]) -> None:
         self.answers = answers
