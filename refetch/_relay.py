@@ -57,6 +57,7 @@ class Relay:
         self._publish_wake = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
         self.catch_up_timeout = 5.0
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
@@ -91,9 +92,19 @@ class Relay:
 
     async def stop(self, grace: float) -> None:
         backend = self.backend
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._stopping = True
+        # redis-py can swallow a cancellation that lands inside a command
+        # (redis/redis-py#2028): cancel again until the tasks are gone, and never
+        # wait for ever on a driver.
+        pending = set(self._tasks)
+        for attempt in range(10):
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=grace / 10 if attempt else 0.5)
+            if not pending:
+                break
+        if pending:
+            logger.warning("%d backend task(s) ignored cancellation; left behind", len(pending))
         self._tasks = []
         # What was notified before close still goes out, if the broker takes it in time.
         outbox, self._outbox = list(self._outbox), deque()
@@ -164,7 +175,7 @@ class Relay:
 
     async def _publish_loop(self, backend: Backend) -> None:
         backoff = Backoff()
-        while True:
+        while not self._stopping:
             await self._publish_wake.wait()
             self._publish_wake.clear()
             while self._publish_down is not None or self._lost:
@@ -270,7 +281,7 @@ class Relay:
     async def _listen(self, backend: Backend) -> None:
         backoff = Backoff()
         connected = True  # start() connected already
-        while True:
+        while not self._stopping:
             try:
                 if not connected:
                     epoch = await backend.connect()
@@ -286,6 +297,8 @@ class Relay:
                         self._listen_down = None
                     backoff.reset()
                 async for batch in backend.read(self.hub._seq):
+                    if self._stopping:
+                        return
                     self._receive(batch)
                 raise ConnectionError("the backend's read() ended")
             except asyncio.CancelledError:
