@@ -376,6 +376,7 @@ class Run:
         for rate in a.rates:
             count = max(1, round(rate * a.step))
             start_index = len(self.stats.latencies)
+            frames0 = self.stats.frames
             expected = self.stats.deliveries + count * n
             s0 = await self.server_stats()
             c0, t0 = cpu_seconds(), time.perf_counter()
@@ -391,6 +392,8 @@ class Run:
                 "delivered": len(got),
                 "missing": count * n - len(got),
                 "deliveries_per_s": len(got) / max(wall, a.step),
+                # An invalidate frame may carry several updates (coalesced).
+                "frames_per_s": (self.stats.frames - frames0) / max(wall, a.step),
                 "loadgen_cpu_pct": 100 * (c1 - c0) / wall,
                 "server_cpu_pct": 100 * (s1["cpu_s"] - s0["cpu_s"]) / (s1["time"] - s0["time"]),
                 **latency_summary(got),
