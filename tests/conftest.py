@@ -13,6 +13,7 @@ import uvicorn
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Scope
+from refetch.client import Frame, listen
 
 from . import services
 
@@ -101,6 +102,51 @@ class Recorder:
 async def never_disconnect() -> dict[str, Any]:
     await asyncio.Event().wait()
     return {"type": "http.disconnect"}
+
+
+class Stream:
+    """The frames of one open stream, read in the background, with an owner that closes it."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.frames: list[Frame] = []
+        self._iterator = listen(url, max_attempts=1, **kwargs)
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Stream:
+        self._task = asyncio.create_task(self._read())
+        await wait_for(lambda: self.frames or (self._task is not None and self._task.done()))
+        if self._task.done():
+            self._task.result()
+        return self
+
+    async def _read(self) -> None:
+        async for frame in self._iterator:
+            self.frames.append(frame)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._iterator.aclose()
+
+    @property
+    def cursor(self) -> str | None:
+        ids = [f.id for f in self.frames if f.id]
+        return ids[-1] if ids else None
+
+    def of(self, event: str) -> list[Frame]:
+        return [f for f in self.frames if f.event == event]
+
+    def invalidated(self) -> set[tuple[str, str | None]]:
+        return {
+            (u.type, key)
+            for f in self.of("invalidate")
+            for u in f.updates
+            for key in (u.keys or (None,))
+        }
+
+    def saw(self, type_: str, key: str | None = None) -> bool:
+        return (type_, key) in self.invalidated()
 
 
 # -- real services for the backend tests ----------------------------------------------

@@ -15,12 +15,12 @@ from .conftest import (
     REDIS_URL,
     TYPES,
     SharedStream,
+    Stream,
     serve,
     service_port,
     unique_name,
     wait_for,
 )
-from .test_endpoint import Stream
 
 
 async def kill_redis_clients(name: str) -> int:

@@ -12,8 +12,7 @@ from refetch import BackendUnavailable, UpdatesEndpoint, UpdateService
 from refetch.backends import Backend, Entry, backend_from_url
 from refetch.backends._base import StreamGap, encode_resync_marker
 
-from .conftest import TYPES, SharedStream, serve, wait_for
-from .test_endpoint import Stream
+from .conftest import TYPES, SharedStream, Stream, serve, wait_for
 
 
 async def take(backend: Backend, after: int, count: int) -> list[Entry]:

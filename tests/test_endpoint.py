@@ -6,52 +6,14 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
-from refetch.client import Frame, listen
 
-from .conftest import TYPES, serve, token_auth, wait_for
-
-
-class Stream:
-    """Frames of one open stream, read in the background, with an owner that closes it."""
-
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        self.frames: list[Frame] = []
-        self._iterator = listen(url, max_attempts=1, **kwargs)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Stream:
-        self._task = asyncio.create_task(self._read())
-        await wait_for(lambda: self.frames or (self._task is not None and self._task.done()))
-        if self._task.done():
-            self._task.result()
-        return self
-
-    async def _read(self) -> None:
-        async for frame in self._iterator:
-            self.frames.append(frame)
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-
-    def of(self, event: str) -> list[Frame]:
-        return [f for f in self.frames if f.event == event]
-
-    def invalidated(self) -> set[tuple[str, str | None]]:
-        return {
-            (u.type, key)
-            for f in self.of("invalidate")
-            for u in f.updates
-            for key in (u.keys or (None,))
-        }
+from .conftest import TYPES, Stream, serve, token_auth, wait_for
 
 
 async def test_stream_headers_and_hello(base_url: str, service: UpdateService) -> None:

@@ -13,8 +13,15 @@ import pytest
 
 from refetch.backends.postgres import notify_in_transaction
 
-from .conftest import POSTGRES_DSN, SharedStream, free_port, require_service, unique_name, wait_for
-from .test_endpoint import Stream
+from .conftest import (
+    POSTGRES_DSN,
+    SharedStream,
+    Stream,
+    free_port,
+    require_service,
+    unique_name,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,8 @@ from portal.app import create_app
 from portal.config import Settings
 from portal.simulator import create_app as create_simulator
 from portal.simulator.app import Simulator
-from refetch.client import Frame, listen
 
+from ..conftest import Stream as BaseStream
 from ..conftest import serve, wait_for
 
 # The standard local PostgreSQL, or the throwaway one tests/services.py started.
@@ -143,55 +143,18 @@ async def portal(
             await asyncio.gather(*(c.aclose() for c in handle.clients))
 
 
-class Stream:
-    """The frames of one open update stream, read in the background until the block ends."""
+class Stream(BaseStream):
+    """The portal's update stream for an API client: its bearer token or its cookie."""
 
     def __init__(self, url: str, client: httpx.AsyncClient, **kwargs: Any) -> None:
-        self.frames: list[Frame] = []
         headers = {}
         if "authorization" in client.headers:
             headers["authorization"] = client.headers["authorization"]
         self._http = httpx.AsyncClient(
             cookies=client.cookies, timeout=httpx.Timeout(10.0, read=None)
         )
-        self._iterator = listen(
-            f"{url}/api/updates", max_attempts=1, headers=headers, client=self._http, **kwargs
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Stream:
-        self._task = asyncio.create_task(self._read())
-        await wait_for(lambda: self.frames or (self._task is not None and self._task.done()))
-        if self._task.done():
-            self._task.result()
-        return self
-
-    async def _read(self) -> None:
-        async for frame in self._iterator:
-            self.frames.append(frame)
+        super().__init__(f"{url}/api/updates", headers=headers, client=self._http, **kwargs)
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task is not None
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self._iterator.aclose()
+        await super().__aexit__(*exc)
         await self._http.aclose()
-
-    @property
-    def cursor(self) -> str | None:
-        ids = [f.id for f in self.frames if f.id]
-        return ids[-1] if ids else None
-
-    def of(self, event: str) -> list[Frame]:
-        return [f for f in self.frames if f.event == event]
-
-    def invalidated(self) -> set[tuple[str, str | None]]:
-        return {
-            (u.type, key)
-            for f in self.of("invalidate")
-            for u in f.updates
-            for key in (u.keys or (None,))
-        }
-
-    def saw(self, type_: str, key: str | None = None) -> bool:
-        return (type_, key) in self.invalidated()
