@@ -404,15 +404,9 @@ class UpdateService:
             return
         if self._has_news(conn):
             self._schedule(conn)
-            self._wake_flush()
+            self._wake()
         else:
             self._rest(conn)
-
-    def _wake_flush(self) -> None:
-        loop = self._loop
-        if loop is not None and not self._wakeup_pending:
-            self._wakeup_pending = True
-            loop.call_soon(self._drain)
 
     def _news(self, told: int, types: frozenset[str]) -> dict[str, set[str] | None]:
         """What was sent to everyone, per type of ``types``, since mark ``told``."""
@@ -593,12 +587,12 @@ class UpdateService:
     def running(self) -> bool:
         return self._state == "running"
 
-    def _resume_point(self, last_event_id: str) -> int | None:
-        epoch, _, seq_text = last_event_id.strip().rpartition(".")
-        if epoch != self._epoch or not seq_text.isdigit():
+    def _position(self, last_event_id: str) -> int | None:
+        """The position a cursor of this stream names; None for garbage or another epoch."""
+        epoch, _, text = last_event_id.strip().rpartition(".")
+        if epoch != self._epoch or not text.isdigit():
             return None
-        seq = int(seq_text)
-        return seq if seq <= self._seq else None
+        return int(text)
 
     def attach(
         self,
@@ -640,7 +634,9 @@ class UpdateService:
         if last_event_id is not None and self._relay is not None:
             body, hold = self._relay.resume(conn, last_event_id, body, now)
         elif last_event_id is not None:
-            seq = self._resume_point(last_event_id)
+            seq = self._position(last_event_id)
+            if seq is not None and seq > self._seq:
+                seq = None  # from the future: not ours
             missed = None if seq is None else self._replay.since(seq)
             if missed is None:
                 self._resyncs += 1

@@ -365,11 +365,10 @@ class Relay:
         self, conn: Connection, last_event_id: str, body: bytes, now: float
     ) -> tuple[bytes, int | None]:
         """The first frames for a resuming client, or the position to hold it at."""
-        epoch, _, text = last_event_id.strip().rpartition(".")
-        if epoch != self.hub._epoch or not text.isdigit():
+        position = self.hub._position(last_event_id)
+        if position is None:
             self.hub._resyncs += 1
             return body + encode_resync(self.hub.cursor, "unknown cursor"), None
-        position = int(text)
         missed = self.hub._replay.since(position) if position <= self.hub._seq else None
         if missed is None:
             # Ahead of our listener (it came from a faster instance) or older than our
