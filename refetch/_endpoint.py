@@ -106,6 +106,16 @@ class UpdatesEndpoint:
             )
             return
 
+        unconfirmed = self.service.unavailable(principal)
+        if unconfirmed is not None:
+            await _json(
+                send,
+                503,
+                {"error": "unconfirmed", "detail": unconfirmed},
+                [(b"retry-after", b"1")],
+            )
+            return
+
         last_event_id = _last_event_id(scope, query)
         await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         task = asyncio.current_task()

@@ -19,6 +19,7 @@ from typing import Any
 
 from ._auth import Principal
 from ._connection import Connection
+from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from ._relay import Relay
 from ._replay import ReplayLog
@@ -116,7 +117,7 @@ class UpdateService:
         self._seq = 0
         self._replay = ReplayLog(replay_size, replay_age)
 
-        self._inbox: deque[tuple[Update, asyncio.Future[str] | None]] = deque()
+        self._inbox: deque[tuple[Update | Control, asyncio.Future[str] | None]] = deque()
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -218,14 +219,37 @@ class UpdateService:
         """End open streams now: all, or those of one ``subject`` (e.g. after sign-out).
 
         Clients reconnect with their cursor and are authenticated again, so a
-        signed-out browser gets 401 and the user's other sessions carry on.
-        Returns the number of streams ended.
+        signed-out browser gets 401 and the user's other sessions carry on. With a
+        backend, a ``subject``'s streams are ended on every instance (in order with
+        the updates; ``await flush()`` waits until the other instances can hear it).
+        Returns the number of streams ended here.
         """
+        control = None
+        if subject is not None and self._relay is not None and self._state != "closed":
+            control = self._relay.stamp(CloseStreams(subject, reason))
+        ended = self._close_local(reason, subject)
+        if control is not None:
+            self._inbox.append((control, None))
+            self._wake()
+        return ended
+
+    def _close_local(self, reason: str, subject: str | None) -> int:
         ended = 0
         for conn in list(self._connections):
             if subject is None or conn.principal.subject == subject:
                 self._abort(conn, reason)
                 ended += 1
+        return ended
+
+    def _close_unconfirmed(self, reason: str) -> int:
+        """End every stream with a subject: its permissions can no longer be confirmed."""
+        ended = 0
+        for conn in list(self._connections):
+            if conn.principal.subject is not None and conn.closing is None:
+                self._abort(conn, reason)
+                ended += 1
+        if ended:
+            logger.warning("ended %d authenticated stream(s): %s", ended, reason)
         return ended
 
     def _chain_signal_handlers(self) -> None:
@@ -325,6 +349,8 @@ class UpdateService:
         inbox = self._inbox
         while inbox:
             update, future = inbox.popleft()
+            if not isinstance(update, Update):
+                continue  # control messages are queued for a backend only
             self._seq += 1
             cursor = f"{self._epoch}.{self._seq}"
             update = Update(update.type, update.key, update.audience, cursor)
@@ -611,6 +637,8 @@ class UpdateService:
         """
         if self._state != "running":
             raise ServiceClosed("the UpdateService is not running")
+        if self.unavailable(principal) is not None:
+            raise ServiceClosed("permissions cannot be confirmed: the broker is away")
         self._drain()  # updates notified before this point belong in the replay
         loop = self._loop
         assert loop is not None
@@ -684,9 +712,29 @@ class UpdateService:
 
         Use it when a user's permissions change (removed from a tenant, role
         changed): from this call on their streams carry only what the new scopes
-        allow. Returns the number of streams changed. A stream whose authentication
-        was under way at the time gets the new principal too.
+        allow. With a backend the change reaches every instance, ordered with the
+        updates: no update published after this call reaches a stream of
+        ``subject`` on the old scopes, anywhere (``await flush()`` waits until it is
+        out). Returns the number of streams changed here. A stream whose
+        authentication was under way at the time gets the new principal too.
         """
+        control = None
+        if self._relay is not None and self._state != "closed":
+            control = self._relay.stamp(Reauthorize(subject, principal))
+        changed = self._reauthorize_local(subject, principal)
+        if control is not None:
+            self._inbox.append((control, None))
+            self._wake()
+        return changed
+
+    def _apply(self, control: Control) -> None:
+        """A control message read from the shared stream (made on any instance)."""
+        if isinstance(control, Reauthorize):
+            self._reauthorize_local(control.subject, control.principal)
+        else:
+            self._close_local(control.reason, control.subject)
+
+    def _reauthorize_local(self, subject: str, principal: Principal) -> int:
         loop = self._loop
         if loop is not None:
             self._reauthorized[subject] = (loop.time(), principal)
@@ -707,6 +755,28 @@ class UpdateService:
                 conn.types = conn.types & principal.types
             changed += 1
         return changed
+
+    async def flush(self) -> str:
+        """Wait until everything notified, reauthorized or closed so far is published.
+
+        With a backend, other instances can hear it once this returns: call it after
+        ``reauthorize()`` / ``close_streams(subject=...)`` before answering the
+        request that revoked. Returns the cursor. Raises ``PublishError`` when the
+        backend does not take it (instances that cannot hear the broker end their
+        authenticated streams on their own). Without a backend it returns at once.
+        """
+        if self._state == "new":
+            raise ServiceClosed("the UpdateService is not running: start it first")
+        self._drain()
+        if self._relay is None:
+            return self.cursor
+        return await self._relay.flush()
+
+    def unavailable(self, principal: Principal) -> str | None:
+        """Why a stream for ``principal`` cannot be served right now, or None."""
+        if principal.subject is not None and self._relay is not None:
+            return self._relay.unconfirmed
+        return None
 
     def statistics(self) -> Statistics:
         return Statistics(

@@ -10,12 +10,15 @@ cannot be accounted for becomes a ``resync``. See ``docs/scaling.md``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import secrets
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ._connection import Connection
+from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import BackendUnavailable, PublishError, ServiceClosed
 from ._sse import encode_resync
 from ._update import Update
@@ -23,9 +26,9 @@ from .backends._base import (
     Backend,
     Backoff,
     StreamGap,
-    decode_update,
+    decode_entry,
+    encode_entry,
     encode_resync_marker,
-    encode_update,
 )
 
 if TYPE_CHECKING:
@@ -48,9 +51,21 @@ class Relay:
         # Updates wait in the outbox for the publisher task; the listener task reads
         # the shared stream and delivers. While either is cut off, local updates go
         # straight to local clients (see drain).
-        self._outbox: deque[tuple[Update, bytes, asyncio.Future[str] | None]] = deque()
+        self._outbox: deque[tuple[Update | Control, bytes, asyncio.Future[str] | None]] = deque()
         self._outbox_limit = 10_000
-        self._unsent: deque[Update] = deque(maxlen=self._outbox_limit)
+        self._unsent: deque[Update | Control] = deque(maxlen=self._outbox_limit)
+        # flush(): entries put in the outbox / published so far, and who waits for which.
+        self._enqueued = 0
+        self._sent = 0
+        self._last_position = 0
+        self._barriers: list[tuple[int, asyncio.Future[int]]] = []
+        # Control messages: this instance's name in the stream, its own serials, and
+        # per subject the newest reauthorize of ours not read back yet (with a
+        # deadline), which wins over anything read before it.
+        self.origin = secrets.token_hex(6)
+        self._serial = 0
+        self._own: dict[str, tuple[int, float]] = {}
+        self._unconfirmed_timer: asyncio.TimerHandle | None = None
         self._lost = False
         self._publish_down: str | None = None
         self._listen_down: str | None = None
@@ -61,6 +76,9 @@ class Relay:
         self.catch_up_timeout = 5.0
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
+        #: Without the broker, an instance cannot hear revocations made elsewhere:
+        #: after this long its authenticated streams are ended (fail closed).
+        self.confirm_timeout = 1.0
 
     @property
     def publisher_down(self) -> str | None:
@@ -69,6 +87,58 @@ class Relay:
     @property
     def listener_down(self) -> str | None:
         return self._listen_down
+
+    @property
+    def unconfirmed(self) -> str | None:
+        """Why permissions cannot be confirmed now (the broker is out of hearing), or None."""
+        if self._listen_down is None:
+            return None
+        return (
+            f"this instance cannot hear the update stream at {self.backend.url}, so it "
+            "cannot confirm permissions; try again shortly"
+        )
+
+    def stamp(self, control: Control) -> Control:
+        """``control`` with this instance's origin and serial, remembered until read back."""
+        self._serial += 1
+        stamped = dataclasses.replace(control, origin=self.origin, serial=self._serial)
+        encode_entry(stamped)  # too big for the backend: PublishError now, not lost later
+        if isinstance(stamped, Reauthorize):
+            loop = self.hub._loop
+            now = 0.0 if loop is None else loop.time()
+            # Long enough to outlive a publish that is retried; a lost one must not
+            # mask other instances' changes for ever.
+            self._own[stamped.subject] = (stamped.serial, now + 2 * self.publish_timeout)
+        return stamped
+
+    async def flush(self) -> str:
+        if self._publish_down is not None:
+            raise PublishError(
+                f"the backend at {self.backend.url} is not accepting updates "
+                f"({self._publish_down}); they are kept and published when it is back"
+            )
+        target = self._enqueued
+        if self._sent < target:
+            loop = self.hub._loop
+            assert loop is not None
+            future: asyncio.Future[int] = loop.create_future()
+            self._barriers.append((target, future))
+            async with asyncio.timeout(self.publish_timeout):
+                await future
+        return f"{self.hub._epoch}.{self._last_position}"
+
+    def _settle_barriers(self, failure: BaseException | None = None) -> None:
+        still = []
+        for target, future in self._barriers:
+            if future.done():
+                continue
+            if failure is not None:
+                future.set_exception(failure)
+            elif target <= self._sent:
+                future.set_result(self._sent)
+            else:
+                still.append((target, future))
+        self._barriers = still
 
     async def start(self) -> None:
         backend = self.backend
@@ -127,6 +197,9 @@ class Relay:
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
+        self._settle_barriers(ServiceClosed("closed before everything was published"))
+        if self._unconfirmed_timer is not None:
+            self._unconfirmed_timer.cancel()
         await backend.aclose()
 
     def drain(self) -> None:
@@ -135,18 +208,19 @@ class Relay:
         while inbox:
             update, future = inbox.popleft()
             try:
-                payload = encode_update(update)
+                payload = encode_entry(update)
             except PublishError as exc:
                 if future is not None:
                     future.set_exception(exc)
                 else:
-                    logger.error("notify(%r) dropped: %s", update.type, exc)
+                    logger.error("%r dropped: %s", update, exc)
                 continue
             if self._listen_down is not None:
                 # Our listener cannot hear the broker: local clients hear it from us now.
                 self._deliver_local(update)
             if self._publish_down is None and len(self._outbox) < self._outbox_limit:
                 self._outbox.append((update, payload, future))
+                self._enqueued += 1
                 continue
             if self._listen_down is None:
                 self._deliver_local(update)
@@ -167,7 +241,9 @@ class Relay:
             self._publish_wake.set()
         self.hub._flush()
 
-    def _deliver_local(self, update: Update) -> None:
+    def _deliver_local(self, update: Update | Control) -> None:
+        if not isinstance(update, Update):
+            return  # a control message took effect here when it was made
         # No global position: the frame carries the newest cursor the client may
         # already hold, so a reconnect loses nothing and replays nothing twice.
         self.hub._mark(Update(update.type, update.key, update.audience, self.hub.cursor))
@@ -209,9 +285,15 @@ class Relay:
                 for (_, _, future), position in zip(batch, positions, strict=True):
                     if future is not None and not future.done():
                         future.set_result(f"{self.hub._epoch}.{position}")
+                self._sent += len(batch)
+                if positions:
+                    self._last_position = positions[-1]
+                self._settle_barriers()
 
     async def _publish_batch(
-        self, backend: Backend, batch: list[tuple[Update, bytes, asyncio.Future[str] | None]]
+        self,
+        backend: Backend,
+        batch: list[tuple[Update | Control, bytes, asyncio.Future[str] | None]],
     ) -> list[int]:
         loop = self.hub._loop
         assert loop is not None
@@ -240,7 +322,7 @@ class Relay:
             self._unsent.clear()
         elif self._unsent:
             updates = list(self._unsent)
-            await backend.publish([encode_update(u) for u in updates])
+            await backend.publish([encode_entry(u) for u in updates])
             for _ in updates:
                 self._unsent.popleft()
         else:
@@ -250,7 +332,7 @@ class Relay:
         self,
         backend: Backend,
         exc: Exception,
-        batch: list[tuple[Update, bytes, asyncio.Future[str] | None]],
+        batch: list[tuple[Update | Control, bytes, asyncio.Future[str] | None]],
         told: bool = False,
     ) -> None:
         self._publish_down = repr(exc)
@@ -262,6 +344,10 @@ class Relay:
         )
         waiting = list(self._outbox)
         self._outbox.clear()
+        self._enqueued = self._sent  # what was waiting is kept below, not in the outbox
+        self._settle_barriers(
+            PublishError(f"cannot publish to {backend.url}: {exc!r}; kept for when it is back")
+        )
         for i, (update, _, future) in enumerate(batch + waiting):
             if not (told and i < len(batch)):
                 self._deliver_local(update)  # twice if the listener is down too: harmless
@@ -295,6 +381,9 @@ class Relay:
                             "listening to %s again, from cursor %s", backend.url, self.hub.cursor
                         )
                         self._listen_down = None
+                        if self._unconfirmed_timer is not None:
+                            self._unconfirmed_timer.cancel()
+                            self._unconfirmed_timer = None
                     backoff.reset()
                 async for batch in backend.read(self.hub._seq):
                     if self._stopping:
@@ -320,6 +409,7 @@ class Relay:
                         exc,
                     )
                     self._listen_down = repr(exc)
+                    self._watch_unconfirmed()
                 connected = False
                 await asyncio.sleep(backoff.next())
 
@@ -330,10 +420,13 @@ class Relay:
                 continue  # read twice across a reconnect
             self.hub._seq = position
             try:
-                update = decode_update(payload)
+                update = decode_entry(payload)
             except ValueError as exc:
                 logger.error("malformed entry %s in the update stream: %s", position, exc)
                 update = "malformed entry in the update stream"
+            if isinstance(update, Reauthorize | CloseStreams):
+                self._on_control(update)
+                continue
             if isinstance(update, str):
                 self.hub._replay.reset(position)
                 self.hub._resync_all(update)
@@ -355,6 +448,42 @@ class Relay:
                 else:
                     still.append((at, future))
             self._waiters = still
+
+    def _on_control(self, control: Control) -> None:
+        """Apply a control message where it stands in the shared order."""
+        own = control.origin == self.origin
+        if isinstance(control, CloseStreams):
+            if not own:  # ours ended the streams here when it was made
+                self.hub._apply(control)
+            return
+        pending = self._own.get(control.subject)
+        if own:
+            if pending is not None and pending[0] > control.serial:
+                return  # a newer change of ours is on its way and was applied already
+            self._own.pop(control.subject, None)
+            self.hub._apply(control)
+            return
+        loop = self.hub._loop
+        assert loop is not None
+        if pending is not None and pending[1] > loop.time():
+            # Ours was made here already and comes later in the stream: it wins, and
+            # applying this one now would widen the scopes until it is read back.
+            return
+        self._own.pop(control.subject, None)
+        self.hub._apply(control)
+
+    def _watch_unconfirmed(self) -> None:
+        loop = self.hub._loop
+        if loop is None or self._unconfirmed_timer is not None:
+            return
+
+        def check() -> None:
+            self._unconfirmed_timer = None
+            reason = self.unconfirmed
+            if reason is not None and not self._stopping:
+                self.hub._close_unconfirmed("permissions cannot be confirmed")
+
+        self._unconfirmed_timer = loop.call_later(self.confirm_timeout, check)
 
     def _reset_stream(self, epoch: str, head: int, reason: str) -> None:
         self.hub._epoch, self.hub._seq = epoch, head
@@ -412,9 +541,11 @@ class Relay:
                 return "cursor too old"
             older = []
             for entry_position, payload in entries:
-                update = decode_update(payload)
+                update = decode_entry(payload)
                 if isinstance(update, str):
                     return update
+                if not isinstance(update, Update):
+                    continue  # a control message: the resuming client was authenticated since
                 cursor = f"{self.hub._epoch}.{entry_position}"
                 older.append(Update(update.type, update.key, update.audience, cursor))
             return older, floor

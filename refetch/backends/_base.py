@@ -13,9 +13,11 @@ import abc
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from .._auth import Principal
+from .._control import CloseStreams, Control, Reauthorize
 from .._exceptions import ConfigurationError, PublishError
 from .._update import Update
 
@@ -103,20 +105,44 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
-def encode_update(update: Update) -> bytes:
-    """The compact wire form: ``{"t": type, "k": key, "a": [scopes]}`` (k, a optional)."""
-    body: dict[str, object] = {"t": update.type}
-    if update.key is not None:
-        body["k"] = update.key
-    if update.audience is not None:
-        body["a"] = sorted(update.audience)
+def encode_entry(item: Update | Control) -> bytes:
+    """The compact wire form of an update or a control message.
+
+    An update is ``{"t": type, "k": key, "a": [scopes]}`` (k, a optional); a control
+    message is ``{"c": "reauthorize" | "close", "s": subject, ...}``.
+    """
+    body: dict[str, object]
+    if isinstance(item, Update):
+        body = {"t": item.type}
+        if item.key is not None:
+            body["k"] = item.key
+        if item.audience is not None:
+            body["a"] = sorted(item.audience)
+        what = f"update {item.type!r}"
+    elif isinstance(item, Reauthorize):
+        principal = item.principal
+        body = {"c": "reauthorize", "s": item.subject, "o": item.origin, "n": item.serial}
+        body["p"] = {
+            "s": principal.subject,
+            "sc": sorted(principal.scopes),
+            "ty": None if principal.types is None else sorted(principal.types),
+        }
+        what = f"reauthorize({item.subject!r})"
+    else:
+        body = {"c": "close", "s": item.subject, "r": item.reason}
+        body.update(o=item.origin, n=item.serial)
+        what = f"close_streams(subject={item.subject!r})"
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     if len(payload) > MAX_PAYLOAD:
         raise PublishError(
-            f"update {update.type!r} encodes to {len(payload)} bytes, more than the "
-            f"{MAX_PAYLOAD} a backend carries: use shorter keys or fewer audience scopes"
+            f"{what} encodes to {len(payload)} bytes, more than the {MAX_PAYLOAD} a "
+            "backend carries: use shorter keys or fewer scopes"
         )
     return payload
+
+
+def encode_update(update: Update) -> bytes:
+    return encode_entry(update)
 
 
 def encode_resync_marker(reason: str) -> bytes:
@@ -124,21 +150,60 @@ def encode_resync_marker(reason: str) -> bytes:
     return json.dumps({"r": reason}, separators=(",", ":")).encode()
 
 
-def decode_update(payload: bytes) -> Update | str:
-    """An ``Update`` (without cursor), or the reason of a resync marker. Raises ValueError."""
+def decode_entry(payload: bytes) -> Update | Control | str:
+    """An ``Update`` (without cursor), a control message, or the reason of a resync marker.
+
+    Raises ValueError for anything else.
+    """
     body = json.loads(payload)
     if not isinstance(body, dict):
         raise ValueError(f"not an update: {payload[:80]!r}")
-    if "r" in body:
+    if "r" in body and "c" not in body:
         return str(body["r"])
+    if "c" in body:
+        return _decode_control(body, payload)
     type_, key, audience = body.get("t"), body.get("k"), body.get("a")
     if not isinstance(type_, str) or (key is not None and not isinstance(key, str)):
         raise ValueError(f"not an update: {payload[:80]!r}")
     if audience is not None:
-        if not isinstance(audience, list) or not all(isinstance(s, str) for s in audience):
+        if not _strings(audience):
             raise ValueError(f"not an update: {payload[:80]!r}")
         return Update(type_, key, frozenset(audience))
     return Update(type_, key, None)
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(s, str) for s in value)
+
+
+def _decode_control(body: dict[str, object], payload: bytes) -> Control:
+    kind, subject = body.get("c"), body.get("s")
+    origin, serial = body.get("o", ""), body.get("n", 0)
+    if not isinstance(subject, str) or not isinstance(origin, str) or not isinstance(serial, int):
+        raise ValueError(f"not a control message: {payload[:80]!r}")
+    if kind == "close":
+        reason = body.get("r")
+        if not isinstance(reason, str):
+            raise ValueError(f"not a control message: {payload[:80]!r}")
+        return CloseStreams(subject, reason, origin, serial)
+    if kind == "reauthorize":
+        p = body.get("p")
+        if not isinstance(p, dict):
+            raise ValueError(f"not a control message: {payload[:80]!r}")
+        who, scopes, types = p.get("s"), p.get("sc"), p.get("ty")
+        if (
+            (who is not None and not isinstance(who, str))
+            or not _strings(scopes)
+            or (types is not None and not _strings(types))
+        ):
+            raise ValueError(f"not a control message: {payload[:80]!r}")
+        principal = Principal(
+            who,
+            frozenset(cast("list[str]", scopes)),
+            None if types is None else frozenset(cast("list[str]", types)),
+        )
+        return Reauthorize(subject, principal, origin, serial)
+    raise ValueError(f"unknown control message {kind!r}: {payload[:80]!r}")
 
 
 def backend_from_url(url: str) -> Backend | None:

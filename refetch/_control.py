@@ -1,0 +1,38 @@
+"""Control messages: changes to *who hears what*, carried in the update stream.
+
+``reauthorize()`` and ``close_streams(subject=...)`` must reach every instance, and in
+order with the updates: an update published after a revocation must never reach a
+stream on the old scopes, on any instance. So with a backend they travel through the
+same ordered stream as the updates and every instance applies them where they stand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._auth import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Reauthorize:
+    """Every open stream of ``subject`` carries ``principal`` from here on."""
+
+    subject: str
+    principal: Principal
+    #: The instance that made the change, and its own number for it: an instance
+    #: applies its own changes at once and must not undo a newer one on read-back.
+    origin: str = ""
+    serial: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStreams:
+    """End every open stream of ``subject`` (sign-out): clients authenticate again."""
+
+    subject: str
+    reason: str
+    origin: str = ""
+    serial: int = 0
+
+
+Control = Reauthorize | CloseStreams
