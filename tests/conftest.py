@@ -130,6 +130,11 @@ class Stream:
         await self._iterator.aclose()
 
     @property
+    def ended(self) -> bool:
+        """The client gave up (the stream ended and reconnecting failed)."""
+        return self._task is not None and self._task.done()
+
+    @property
     def cursor(self) -> str | None:
         ids = [f.id for f in self.frames if f.id]
         return ids[-1] if ids else None

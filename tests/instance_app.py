@@ -1,4 +1,9 @@
-"""One refetch instance, for the multi-process tests: ``REFETCH_BACKEND=<url> uvicorn tests.instance_app:app``."""
+"""One refetch instance, for the multi-instance tests: ``REFETCH_BACKEND=<url> uvicorn tests.instance_app:app``.
+
+Streams authenticate with ``Authorization: Bearer <subject>:<scope>,<scope>`` (no header:
+anonymous); the routes let a test notify, reauthorize and close streams through this
+instance the way an app's request handlers would.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +14,64 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from refetch import UpdatesEndpoint, UpdateService
+from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
+from refetch._types import Scope
 
 from .conftest import TYPES
 
-service = UpdateService(TYPES, backend=os.environ["REFETCH_BACKEND"], min_interval=0.02)
+
+def principal_from(scope: Scope) -> Principal | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if not value.startswith(b"Bearer "):
+                return None
+            subject, _, scopes = value[7:].decode().partition(":")
+            return Principal.of(subject, [s for s in scopes.split(",") if s])
+    return ANONYMOUS
 
 
-async def notify(request: Request) -> JSONResponse:
-    cursor = await service.publish(request.query_params["type"], request.query_params.get("key"))
-    return JSONResponse({"cursor": cursor})
+def _scopes(text: str | None) -> list[str]:
+    return [s for s in (text or "").split(",") if s]
 
 
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"cursor": service.cursor})
+def build(service: UpdateService) -> Starlette:
+    async def notify(request: Request) -> JSONResponse:
+        q = request.query_params
+        audience = _scopes(q.get("audience")) if "audience" in q else None
+        cursor = await service.publish(q["type"], q.get("key"), audience=audience)
+        return JSONResponse({"cursor": cursor})
+
+    async def reauthorize(request: Request) -> JSONResponse:
+        q = request.query_params
+        subject = q["subject"]
+        changed = service.reauthorize(subject, Principal.of(subject, _scopes(q.get("scopes"))))
+        await service.flush()  # answer once every instance can hear it
+        return JSONResponse({"changed": changed})
+
+    async def close(request: Request) -> JSONResponse:
+        ended = service.close_streams("signed out", subject=request.query_params["subject"])
+        await service.flush()
+        return JSONResponse({"ended": ended})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"cursor": service.cursor})
+
+    return Starlette(
+        routes=[
+            Route("/notify", notify, methods=["POST"]),
+            Route("/reauthorize", reauthorize, methods=["POST"]),
+            Route("/close", close, methods=["POST"]),
+            Route("/health", health),
+            Route("/updates", UpdatesEndpoint(service, authenticate=principal_from)),
+        ],
+        lifespan=service.lifespan,
+    )
 
 
-app = Starlette(
-    routes=[
-        Route("/notify", notify, methods=["POST"]),
-        Route("/health", health),
-        Route("/updates", UpdatesEndpoint(service)),
-    ],
-    lifespan=service.lifespan,
+app = build(
+    UpdateService(
+        TYPES,
+        backend=os.environ.get("REFETCH_BACKEND", "memory://"),
+        min_interval=0.02,
+    )
 )
