@@ -7,8 +7,12 @@ first narrows that user's open streams (`UpdateService.reauthorize`), then notif
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from sqlalchemy import func, select
+
+from refetch import PublishError
 
 from .. import schemas
 from ..access import ERRORS, conflict, not_found, require_admin, tenant_access
@@ -27,6 +31,8 @@ from ..db import call_after_commit, notify_after_commit
 from ..models import LoginSession, Membership, Role, User
 from ..passwords import check_password
 from ..updates import UpdateType, principal_for, tenant_scope, user_scope
+
+logger = logging.getLogger("portal")
 
 router = APIRouter(prefix="/api", tags=[UpdateType.authentication])
 
@@ -77,6 +83,7 @@ async def logout(request: Request, auth: CurrentAuth, db: Database) -> Response:
     # Open streams were authenticated by this session: end them, so this browser's
     # reconnect gets 401; the user's other sessions reconnect and carry on.
     request.app.state.updates.close_streams("signed out", subject=str(auth.user.id))
+    await revocation_published(request)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response
@@ -114,6 +121,7 @@ async def add_member(
     await db.flush()
     await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
+    await revocation_published(request)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
 
@@ -136,6 +144,7 @@ async def change_member_role(
         await db.flush()
         await _membership_changed(request, db, user.id, access.slug)
         await db.commit()
+        await revocation_published(request)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=membership.role)
 
 
@@ -156,6 +165,7 @@ async def remove_member(
     await db.flush()
     await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
+    await revocation_published(request)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -192,3 +202,15 @@ async def _membership_changed(request: Request, db: Database, user_id: int, slug
     notify_after_commit(
         db, UpdateType.authentication, user_id, audience={user_scope(user_id), tenant_scope(slug)}
     )
+
+
+async def revocation_published(request: Request) -> None:
+    """Answer once every instance can hear the change (it is ordered with the updates).
+
+    If the backend does not take it, the change still holds here and in the database;
+    instances that cannot hear the broker end their authenticated streams on their own.
+    """
+    try:
+        await request.app.state.updates.flush()
+    except PublishError as exc:
+        logger.warning("revocation not yet published to the other instances: %s", exc)
