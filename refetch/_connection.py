@@ -7,91 +7,97 @@ from collections.abc import Coroutine, Generator
 from typing import Any, cast
 
 from ._auth import Principal
+from ._changes import Changes, add_change
 from ._types import Send
+from ._uvicorn import direct_writer
 
 NEVER = float("-inf")
 
 
+class State:
+    """Where a connection is in its write cycle; exactly one at a time."""
+
+    IDLE = 0  #: nothing to write: it waits in the fan-out's idle sets
+    DUE = 1  #: something to write: queued for the next pass or a coalescing timer
+    BUSY = 2  #: a write (or a catch-up replay) is in flight: changes collect meanwhile
+    CLOSED = 3  #: ended; ``closing`` says why
+
+
 class Connection:
-    """The hub's state for one SSE stream.
+    """The fan-out's state for one SSE stream.
 
     It holds a *pending set* (type -> keys, ``None`` meaning the whole type) of the
     updates addressed to an audience, never a queue, so a slow client costs bounded
     memory and loses nothing: its next frame carries everything merged. Updates for
-    everyone are not copied into each pending set; the hub keeps them per type and
-    merges them in when it writes (``told``).
+    everyone are not copied into each pending set; the fan-out keeps them per type
+    (``Broadcasts``) and merges in what came after ``heard`` when it writes.
     """
 
     __slots__ = (
         "busy_since",
         "closing",
-        "cycle",
+        "direct",
+        "ended",
+        "heard",
+        "inflight",
         "last_invalidate",
         "last_write",
+        "opened",
         "pending",
         "pending_cursor",
         "principal",
-        "scheduled",
-        "scopes",
         "send",
-        "task",
-        "told",
+        "state",
         "types",
-        "writer",
     )
 
     def __init__(
-        self,
-        send: Send,
-        principal: Principal,
-        types: frozenset[str],
-        task: asyncio.Task[Any] | None,
+        self, send: Send, principal: Principal, types: frozenset[str], opened: float
     ) -> None:
         self.send = send
-        self.cycle = _uvicorn_cycle(send)
+        self.direct = direct_writer(send)
         self.principal = principal
-        self.scopes = principal.scopes
         self.types = types
-        self.task = task
-        self.pending: dict[str, set[str] | None] = {}
+        self.opened = opened
+        self.pending: Changes = {}
         self.pending_cursor = ""
-        # The hub's mark count when this stream was last told everything sent to all
-        # of its types: what was broadcast since is computed per type at write time.
-        self.told = 0
+        #: The broadcast serial this stream has heard everything up to.
+        self.heard = 0
         self.last_invalidate = NEVER
         self.last_write = NEVER
-        self.writer: asyncio.Task[None] | None = None
+        self.state = State.IDLE
+        #: The write task or catch-up replay in flight (state BUSY), owned by the fan-out.
+        self.inflight: asyncio.Future[Any] | None = None
         self.busy_since = NEVER
-        self.scheduled = False
         self.closing: str | None = None
+        #: Done once the stream was ended by the fan-out (its owner then finishes it).
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.principal.scopes
 
     def sees(self, type_: str, audience: frozenset[str] | None) -> bool:
-        return type_ in self.types and (audience is None or not audience.isdisjoint(self.scopes))
+        return type_ in self.types and (
+            audience is None or not audience.isdisjoint(self.principal.scopes)
+        )
 
     def add(self, type_: str, key: str | None, cursor: str, max_keys: int) -> bool:
         """Merge one update into the pending set; True if it was already covered."""
         self.pending_cursor = cursor
-        pending = self.pending
-        if type_ not in pending:
-            pending[type_] = None if key is None else {key}
-            return False
-        keys = pending[type_]
-        if keys is None:
-            return True
-        if key is None:
-            pending[type_] = None
-            return False
-        if key in keys:
-            return True
-        keys.add(key)
-        if len(keys) > max_keys:
-            # Past the cap the keys are worth less than the memory: the whole type.
-            pending[type_] = None
-        return False
+        return add_change(self.pending, type_, key, max_keys)
 
-    def take(self) -> tuple[dict[str, set[str] | None], str]:
+    def take(self) -> tuple[Changes, str]:
         pending, self.pending = self.pending, {}
         return pending, self.pending_cursor
+
+    def end(self, reason: str) -> None:
+        """Mark the stream ended (the first reason wins) and wake its owner."""
+        if self.closing is None:
+            self.closing = reason
+        self.state = State.CLOSED
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
         """Write ``body`` now, without a task switch when the transport accepts it at once.
@@ -101,18 +107,8 @@ class Connection:
         (a slow reader) is the rest handed to a task, which the caller owns.
         """
         self.last_write = now
-        cycle = self.cycle
-        if (
-            cycle is not None
-            and cycle.chunked_encoding is True
-            and not cycle.flow.write_paused
-            and not cycle.disconnected
-            and not cycle.response_complete
-        ):
-            # Exactly what uvicorn's send() would write, minus a message dict, a
-            # coroutine and its checks per connection: on a fan-out to thousands of
-            # streams that overhead is most of the Python time per delivery.
-            cycle.transport.write(_chunk(body))
+        direct = self.direct
+        if direct is not None and direct(body):
             return None
         coro = cast(
             "Coroutine[Any, Any, None]",
@@ -123,40 +119,7 @@ class Connection:
         except StopIteration:
             return None
         self.busy_since = now
-        self.writer = asyncio.get_running_loop().create_task(_finish(coro, first))
-        return self.writer
-
-
-def _uvicorn_cycle(send: Send) -> Any:
-    """uvicorn's httptools request cycle, when ``send`` is its own bound method.
-
-    Then a body write is a plain chunked ``transport.write()`` while the transport
-    is not paused, and the hub may do it directly. Anything else (another server,
-    or middleware that wraps ``send``) goes through ``send()``.
-    """
-    cycle = getattr(send, "__self__", None)
-    if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
-        return None
-    if getattr(send, "__func__", None) is not getattr(type(cycle), "send", None):
-        return None
-    names = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
-    if not all(hasattr(cycle, name) for name in names):
-        return None
-    return cycle
-
-
-_last_chunk: tuple[bytes, bytes] = (b"", b"")
-
-
-def _chunk(body: bytes) -> bytes:
-    """``body`` in HTTP/1.1 chunked framing; a fan-out frames the same bytes once."""
-    global _last_chunk
-    last = _last_chunk  # read once: hubs in other threads may swap it
-    if last[0] is body:
-        return last[1]
-    chunk = b"%x\r\n%b\r\n" % (len(body), body)
-    _last_chunk = (body, chunk)
-    return chunk
+        return asyncio.get_running_loop().create_task(_finish(coro, first))
 
 
 async def _finish(coro: Coroutine[Any, Any, None], first: Any) -> None:

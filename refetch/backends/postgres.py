@@ -23,9 +23,10 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
+from .._codec import encode_entry
 from .._exceptions import BackendUnavailable, ConfigurationError
-from .._update import Update
-from ._base import Backend, Entry, StreamGap, check_name, encode_update, redact, split_options
+from .._update import make_update
+from ._base import Backend, Entry, StreamGap, check_name, redact, split_options
 
 # Position = xid * 10**19 + id: ids are bigints (< 9.3e18), so this keeps the
 # (xid, id) order in one int that still reads as both numbers.
@@ -237,16 +238,6 @@ class PostgresBackend(Backend):
             await pool.close()
 
 
-def _update(
-    update_type: str | enum.Enum, key: str | int | None, audience: Iterable[str] | str | None
-) -> Update:
-    name = update_type.value if isinstance(update_type, enum.Enum) else update_type
-    scopes = None
-    if audience is not None:
-        scopes = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
-    return Update(str(name), None if key is None else str(key), scopes)
-
-
 async def notify_in_transaction(
     conn: Any,
     update_type: str | enum.Enum,
@@ -262,7 +253,7 @@ async def notify_in_transaction(
     in the updates table plus a ``pg_notify``; a rollback takes both back.
     """
     sql = _Sql(check_name("table name", table))
-    payload = encode_update(_update(update_type, key, audience)).decode()
+    payload = encode_entry(make_update(update_type, key, audience)).decode()
     await conn.execute(sql.insert_one, payload, channel or table)
 
 
@@ -279,7 +270,7 @@ async def notify_in_sqlalchemy(
     from sqlalchemy import text
 
     sql = _Sql(check_name("table name", table))
-    payload = encode_update(_update(update_type, key, audience)).decode()
+    payload = encode_entry(make_update(update_type, key, audience)).decode()
     await conn.execute(
         text(sql.insert_one_named), {"payload": payload, "channel": channel or table}
     )

@@ -1,4 +1,4 @@
-"""The link between a hub and a shared backend, so many instances share one stream.
+"""The broker sequencer: a hub's link to a shared backend, so many instances share one stream.
 
 Every instance publishes its notifies to the broker and delivers only what its
 listener reads back, so cursors are global and a client may resume on any
@@ -14,40 +14,42 @@ import dataclasses
 import logging
 import secrets
 from collections import deque
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from ._connection import Connection
+from ._backoff import Backoff
+from ._codec import decode_entry, encode_entry, encode_resync_marker
 from ._control import CloseStreams, Control, Reauthorize
+from ._cursor import Cursor
 from ._exceptions import BackendUnavailable, PublishError, ServiceClosed
-from ._sse import encode_resync
+from ._fanout import CatchUp, Replay, Resync, Start
+from ._sequencer import Item, Numbering, Sink, log_update
 from ._update import Update
-from .backends._base import (
-    Backend,
-    Backoff,
-    StreamGap,
-    decode_entry,
-    encode_entry,
-    encode_resync_marker,
-)
-
-if TYPE_CHECKING:
-    from ._hub import UpdateService
+from .backends._base import Backend, StreamGap
 
 logger = logging.getLogger("refetch")
-update_logger = logging.getLogger("refetch.updates")
 
 
-class _TimedOut(Exception):
+class _PublishedLate(Exception):
     """A publish that local clients were already told about, then failed."""
 
 
-class Relay:
-    """Owned by an ``UpdateService`` that has a backend: its publisher and listener tasks."""
+class BrokerSequencer:
+    """The sequencer of a hub with a backend: its publisher and listener tasks, and replay."""
 
-    def __init__(self, hub: UpdateService, backend: Backend) -> None:
-        self.hub = hub
+    def __init__(
+        self,
+        sink: Sink,
+        backend: Backend,
+        types: frozenset[str],
+        replay_size: int,
+        replay_age: float,
+    ) -> None:
+        self._sink = sink
         self.backend = backend
+        self._types = types
+        self._numbering = Numbering(replay_size, replay_age)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._catching_up: set[asyncio.Task[Callable[[], Replay | Resync]]] = set()
         # Updates wait in the outbox for the publisher task; the listener task reads
         # the shared stream and delivers. While either is cut off, local updates go
         # straight to local clients (see drain).
@@ -81,6 +83,14 @@ class Relay:
         self.confirm_timeout = 1.0
 
     @property
+    def cursor(self) -> str:
+        return self._numbering.cursor
+
+    @property
+    def replay_log(self) -> int:
+        return len(self._numbering.log)
+
+    @property
     def publisher_down(self) -> str | None:
         return self._publish_down
 
@@ -98,13 +108,13 @@ class Relay:
             "cannot confirm permissions; try again shortly"
         )
 
-    def stamp(self, control: Control) -> Control:
+    def share(self, control: Control) -> Control:
         """``control`` with this instance's origin and serial, remembered until read back."""
         self._serial += 1
         stamped = dataclasses.replace(control, origin=self.origin, serial=self._serial)
         encode_entry(stamped)  # too big for the backend: PublishError now, not lost later
         if isinstance(stamped, Reauthorize):
-            loop = self.hub._loop
+            loop = self._loop
             now = 0.0 if loop is None else loop.time()
             # Long enough to outlive a publish that is retried; a lost one must not
             # mask other instances' changes for ever.
@@ -119,13 +129,13 @@ class Relay:
             )
         target = self._enqueued
         if self._sent < target:
-            loop = self.hub._loop
+            loop = self._loop
             assert loop is not None
             future: asyncio.Future[int] = loop.create_future()
             self._barriers.append((target, future))
             async with asyncio.timeout(self.publish_timeout):
                 await future
-        return f"{self.hub._epoch}.{self._last_position}"
+        return str(Cursor(self._numbering.epoch, self._last_position))
 
     def _settle_barriers(self, failure: BaseException | None = None) -> None:
         still = []
@@ -140,7 +150,8 @@ class Relay:
                 still.append((target, future))
         self._barriers = still
 
-    async def start(self) -> None:
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         backend = self.backend
         epoch = await backend.connect()  # BackendUnavailable names the URL
         try:
@@ -150,10 +161,7 @@ class Relay:
             raise BackendUnavailable(
                 f"cannot read the update stream at {backend.url}: {exc}"
             ) from exc
-        self.hub._epoch, self.hub._seq = epoch, head
-        self.hub._replay.reset(head)
-        loop = self.hub._loop
-        assert loop is not None
+        self._numbering.reset(epoch, head)
         self._tasks = [
             loop.create_task(self._listen(backend), name="refetch listener"),
             loop.create_task(self._publish_loop(backend), name="refetch publisher"),
@@ -191,22 +199,25 @@ class Relay:
                 if future is None or future.done():
                     continue
                 if i < len(positions):
-                    future.set_result(f"{self.hub._epoch}.{positions[i]}")
+                    future.set_result(str(Cursor(self._numbering.epoch, positions[i])))
                 else:
                     future.set_exception(ServiceClosed("closed before the update was published"))
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
+        catching_up = set(self._catching_up)
+        for catch_up in catching_up:
+            catch_up.cancel()
+        if catching_up:
+            await asyncio.wait(catching_up, timeout=grace)
         self._settle_barriers(ServiceClosed("closed before everything was published"))
         if self._unconfirmed_timer is not None:
             self._unconfirmed_timer.cancel()
         await backend.aclose()
 
-    def drain(self) -> None:
+    def submit(self, items: Sequence[Item]) -> None:
         backend = self.backend
-        inbox = self.hub._inbox
-        while inbox:
-            update, future = inbox.popleft()
+        for update, future in items:
             try:
                 payload = encode_entry(update)
             except PublishError as exc:
@@ -239,15 +250,14 @@ class Relay:
                 self._lost = True
         if self._outbox or self._lost:
             self._publish_wake.set()
-        self.hub._flush()
 
     def _deliver_local(self, update: Update | Control) -> None:
         if not isinstance(update, Update):
             return  # a control message took effect here when it was made
         # No global position: the frame carries the newest cursor the client may
         # already hold, so a reconnect loses nothing and replays nothing twice.
-        self.hub._mark(Update(update.type, update.key, update.audience, self.hub.cursor))
-        self.hub._updates += 1
+        cursor = self._numbering.cursor
+        self._sink.deliver(Update(update.type, update.key, update.audience, cursor))
 
     async def _publish_loop(self, backend: Backend) -> None:
         backoff = Backoff()
@@ -272,7 +282,7 @@ class Relay:
                 batch = [self._outbox.popleft() for _ in range(min(500, len(self._outbox)))]
                 try:
                     positions = await self._publish_batch(backend, batch)
-                except _TimedOut as exc:
+                except _PublishedLate as exc:
                     cause = exc.__cause__
                     failure = cause if isinstance(cause, Exception) else exc
                     self._publish_failed(backend, failure, batch, told=True)
@@ -284,7 +294,7 @@ class Relay:
                     break
                 for (_, _, future), position in zip(batch, positions, strict=True):
                     if future is not None and not future.done():
-                        future.set_result(f"{self.hub._epoch}.{position}")
+                        future.set_result(str(Cursor(self._numbering.epoch, position)))
                 self._sent += len(batch)
                 if positions:
                     self._last_position = positions[-1]
@@ -295,7 +305,7 @@ class Relay:
         backend: Backend,
         batch: list[tuple[Update | Control, bytes, asyncio.Future[str] | None]],
     ) -> list[int]:
-        loop = self.hub._loop
+        loop = self._loop
         assert loop is not None
         task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
         done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
@@ -305,12 +315,12 @@ class Relay:
         # local clients should not wait for it. What we told them, we do not repeat.
         for update, _, _ in batch:
             self._deliver_local(update)
-        self.hub._flush()
+        self._sink.flush()
         try:
             async with asyncio.timeout(self.publish_timeout):
                 return await task
         except Exception as exc:
-            raise _TimedOut from exc
+            raise _PublishedLate from exc
 
     async def _send_unsent(self, backend: Backend) -> None:
         if self._lost:
@@ -362,7 +372,7 @@ class Relay:
                 if len(self._unsent) == self._unsent.maxlen:
                     self._lost = True
                 self._unsent.append(update)
-        self.hub._flush()
+        self._sink.flush()
 
     async def _listen(self, backend: Backend) -> None:
         backoff = Backoff()
@@ -371,21 +381,23 @@ class Relay:
             try:
                 if not connected:
                     epoch = await backend.connect()
-                    if epoch != self.hub._epoch:
+                    if epoch != self._numbering.epoch:
                         self._reset_stream(
                             epoch, await backend.head(), "the update stream was recreated"
                         )
                     connected = True
                     if self._listen_down is not None:
                         logger.warning(
-                            "listening to %s again, from cursor %s", backend.url, self.hub.cursor
+                            "listening to %s again, from cursor %s",
+                            backend.url,
+                            self._numbering.cursor,
                         )
                         self._listen_down = None
                         if self._unconfirmed_timer is not None:
                             self._unconfirmed_timer.cancel()
                             self._unconfirmed_timer = None
                     backoff.reset()
-                async for batch in backend.read(self.hub._seq):
+                async for batch in backend.read(self._numbering.position):
                     if self._stopping:
                         return
                     self._receive(batch)
@@ -399,7 +411,7 @@ class Relay:
                 except Exception:
                     connected = False
                     continue
-                self._reset_stream(self.hub._epoch, head, "updates were dropped")
+                self._reset_stream(self._numbering.epoch, head, "updates were dropped")
             except Exception as exc:
                 if self._listen_down is None:
                     logger.warning(
@@ -414,11 +426,10 @@ class Relay:
                 await asyncio.sleep(backoff.next())
 
     def _receive(self, batch: Sequence[tuple[int, bytes]]) -> None:
-        epoch = self.hub._epoch
         for position, payload in batch:
-            if position <= self.hub._seq:
+            if position <= self._numbering.position:
                 continue  # read twice across a reconnect
-            self.hub._seq = position
+            self._numbering.position = position
             try:
                 update = decode_entry(payload)
             except ValueError as exc:
@@ -428,21 +439,20 @@ class Relay:
                 self._on_control(update)
                 continue
             if isinstance(update, str):
-                self.hub._replay.reset(position)
-                self.hub._resync_all(update)
+                self._numbering.log.reset(position)
+                self._sink.resync_all(update, self._numbering.cursor)
                 continue
-            if update.type not in self.hub._type_set:
-                update_logger.debug("ignoring update of undeclared type %r", update.type)
+            if update.type not in self._types:
+                logger.debug("ignoring update of undeclared type %r", update.type)
                 continue
-            update = Update(update.type, update.key, update.audience, f"{epoch}.{position}")
-            self.hub._replay.append(position, update)
-            self.hub._mark(update)
-            self.hub._updates += 1
-        self.hub._flush()
+            update = self._numbering.numbered(update, position)
+            self._numbering.log.append(position, update)
+            log_update(update, self._sink.deliver(update))
+        self._sink.flush()
         if self._waiters:
             still = []
             for at, future in self._waiters:
-                if at <= self.hub._seq:
+                if at <= self._numbering.position:
                     if not future.done():
                         future.set_result(None)
                 else:
@@ -454,26 +464,26 @@ class Relay:
         own = control.origin == self.origin
         if isinstance(control, CloseStreams):
             if not own:  # ours ended the streams here when it was made
-                self.hub._apply(control)
+                self._sink.apply(control)
             return
         pending = self._own.get(control.subject)
         if own:
             if pending is not None and pending[0] > control.serial:
                 return  # a newer change of ours is on its way and was applied already
             self._own.pop(control.subject, None)
-            self.hub._apply(control)
+            self._sink.apply(control)
             return
-        loop = self.hub._loop
+        loop = self._loop
         assert loop is not None
         if pending is not None and pending[1] > loop.time():
             # Ours was made here already and comes later in the stream: it wins, and
             # applying this one now would widen the scopes until it is read back.
             return
         self._own.pop(control.subject, None)
-        self.hub._apply(control)
+        self._sink.apply(control)
 
     def _watch_unconfirmed(self) -> None:
-        loop = self.hub._loop
+        loop = self._loop
         if loop is None or self._unconfirmed_timer is not None:
             return
 
@@ -481,49 +491,54 @@ class Relay:
             self._unconfirmed_timer = None
             reason = self.unconfirmed
             if reason is not None and not self._stopping:
-                self.hub._close_unconfirmed("permissions cannot be confirmed")
+                self._sink.close_unconfirmed("permissions cannot be confirmed")
 
         self._unconfirmed_timer = loop.call_later(self.confirm_timeout, check)
 
     def _reset_stream(self, epoch: str, head: int, reason: str) -> None:
-        self.hub._epoch, self.hub._seq = epoch, head
-        self.hub._replay.reset(head)
-        self.hub._resync_all(reason)
+        self._numbering.reset(epoch, head)
+        self._sink.resync_all(reason, self._numbering.cursor)
 
-    def resume(
-        self, conn: Connection, last_event_id: str, body: bytes, now: float
-    ) -> tuple[bytes, int | None]:
-        """The first frames for a resuming client, or the position to hold it at."""
-        position = self.hub._position(last_event_id)
+    def resume(self, last_event_id: str) -> Start:
+        """How a resuming client starts: its replay, a resync, or a catch-up to wait for."""
+        numbering = self._numbering
+        position = numbering.position_of(last_event_id)
         if position is None:
-            self.hub._resyncs += 1
-            return body + encode_resync(self.hub.cursor, "unknown cursor"), None
-        missed = self.hub._replay.since(position) if position <= self.hub._seq else None
-        if missed is None:
-            # Ahead of our listener (it came from a faster instance) or older than our
-            # log: the backend can tell, asynchronously.
-            return body, position
-        return body + self.hub._replay_frame(conn, missed, now), None
-
-    def hold(self, conn: Connection, position: int, now: float) -> None:
-        # While the replay is fetched the connection counts as busy writing, so live
-        # updates collect in its pending set and nothing overtakes the replay.
-        if conn.writer is not None or conn.closing is not None:
-            self.hub._abort(conn, "resync")  # hello is still on its way: let it retry
-            return
-        loop = self.hub._loop
+            return Resync("unknown cursor")
+        missed = numbering.log.since(position) if position <= numbering.position else None
+        if missed is not None:
+            return Replay(list(missed))
+        # Ahead of our listener (it came from a faster instance) or older than our
+        # log: the backend can tell, asynchronously.
+        loop = self._loop
         assert loop is not None
-        task = loop.create_task(self._fetch_missed(position))
-        conn.writer = task  # type: ignore[assignment]
-        conn.busy_since = now
-        task.add_done_callback(lambda t: self._after_hold(conn, t))
+        task = loop.create_task(self._catch_up(position), name="refetch catch-up")
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+        return CatchUp(task)
+
+    async def _catch_up(self, position: int) -> Callable[[], Replay | Resync]:
+        result = await self._fetch_missed(position)
+
+        def finish() -> Replay | Resync:
+            # Called on the loop once the fetch is done: what arrived meanwhile is in
+            # the log, so the replay is the fetched part plus the log since its end.
+            if isinstance(result, str):
+                return Resync(result)
+            older, upto = result
+            missed = self._numbering.log.since(upto)
+            if missed is None:
+                return Resync("cursor too old")
+            return Replay([*older, *missed])
+
+        return finish
 
     async def _fetch_missed(self, position: int) -> tuple[list[Update], int] | str:
         backend = self.backend
-        loop = self.hub._loop
+        loop = self._loop
         assert loop is not None
         try:
-            if position > self.hub._seq:
+            if position > self._numbering.position:
                 future: asyncio.Future[None] = loop.create_future()
                 self._waiters.append((position, future))
                 try:
@@ -532,7 +547,7 @@ class Relay:
                 except TimeoutError:
                     return "unknown cursor"
                 return [], position
-            floor = self.hub._replay.floor
+            floor = self._numbering.log.floor
             if position >= floor:
                 return [], position
             async with asyncio.timeout(self.catch_up_timeout):
@@ -546,35 +561,8 @@ class Relay:
                     return update
                 if not isinstance(update, Update):
                     continue  # a control message: the resuming client was authenticated since
-                cursor = f"{self.hub._epoch}.{entry_position}"
-                older.append(Update(update.type, update.key, update.audience, cursor))
+                older.append(self._numbering.numbered(update, entry_position))
             return older, floor
         except Exception as exc:
             logger.warning("cannot replay from %s: %r", backend.url, exc)
             return "cursor too old"
-
-    def _after_hold(
-        self, conn: Connection, task: asyncio.Task[tuple[list[Update], int] | str]
-    ) -> None:
-        conn.writer = None
-        if task.cancelled() or conn.closing is not None:
-            return
-        loop = self.hub._loop
-        assert loop is not None
-        now = loop.time()
-        result = task.result()
-        # Updates that arrived while held are in the log too: rebuild from it.
-        conn.pending.clear()
-        conn.told = self.hub._marks
-        missed = None if isinstance(result, str) else self.hub._replay.since(result[1])
-        if missed is None:
-            self.hub._resyncs += 1
-            reason = result if isinstance(result, str) else "cursor too old"
-            self.hub._write(conn, encode_resync(self.hub.cursor, reason), now)
-            self.hub._settle(conn)
-            return
-        assert not isinstance(result, str)
-        body = self.hub._replay_frame(conn, [*result[0], *missed], now)
-        if body:
-            self.hub._write(conn, body, now)
-        self.hub._settle(conn)
