@@ -75,6 +75,12 @@ class UpdateService:
         close_on_signals: bool = True,
         backend: str | Backend | None = None,
     ) -> None:
+        if isinstance(types, str):
+            # A string is an iterable of its letters: "projects" would declare eight types.
+            raise ConfigurationError(
+                f"types must be a list of names, not one string: write "
+                f'UpdateService(["{types}"]), not UpdateService("{types}")'
+            )
         names = [t.value if isinstance(t, enum.Enum) else t for t in types]
         if not names:
             raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
