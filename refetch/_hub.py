@@ -596,7 +596,16 @@ class UpdateService:
     def _position(self, last_event_id: str) -> int | None:
         """The position a cursor of this stream names; None for garbage or another epoch."""
         epoch, _, text = last_event_id.strip().rpartition(".")
-        if epoch != self._epoch or not text.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "¹" or "٣", which int() rejects
+        # or misreads, and past 4,300 digits int() raises; either would break a stream
+        # whose 200 is already out. At most 40 digits: the longest positions, the
+        # PostgreSQL backend's (xid * 10**19 + id), have at most 39.
+        if (
+            epoch != self._epoch
+            or not 0 < len(text) <= 40
+            or not text.isascii()
+            or not text.isdigit()
+        ):
             return None
         return int(text)
 
