@@ -20,6 +20,7 @@ from typing import Any
 from ._auth import Principal
 from ._connection import Connection
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._processes import warn_if_split
 from ._relay import Relay
 from ._replay import ReplayLog
 from ._sse import PING, encode_hello, encode_invalidate, encode_resync
@@ -171,6 +172,8 @@ class UpdateService:
         self._loop_thread = threading.get_ident()
         if self._relay is not None:
             await self._relay.start()
+        else:
+            warn_if_split()
         self._state = "running"
         self._schedule_tick()
         if self.close_on_signals and threading.current_thread() is threading.main_thread():

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -27,7 +30,7 @@ from starlette.responses import Response
 from refetch import UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
 
-from .conftest import serve, wait_for
+from .conftest import SharedStream, free_port, require_service, serve, unique_name, wait_for
 
 TYPES = ["projects", "compute"]
 ORIGIN = "https://app.example"
@@ -277,3 +280,159 @@ async def test_error_answers_behind_the_full_stack_carry_only_their_own_headers(
             assert r.headers.get_list("x-raw-number") == [str(n)]
             expected_origin = [ORIGIN] if client.allowed else []
             assert r.headers.get_list("access-control-allow-origin") == expected_origin
+
+
+# -- multi-process servers: uvicorn --workers, gunicorn with uvicorn workers -----------------
+
+ROOT = Path(__file__).resolve().parent.parent
+STARTED = "Application startup complete."
+SPLIT = "has no backend but runs in one of 2 worker processes"
+
+
+class ServerProcess:
+    """A real server in a process of its own, its stderr collected line by line."""
+
+    def __init__(self, argv: list[str], backend: str | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.argv = [arg.replace("{port}", str(self.port)) for arg in argv]
+        self.env = {k: v for k, v in os.environ.items() if k != "REFETCH_BACKEND"}
+        if backend is not None:
+            self.env["REFETCH_BACKEND"] = backend
+        self.lines: list[str] = []
+        self.process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> ServerProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in self.lines)
+
+    async def started(self, workers: int) -> None:
+        """Wait until every worker ran its lifespan startup (the hub's start())."""
+        assert self.process is not None
+        try:
+            await wait_for(
+                lambda: self.count(STARTED) >= workers or self.process.returncode is not None,  # type: ignore[union-attr]
+                30,
+            )
+        except TimeoutError:
+            raise AssertionError("\n".join(self.lines)) from None
+        assert self.process.returncode is None, "\n".join(self.lines)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.process is not None and self._reader is not None
+        if self.process.returncode is None:
+            self.process.terminate()
+            try:
+                async with asyncio.timeout(15):
+                    await self.process.wait()
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await self._reader
+
+
+def uvicorn_cmd(*options: str) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "tests.stack_app:app",
+        "--host", "127.0.0.1", "--port", "{port}", "--log-level", "info", *options,
+    ]  # fmt: skip
+
+
+def gunicorn_cmd(workers: int) -> list[str]:
+    return [
+        sys.executable, "-m", "gunicorn", "tests.stack_app:app",
+        "-k", "uvicorn.workers.UvicornWorker", "-w", str(workers),
+        "-b", "127.0.0.1:{port}", "--log-level", "info", "--graceful-timeout", "5",
+        # One control socket per user by default: parallel test runs would share it.
+        "--no-control-socket",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [uvicorn_cmd("--workers", "2"), gunicorn_cmd(2)],
+    ids=["uvicorn --workers 2", "gunicorn -w 2"],
+)
+async def test_in_memory_hub_in_several_workers_warns_naming_a_backend(argv: list[str]) -> None:
+    async with ServerProcess(argv) as server:
+        await server.started(workers=2)
+        # Each worker logs it in its start(), before its "startup complete".
+        assert server.count(SPLIT) == 2, "\n".join(server.lines)
+        warning = next(line for line in server.lines if SPLIT in line)
+        assert 'backend="redis://' in warning
+
+
+@pytest.mark.parametrize(
+    "options",
+    [[], ["--reload", "--reload-dir", "{tmp}"]],
+    ids=["uvicorn", "uvicorn --reload"],
+)
+async def test_one_uvicorn_process_does_not_warn(options: list[str], tmp_path: Path) -> None:
+    argv = uvicorn_cmd(*(o.replace("{tmp}", str(tmp_path)) for o in options))
+    async with ServerProcess(argv) as server:
+        await server.started(workers=1)
+        assert server.count(SPLIT) == 0, "\n".join(server.lines)
+
+
+@asynccontextmanager
+async def raw_stream(http: httpx.AsyncClient, url: str) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """An open stream: the pid of the worker that holds it, and its bytes so far."""
+    received: list[bytes] = []
+    async with http.stream("GET", url) as r:
+        assert r.status_code == 200
+
+        async def read() -> None:
+            async for chunk in r.aiter_raw():
+                received.append(chunk)
+
+        reader = asyncio.create_task(read())
+        try:
+            await wait_for(lambda: b"event: hello" in b"".join(received))
+            yield r.headers["x-worker-pid"], received
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+async def test_gunicorn_workers_on_redis_deliver_a_notify_to_streams_on_every_worker() -> None:
+    require_service("redis")
+    shared = SharedStream("redis", unique_name("refetch_stack"))
+    try:
+        async with ServerProcess(gunicorn_cmd(2), backend=shared.url()) as server:
+            await server.started(workers=2)
+            assert server.count(SPLIT) == 0
+            async with AsyncExitStack() as streams, httpx.AsyncClient() as http:
+                opened: list[tuple[str, list[bytes]]] = []
+                # The kernel hands each connection to whichever worker accepts first.
+                while len({pid for pid, _ in opened}) < 2:
+                    assert len(opened) < 60, "every stream landed on one worker"
+                    opened.append(
+                        await streams.enter_async_context(
+                            raw_stream(http, f"{server.url}/api/updates")
+                        )
+                    )
+                r = await http.post(
+                    f"{server.url}/notify", params={"type": "projects", "key": "42"}
+                )
+                cursor = r.json()["cursor"]
+                frame = f'id: {cursor}\nevent: invalidate\ndata: {{"updates":[{{"type":"projects","keys":["42"]}}]}}\n\n'.encode()
+                await wait_for(lambda: all(frame in b"".join(got) for _, got in opened), 10)
+                assert len({pid for pid, _ in opened}) == 2
+    finally:
+        await shared.cleanup()

@@ -1,0 +1,45 @@
+"""The endpoint as an app deploys it, for the multi-process stack tests: FastAPI, the
+service's lifespan, middleware, and the hub in memory or on ``REFETCH_BACKEND``::
+
+    gunicorn -k uvicorn.workers.UvicornWorker -w 2 tests.stack_app:app
+    uvicorn --workers 2 tests.stack_app:app
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+
+from refetch import UpdatesEndpoint, UpdateService
+from refetch._types import ASGIApp, Message, Receive, Scope, Send
+
+TYPES = ["projects", "compute"]
+
+service = UpdateService(TYPES, backend=os.environ.get("REFETCH_BACKEND") or None, min_interval=0.02)
+
+
+class WorkerHeader:
+    """Names the worker process that answered, so a test can tell where a stream landed."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.pid = str(os.getpid()).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def named(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-worker-pid", self.pid))
+            await send(message)
+
+        await self.app(scope, receive, named)
+
+
+app = FastAPI(lifespan=service.lifespan)
+app.add_middleware(WorkerHeader)
+app.add_route("/api/updates", UpdatesEndpoint(service))
+
+
+@app.post("/notify")
+async def notify(type: str, key: str | None = None) -> dict[str, str]:
+    return {"cursor": await service.publish(type, key)}
