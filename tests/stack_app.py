@@ -3,6 +3,7 @@ service's lifespan, middleware, and the hub in memory or on ``REFETCH_BACKEND``:
 
     gunicorn -k uvicorn.workers.UvicornWorker -w 2 tests.stack_app:app
     uvicorn --workers 2 tests.stack_app:app
+    uvicorn tests.stack_app:compressed   # behind a GZip that compresses every type
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from refetch import UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
@@ -43,3 +45,7 @@ app.add_route("/api/updates", UpdatesEndpoint(service))
 @app.post("/notify")
 async def notify(type: str, key: str | None = None) -> dict[str, str]:
     return {"cursor": await service.publish(type, key)}
+
+
+# Like Starlette before 0.46, which compressed text/event-stream too.
+compressed = GZipMiddleware(app, minimum_size=0, exclude_content_types=())
