@@ -1,5 +1,5 @@
-"""The endpoint as an app deploys it, for the multi-process stack tests: FastAPI, the
-service's lifespan, middleware, and the hub in memory or on ``REFETCH_BACKEND``::
+"""The endpoint as an app deploys it, for the multi-process stack tests: the service's
+lifespan, middleware, and the hub in memory or on ``REFETCH_BACKEND``::
 
     gunicorn -k uvicorn.workers.UvicornWorker -w 2 tests.stack_app:app
     uvicorn --workers 2 tests.stack_app:app
@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from refetch import UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
@@ -37,14 +41,22 @@ class WorkerHeader:
         await self.app(scope, receive, named)
 
 
-app = FastAPI(lifespan=service.lifespan)
-app.add_middleware(WorkerHeader)
-app.add_route("/api/updates", UpdatesEndpoint(service))
+async def notify(request: Request) -> JSONResponse:
+    params = request.query_params
+    return JSONResponse({"cursor": await service.publish(params["type"], params.get("key"))})
 
 
-@app.post("/notify")
-async def notify(type: str, key: str | None = None) -> dict[str, str]:
-    return {"cursor": await service.publish(type, key)}
+# Starlette rather than FastAPI (tests/test_stack.py runs FastAPI in process): every
+# worker imports the app, and FastAPI's import alone takes a second on a busy machine.
+app = Starlette(
+    routes=[
+        Route("/api/updates", UpdatesEndpoint(service)),
+        Route("/notify", notify, methods=["POST"]),
+        Route("/health", lambda request: JSONResponse({"cursor": service.cursor})),
+    ],
+    middleware=[Middleware(WorkerHeader)],
+    lifespan=service.lifespan,
+)
 
 
 # Like Starlette before 0.46, which compressed text/event-stream too.

@@ -83,7 +83,7 @@ def compressed() -> Iterator[str]:
             )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_answers(f"{url}/openapi.json", process, log)
+            wait_until_answers(f"{url}/health", process, log)
             yield url
         finally:
             stop(process)
@@ -96,7 +96,7 @@ def test_native_eventsource_behind_gzip_takes_the_identity_stream_frame_by_frame
     # (tests/test_stack.py checks the bytes); here Chromium must accept that header.
     page = browser.new_page()
     try:
-        page.goto(f"{compressed}/openapi.json")  # same origin as the stream
+        page.goto(f"{compressed}/health")  # same origin as the stream
         page.evaluate(
             """() => {
                 window.frames_ = [];
