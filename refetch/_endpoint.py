@@ -12,11 +12,25 @@ from ._exceptions import ServiceClosed
 from ._hub import UpdateService
 from ._types import Receive, Scope, Send
 
-STREAM_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-store"),
-    (b"x-accel-buffering", b"no"),
-]
+
+def _stream_headers() -> list[tuple[bytes, bytes]]:
+    """The headers of one stream's response, in a list of its own.
+
+    ASGI middleware edits ``message["headers"]`` in place (Starlette's
+    ``MutableHeaders``, ``BaseHTTPMiddleware``, a plain ``append``), so a list shared
+    between responses would carry one client's ``Set-Cookie`` onto the next stream.
+
+    ``Content-Encoding: identity`` makes compressing middleware (Starlette's
+    ``GZipMiddleware`` since 0.22, Django's, nginx's gzip) leave the stream alone:
+    compressed, frames would wait in the compressor's buffer. ``no-transform`` asks
+    proxies and CDNs for the same; ``X-Accel-Buffering: no`` turns nginx's buffering off.
+    """
+    return [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-store, no-transform"),
+        (b"content-encoding", b"identity"),
+        (b"x-accel-buffering", b"no"),
+    ]
 
 
 class UpdatesEndpoint:
@@ -117,7 +131,7 @@ class UpdatesEndpoint:
             return
 
         last_event_id = _last_event_id(scope, query)
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
         task = asyncio.current_task()
         try:
             conn = self.service.attach(
@@ -183,6 +197,7 @@ async def _json(
     send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     payload = json.dumps(body).encode()
+    # A new list per response, like the stream's: middleware appends to it in place.
     await send(
         {
             "type": "http.response.start",

@@ -21,6 +21,7 @@ from ._auth import Principal
 from ._connection import Connection
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._processes import warn_if_split
 from ._relay import Relay
 from ._replay import ReplayLog
 from ._sse import PING, encode_hello, encode_invalidate, encode_resync
@@ -76,6 +77,12 @@ class UpdateService:
         close_on_signals: bool = True,
         backend: str | Backend | None = None,
     ) -> None:
+        if isinstance(types, str):
+            # A string is an iterable of its letters: "projects" would declare eight types.
+            raise ConfigurationError(
+                f"types must be a list of names, not one string: write "
+                f'UpdateService(["{types}"]), not UpdateService("{types}")'
+            )
         names = [t.value if isinstance(t, enum.Enum) else t for t in types]
         if not names:
             raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
@@ -166,6 +173,8 @@ class UpdateService:
         self._loop_thread = threading.get_ident()
         if self._relay is not None:
             await self._relay.start()
+        else:
+            warn_if_split()
         self._state = "running"
         self._schedule_tick()
         if self.close_on_signals and threading.current_thread() is threading.main_thread():
@@ -616,7 +625,16 @@ class UpdateService:
     def _position(self, last_event_id: str) -> int | None:
         """The position a cursor of this stream names; None for garbage or another epoch."""
         epoch, _, text = last_event_id.strip().rpartition(".")
-        if epoch != self._epoch or not text.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "¹" or "٣", which int() rejects
+        # or misreads, and past 4,300 digits int() raises; either would break a stream
+        # whose 200 is already out. At most 40 digits: the longest positions, the
+        # PostgreSQL backend's (xid * 10**19 + id), have at most 39.
+        if (
+            epoch != self._epoch
+            or not 0 < len(text) <= 40
+            or not text.isascii()
+            or not text.isdigit()
+        ):
             return None
         return int(text)
 
