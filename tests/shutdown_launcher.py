@@ -18,13 +18,18 @@ import uvicorn
 
 from tests.shutdown_app import app
 
+OPTIONS: dict[str, object] = {"host": "127.0.0.1", "log_level": "warning", "access_log": False}
+# uvicorn imports its loop, protocol and lifespan modules when a config is loaded: do it
+# here once, so a child only binds its port and starts.
+uvicorn.Config(app, **OPTIONS).load()  # type: ignore[arg-type]
+
 
 def _serve(port: int) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)  # stdout is the launcher's protocol pipe
     try:
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.run(app, port=port, **OPTIONS)  # type: ignore[arg-type]
     finally:
         os._exit(0)
 

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port
+from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
+from refetch._types import ASGIApp, Message, Receive, Scope, Send
+
+from .conftest import TYPES, Stream, free_port, serve, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
-RUNS = int(os.environ.get("RUNS", 20))
+RUNS = 20
 CLIENTS = 4
 EXIT_WITHIN = 10.0
 
@@ -65,85 +70,241 @@ async def launcher() -> AsyncIterator[Launcher]:
             await process.wait()
 
 
+DRAINING = (
+    b'{"error": "draining", "detail": "the server is shutting down; reconnect in a moment '
+    b'(another instance may answer)"}'
+)
+NOT_STARTED = (
+    b'{"error": "not_started", "detail": "the UpdateService was never started: pass '
+    b'lifespan=updates.lifespan to your app, or `async with updates:` in your own lifespan"}'
+)
+
+
 @dataclass
 class Run:
-    """What the reconnecting clients saw during one run."""
+    """What the reconnecting clients of one run got after the signal."""
 
     streams: int = 0
-    after_signal: Counter[str] = field(default_factory=Counter)
     signalled: bool = False
+    answers: Counter[str] = field(default_factory=Counter)
 
 
 async def reconnect_forever(
-    url: str, run: Run, opened: asyncio.Event, exited: asyncio.Event
+    http: httpx.AsyncClient, url: str, run: Run, opened: asyncio.Event
 ) -> None:
     """A client that reconnects the moment its stream ends, as browsers do (minus the jitter)."""
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None)) as http:
-        while not exited.is_set():
-            try:
-                async with http.stream("GET", url) as r:
-                    body = b""
-                    if r.status_code == 200:
-                        async for chunk in r.aiter_raw():
-                            if not body:
-                                run.streams += 1
-                                if run.streams >= CLIENTS:
-                                    opened.set()
-                            body += chunk
-                    else:
-                        body = await r.aread()
-                    if run.signalled:
-                        answer = f"{r.status_code} {r.headers.get('retry-after')} {body!r}"
-                        run.after_signal[answer if r.status_code != 200 else "200"] += 1
-            except httpx.TransportError:
-                if not run.signalled:
-                    await asyncio.sleep(0.01)  # still starting up
-                else:
-                    run.after_signal["refused"] += 1
-                    await asyncio.sleep(0.001)  # the server stopped accepting
+    while True:
+        before_signal = not run.signalled
+        try:
+            async with http.stream("GET", url) as r:
+                if r.status_code != 200:
+                    body = await r.aread()
+                    run.answers[f"{r.status_code} {r.headers.get('retry-after')} {body!r}"] += 1
+                    continue
+                chunks = r.aiter_raw()
+                async for _ in chunks:
+                    if before_signal and not run.signalled:
+                        run.streams += 1
+                        if run.streams == CLIENTS:
+                            opened.set()
+                    break  # the hello: the stream is open
+                async for _ in chunks:
+                    pass
+            if run.signalled:
+                # Ended cleanly (by the hub): open before the signal, or in the race.
+                run.answers["stream ended" if before_signal else "race stream ended"] += 1
+        except httpx.TransportError:
+            if run.signalled:
+                run.answers["refused or cut"] += 1
+            await asyncio.sleep(0.001 if run.signalled else 0.01)
 
 
 async def test_sigterm_exits_while_clients_reconnect_in_a_tight_loop(launcher: Launcher) -> None:
     hangs = 0
     seen: Counter[str] = Counter()
-    for _ in range(RUNS):
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/updates"
-        pid = await launcher.spawn(port)
-        run, opened, exited = Run(), asyncio.Event(), asyncio.Event()
-        clients = [
-            asyncio.create_task(reconnect_forever(url, run, opened, exited)) for _ in range(CLIENTS)
-        ]
-        try:
-            await asyncio.wait_for(opened.wait(), 20)
-            run.signalled = True
-            os.kill(pid, signal.SIGTERM)
+    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None), limits=limits) as http:
+        for _ in range(RUNS):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}/updates"
+            pid = await launcher.spawn(port)
+            run, opened = Run(), asyncio.Event()
+            clients = [
+                asyncio.create_task(reconnect_forever(http, url, run, opened))
+                for _ in range(CLIENTS)
+            ]
             try:
-                outcome = await launcher.wait(pid, EXIT_WITHIN)
-            except TimeoutError:
-                hangs += 1
-                os.kill(pid, signal.SIGKILL)
-                outcome = await asyncio.wait_for(launcher.reap(), 10)
-            seen[outcome] += 1
-        finally:
-            exited.set()
-            for client in clients:
-                client.cancel()
-            await asyncio.gather(*clients, return_exceptions=True)
-        seen.update(run.after_signal)
-    print(
-        f"\nshutdown runs: {RUNS}, hangs: {hangs}, outcomes and answers after SIGTERM: {dict(seen)}"
-    )
+                await asyncio.wait_for(opened.wait(), 20)
+                run.signalled = True
+                os.kill(pid, signal.SIGTERM)
+                try:
+                    outcome = await launcher.wait(pid, EXIT_WITHIN)
+                except TimeoutError:
+                    hangs += 1
+                    os.kill(pid, signal.SIGKILL)
+                    outcome = await asyncio.wait_for(launcher.reap(), 10)
+                seen[outcome] += 1
+            finally:
+                for client in clients:
+                    client.cancel()
+                await asyncio.gather(*clients, return_exceptions=True)
+            seen.update(run.answers)
+    print(f"\nshutdown: {RUNS} runs, {hangs} hangs; exits and client answers: {dict(seen)}")
     assert hangs == 0, f"{hangs} of {RUNS} runs hung: {dict(seen)}"
-    # uvicorn exits by re-raising the signal it handled: a clean, graceful exit.
+    # uvicorn exits by re-raising the signal it handled: a graceful exit, every time.
     assert seen[f"signal {signal.SIGTERM.value}"] == RUNS
-    # The clients did reconnect into the shutdown (else this test proves nothing), and what
-    # they got was a stream that ends at once, the draining 503, or a refused connection.
-    assert sum(n for answer, n in seen.items() if answer.startswith(("200", "503"))) > 0
-    draining = (
-        b'{"error": "draining", "detail": "the server is shutting down; reconnect in a moment '
-        b'(another instance may answer)"}'
+    # Every stream open at the signal was ended by the hub, not cut by the process exit.
+    assert seen["stream ended"] == RUNS * CLIENTS
+    # The clients did reconnect into the shutdown (else this test proves nothing) and were
+    # told to come back later, in JSON, with Retry-After (the hub's retry hint: 2 s).
+    assert seen[f"503 2 {DRAINING!r}"] > 0
+    assert set(seen) <= {
+        f"signal {signal.SIGTERM.value}",
+        "stream ended",
+        "race stream ended",
+        f"503 2 {DRAINING!r}",
+        "refused or cut",
+    }
+
+
+@contextlib.contextmanager
+def previous_sigterm_handler() -> Iterator[list[int]]:
+    """A SIGTERM handler standing in for the server's, which the hub must chain to."""
+    received: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def test_after_sigterm_open_streams_end_and_new_ones_get_503_draining() -> None:
+    hub = UpdateService(TYPES)
+    # In this order the hub's handler is on top and chains to the stand-in, not to the
+    # test server's own (which would stop the server this test still talks to).
+    async with serve(UpdatesEndpoint(hub)) as url:
+        with previous_sigterm_handler() as server_heard:
+            await hub.start()
+            try:
+                async with httpx.AsyncClient() as http, http.stream("GET", url) as stream:
+                    chunks = stream.aiter_raw()
+                    assert b"event: hello" in await anext(chunks)
+                    signal.raise_signal(signal.SIGTERM)
+                    assert [chunk async for chunk in chunks] == []  # ended, not left open
+                    assert server_heard == [signal.SIGTERM]
+                    assert hub.draining and hub.statistics().state == "draining"
+
+                    r = await http.get(url, headers={"last-event-id": hub.cursor})
+                    assert r.status_code == 503
+                    assert r.headers["content-type"] == "application/json"
+                    assert r.headers["retry-after"] == "2"
+                    assert r.headers["connection"] == "close"
+                    assert r.content == DRAINING
+
+                    hub.notify("projects")  # still accepted while draining
+                    assert (await hub.publish("projects")).endswith(".2")
+                    await hub.aclose()
+                    assert hub.statistics().state == "closed"
+                    r = await http.get(url)
+                    assert (r.status_code, r.content) == (503, DRAINING)
+
+            finally:
+                await hub.aclose()
+
+
+class CloseStreamsOnHeaders:
+    """Starts draining just as the endpoint's 200 headers pass: the race with a signal."""
+
+    def __init__(self, app: ASGIApp, hub: UpdateService) -> None:
+        self.app = app
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 200:
+                self.hub.close_streams()
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+
+async def test_a_stream_whose_headers_were_on_their_way_ends_at_once() -> None:
+    async with UpdateService(TYPES, close_on_signals=False) as hub:
+        app = CloseStreamsOnHeaders(UpdatesEndpoint(hub), hub)
+        async with serve(app) as url, httpx.AsyncClient() as http:
+            r = await http.get(url)
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "text/event-stream"
+            assert r.content == b""  # no hello: it never joined the hub
+            assert hub.statistics().connections == 0
+            r = await http.get(url)
+            assert (r.status_code, r.content) == (503, DRAINING)
+
+
+async def test_a_stream_authenticating_when_draining_starts_gets_503() -> None:
+    looked_up, proceed = asyncio.Event(), asyncio.Event()
+
+    async def slow_authenticate(scope: Scope) -> Principal:
+        looked_up.set()
+        await proceed.wait()
+        return ANONYMOUS
+
+    async with UpdateService(TYPES, close_on_signals=False) as hub:
+        async with serve(UpdatesEndpoint(hub, authenticate=slow_authenticate)) as url:
+            async with httpx.AsyncClient() as http:
+                request = asyncio.create_task(http.get(url))
+                await looked_up.wait()
+                hub.close_streams()
+                proceed.set()
+                r = await request
+            assert (r.status_code, r.content) == (503, DRAINING)
+
+
+async def test_other_reasons_end_every_stream_without_draining() -> None:
+    async with (
+        UpdateService(TYPES, close_on_signals=False) as hub,
+        serve(UpdatesEndpoint(hub)) as url,
+    ):
+        async with Stream(url):
+            await wait_for(lambda: hub.statistics().connections == 1)
+            assert hub.close_streams("rebalance") == 1
+        assert hub.running and hub.statistics().state == "running"
+        async with Stream(url) as again:
+            assert again.frames[0].event == "hello"
+
+
+# -- the endpoint mounted without the lifespan ------------------------------------------
+
+
+async def test_an_endpoint_whose_hub_was_never_started_answers_503_naming_the_fix() -> None:
+    hub = UpdateService(TYPES)
+    async with serve(UpdatesEndpoint(hub)) as url, httpx.AsyncClient() as http:
+        r = await http.get(url)
+    assert r.status_code == 503
+    assert r.headers["content-type"] == "application/json"
+    assert "retry-after" not in r.headers  # waiting does not help: the app must be fixed
+    assert r.content == NOT_STARTED
+    assert hub.statistics().state == "new"
+
+
+async def test_notify_before_start_warns_once_and_is_delivered_after_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = UpdateService(TYPES, close_on_signals=False)
+    before = hub.cursor
+    with caplog.at_level(logging.WARNING, logger="refetch"):
+        hub.notify("projects", "1")
+        hub.notify("projects", "2")
+        hub.notify("compute")
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage() == (
+        "notify('projects') before the UpdateService was started: it and later ones wait "
+        "for start(). the UpdateService was never started: pass lifespan=updates.lifespan "
+        "to your app, or `async with updates:` in your own lifespan"
     )
-    for answer in seen:
-        if answer.startswith("503"):
-            assert answer == f"503 2 {draining!r}"
+    async with hub, serve(UpdatesEndpoint(hub)) as url, Stream(url, last_event_id=before) as s:
+        await wait_for(lambda: len(s.frames) >= 2)
+        assert s.frames[1].data == {
+            "updates": [{"type": "projects", "keys": ["1", "2"]}, {"type": "compute"}]
+        }
