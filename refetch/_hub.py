@@ -568,8 +568,9 @@ class UpdateService:
     def _abort(self, conn: Connection, reason: str) -> None:
         if conn.closing is None:
             conn.closing = reason
-        if conn.writer is not None:
+        if conn.writer is not None:  # a write is stuck: its socket is full
             conn.writer.cancel()
+            conn.drop()
         if conn.task is not None:
             conn.task.cancel()
         else:  # a stream with no task of its own (embedded use): forget it now

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
 from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
@@ -308,3 +310,36 @@ async def test_notify_before_start_warns_once_and_is_delivered_after_start(
         assert s.frames[1].data == {
             "updates": [{"type": "projects", "keys": ["1", "2"]}, {"type": "compute"}]
         }
+
+
+async def test_shutdown_is_not_held_by_a_client_that_stopped_reading() -> None:
+    async with UpdateService(TYPES, min_interval=0, close_on_signals=False) as hub:
+        port = free_port()
+        # No graceful-shutdown timeout, as uvicorn runs by default: nothing bounds the wait
+        # for open connections but the hub.
+        config = uvicorn.Config(
+            UpdatesEndpoint(hub), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        serving = asyncio.create_task(server.serve())
+        stuck = socket.socket()
+        try:
+            await wait_for(lambda: server.started)
+            stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stuck.connect(("127.0.0.1", port))
+            stuck.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            await wait_for(lambda: hub.statistics().connections == 1)
+            batch = 0
+            while not any(c.writer is not None for c in hub._connections):  # its socket is full
+                for i in range(60):
+                    hub.notify("projects", key=f"{batch}-{i}-{'x' * 500}")
+                batch += 1
+                await asyncio.sleep(0.001)
+            hub.close_streams()
+            server.should_exit = True
+            await wait_for(serving.done, 10)
+        finally:
+            server.force_exit = True
+            await serving
+            stuck.close()
