@@ -121,6 +121,7 @@ async def reconnect_forever(
             await asyncio.sleep(0.001 if run.signalled else 0.01)
 
 
+@pytest.mark.timeout(300)  # 20 runs; if every one hung, the count still gets reported
 async def test_sigterm_exits_while_clients_reconnect_in_a_tight_loop(launcher: Launcher) -> None:
     hangs = 0
     seen: Counter[str] = Counter()
@@ -343,3 +344,50 @@ async def test_shutdown_is_not_held_by_a_client_that_stopped_reading() -> None:
             server.force_exit = True
             await serving
             stuck.close()
+
+
+async def hellos_forever(http: httpx.AsyncClient, url: str, epochs: list[set[str]]) -> None:
+    """Reconnects at once, whatever the answer; records the epoch of every hello."""
+    mine: set[str] = set()
+    epochs.append(mine)
+    while True:
+        try:
+            async with http.stream("GET", url) as r:
+                async for chunk in r.aiter_raw():
+                    if r.status_code == 200 and b"event: hello" in chunk:
+                        mine.add(chunk.split(b"id: ", 1)[1].split(b".", 1)[0].decode())
+        except httpx.TransportError:
+            await asyncio.sleep(0.01)
+
+
+async def test_reload_completes_while_clients_reconnect(tmp_path: Path) -> None:
+    watched = tmp_path / "watched.py"
+    watched.write_text("")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/updates"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "uvicorn", "tests.shutdown_app:app", "--port", str(port),
+        "--log-level", "warning", "--reload", "--reload-dir", str(tmp_path),
+        cwd=ROOT,
+    )  # fmt: skip
+    epochs: list[set[str]] = []
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None)) as http:
+            clients = [
+                asyncio.create_task(hellos_forever(http, url, epochs)) for _ in range(CLIENTS)
+            ]
+            try:
+                await wait_for(lambda: len(epochs) == CLIENTS and all(epochs), 30)
+                watched.write_text("# changed\n")  # the reloader SIGTERMs the server process
+                # Every client reaches the new process: the old one did exit.
+                await wait_for(lambda: all(len(e) == 2 for e in epochs), 30)
+            finally:
+                for client in clients:
+                    client.cancel()
+                await asyncio.gather(*clients, return_exceptions=True)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), EXIT_WITHIN)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
