@@ -61,6 +61,11 @@ class Statistics:
     state: str = "running"
 
 
+def _terminate(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+
+
 class UpdateService:
     """The central notification hub.
 
@@ -263,6 +268,11 @@ class UpdateService:
                 previous(signum, frame)
             elif previous == signal.SIG_DFL and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                # No server handles SIGTERM: terminate, as the default action would,
+                # right after the streams are told to end (swallowing it would leave
+                # the process running).
+                loop.call_soon_threadsafe(_terminate, signum)
 
         for signum in _SHUTDOWN_SIGNALS:
             # ValueError/OSError: not the main thread, or a platform without the signal.

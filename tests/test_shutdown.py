@@ -391,3 +391,33 @@ async def test_reload_completes_while_clients_reconnect(tmp_path: Path) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+BARE_HUB = """
+import asyncio
+from refetch import UpdateService
+
+async def main():
+    async with UpdateService(["projects"]):
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+async def test_sigterm_ends_a_process_where_no_server_handles_it() -> None:
+    # A hub in a plain script (or under a server that leaves SIGTERM at its default): the
+    # hub's handler must not swallow the signal.
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", BARE_HUB, cwd=ROOT, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), 20) == b"ready\n"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), EXIT_WITHIN) == -signal.SIGTERM
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
