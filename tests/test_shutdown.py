@@ -25,6 +25,7 @@ from .conftest import TYPES, Stream, free_port, serve, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 20
+PARALLEL = 4
 CLIENTS = 4
 EXIT_WITHIN = 10.0
 
@@ -34,24 +35,43 @@ class Launcher:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
+        self._spawned: asyncio.Queue[int] = asyncio.Queue()
+        self._exits: dict[int, asyncio.Future[str]] = {}
+        self._lock = asyncio.Lock()
+        self._reader = asyncio.create_task(self._read())
 
-    async def _ask(self, line: str, timeout: float) -> str:
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(line.encode() + b"\n")
-        await self.process.stdin.drain()
-        answer = await asyncio.wait_for(self.process.stdout.readline(), timeout)
-        return answer.decode().strip()
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            kind, pid, *outcome = raw.decode().split()
+            if kind == "pid":
+                self._spawned.put_nowait(int(pid))
+            else:
+                self.exit_of(int(pid)).set_result(" ".join(outcome))
+
+    def exit_of(self, pid: int) -> asyncio.Future[str]:
+        """How ``pid`` ends: ``signal 15``, ``code 0``, ..."""
+        if pid not in self._exits:
+            self._exits[pid] = asyncio.get_running_loop().create_future()
+        return self._exits[pid]
 
     async def spawn(self, port: int) -> int:
-        return int((await self._ask(f"spawn {port}", 10)).split()[1])
+        assert self.process.stdin is not None
+        async with self._lock:
+            self.process.stdin.write(f"spawn {port}\n".encode())
+            await self.process.stdin.drain()
+            return await asyncio.wait_for(self._spawned.get(), 10)
 
-    async def wait(self, pid: int, timeout: float) -> str:
-        """How ``pid`` ended (``signal 15``, ``code 0``, ...); TimeoutError if it did not."""
-        return (await self._ask(f"wait {pid}", timeout)).split(maxsplit=2)[2]
-
-    async def reap(self) -> str:
-        assert self.process.stdout is not None
-        return (await self.process.stdout.readline()).decode().strip().split(maxsplit=2)[2]
+    async def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 @pytest.fixture
@@ -60,16 +80,11 @@ async def launcher() -> AsyncIterator[Launcher]:
         sys.executable, "-m", "tests.shutdown_launcher",
         cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
+    launcher = Launcher(process)
     try:
-        yield Launcher(process)
+        yield launcher
     finally:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        await launcher.close()
 
 
 DRAINING = (
@@ -121,37 +136,47 @@ async def reconnect_forever(
             await asyncio.sleep(0.001 if run.signalled else 0.01)
 
 
-@pytest.mark.timeout(300)  # 20 runs; if every one hung, the count still gets reported
+async def one_run(launcher: Launcher, http: httpx.AsyncClient) -> tuple[bool, Counter[str]]:
+    """Start a server, open CLIENTS streams, SIGTERM it: did it hang, and what was seen."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/updates"
+    pid = await launcher.spawn(port)
+    run, opened = Run(), asyncio.Event()
+    clients = [
+        asyncio.create_task(reconnect_forever(http, url, run, opened)) for _ in range(CLIENTS)
+    ]
+    hung = False
+    try:
+        await asyncio.wait_for(opened.wait(), 20)
+        run.signalled = True
+        os.kill(pid, signal.SIGTERM)
+        exited = launcher.exit_of(pid)
+        try:
+            await asyncio.wait_for(asyncio.shield(exited), EXIT_WITHIN)
+        except TimeoutError:
+            hung = True
+            os.kill(pid, signal.SIGKILL)
+        run.answers[await asyncio.wait_for(exited, 10)] += 1
+    finally:
+        for client in clients:
+            client.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+    return hung, run.answers
+
+
+@pytest.mark.timeout(300)  # if every run hung, the count still gets reported
 async def test_sigterm_exits_while_clients_reconnect_in_a_tight_loop(launcher: Launcher) -> None:
     hangs = 0
     seen: Counter[str] = Counter()
-    limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
+    # A few servers at a time: most of a run is uvicorn's own shutdown pauses, not CPU.
+    limits = httpx.Limits(max_connections=CLIENTS * PARALLEL)
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=None), limits=limits) as http:
-        for _ in range(RUNS):
-            port = free_port()
-            url = f"http://127.0.0.1:{port}/updates"
-            pid = await launcher.spawn(port)
-            run, opened = Run(), asyncio.Event()
-            clients = [
-                asyncio.create_task(reconnect_forever(http, url, run, opened))
-                for _ in range(CLIENTS)
-            ]
-            try:
-                await asyncio.wait_for(opened.wait(), 20)
-                run.signalled = True
-                os.kill(pid, signal.SIGTERM)
-                try:
-                    outcome = await launcher.wait(pid, EXIT_WITHIN)
-                except TimeoutError:
-                    hangs += 1
-                    os.kill(pid, signal.SIGKILL)
-                    outcome = await asyncio.wait_for(launcher.reap(), 10)
-                seen[outcome] += 1
-            finally:
-                for client in clients:
-                    client.cancel()
-                await asyncio.gather(*clients, return_exceptions=True)
-            seen.update(run.answers)
+        for _ in range(RUNS // PARALLEL):
+            for hung, answers in await asyncio.gather(
+                *(one_run(launcher, http) for _ in range(PARALLEL))
+            ):
+                hangs += hung
+                seen.update(answers)
     print(f"\nshutdown: {RUNS} runs, {hangs} hangs; exits and client answers: {dict(seen)}")
     assert hangs == 0, f"{hangs} of {RUNS} runs hung: {dict(seen)}"
     # uvicorn exits by re-raising the signal it handled: a graceful exit, every time.
