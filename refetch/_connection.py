@@ -126,6 +126,16 @@ class Connection:
         self.writer = asyncio.get_running_loop().create_task(_finish(coro, first))
         return self.writer
 
+    def drop(self) -> None:
+        """Cut the socket under a write that cannot complete: the client stopped reading.
+
+        Ending the response is no use then (the end cannot be written either), and the
+        server would wait for it for ever, e.g. at shutdown. Possible on uvicorn's own
+        transport only; elsewhere the server's graceful-shutdown timeout is the bound.
+        """
+        if self.cycle is not None:
+            self.cycle.transport.abort()
+
 
 def _uvicorn_cycle(send: Send) -> Any:
     """uvicorn's httptools request cycle, when ``send`` is its own bound method.

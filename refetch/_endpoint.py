@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
 from urllib.parse import parse_qs
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._exceptions import ServiceClosed
-from ._hub import UpdateService
+from ._hub import NOT_STARTED_FIX, UpdateService
 from ._types import Receive, Scope, Send
 
 
@@ -55,6 +56,9 @@ class UpdatesEndpoint:
                 {"error": "method_not_allowed", "detail": "the update stream answers GET only"},
                 [(b"allow", b"GET")],
             )
+            return
+        if not self.service.running:  # before authenticating: a draining server sheds load
+            await self._unavailable(send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         requested = _parse_types(query.get("types"))
@@ -111,13 +115,8 @@ class UpdatesEndpoint:
             )
             return
         types = frozenset(requested) if requested else allowed
-        if not self.service.running:
-            await _json(
-                send,
-                503,
-                {"error": "unavailable", "detail": "the update service is not running"},
-                [(b"retry-after", b"1")],
-            )
+        if not self.service.running:  # shutdown began while authenticating
+            await self._unavailable(send)
             return
 
         unconfirmed = self.service.unavailable(principal)
@@ -154,6 +153,26 @@ class UpdatesEndpoint:
             # The hub ended the stream (shutdown): finish the response cleanly. A slow
             # reader's socket is full, so a last write to it would only hang.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _unavailable(self, send: Send) -> None:
+        if self.service.state == "new":
+            # No Retry-After: waiting does not help, the app has to be fixed.
+            await _json(send, 503, {"error": "not_started", "detail": NOT_STARTED_FIX})
+            return
+        # Draining (or closed): the process is on its way out. ``connection: close``
+        # makes the client's retry open a new connection, which the load balancer
+        # (or, once the server stops accepting, the refused connect) sends elsewhere.
+        retry_after = str(max(1, math.ceil(self.service.retry_ms / 1000))).encode()
+        await _json(
+            send,
+            503,
+            {
+                "error": "draining",
+                "detail": "the server is shutting down; reconnect in a moment "
+                "(another instance may answer)",
+            },
+            [(b"retry-after", retry_after), (b"connection", b"close")],
+        )
 
     async def _authenticate(self, scope: Scope) -> Principal | None:
         if self.authenticate is None:

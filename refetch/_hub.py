@@ -34,6 +34,12 @@ update_logger = logging.getLogger("refetch.updates")
 
 _SHUTDOWN_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
+#: What to do about a hub that was never started; said by the endpoint's 503 too.
+NOT_STARTED_FIX = (
+    "the UpdateService was never started: pass lifespan=updates.lifespan to your app, "
+    "or `async with updates:` in your own lifespan"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Statistics:
@@ -53,6 +59,13 @@ class Statistics:
     #: With a backend: why publishing / listening is failing right now (None: fine).
     publisher_down: str | None = None
     listener_down: str | None = None
+    #: "new", "running", "draining" (shutting down: no new streams) or "closed".
+    state: str = "running"
+
+
+def _terminate(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 class UpdateService:
@@ -128,7 +141,10 @@ class UpdateService:
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._state = "new"  # new -> running -> closed
+        # new -> running -> draining -> closed. Draining starts with the shutdown
+        # signal: new streams are refused, notify() and publish() still work.
+        self._state = "new"
+        self._warned_not_started = False
 
         self._connections: set[Connection] = set()
         self._by_type: dict[str, set[Connection]] = {t: set() for t in names}
@@ -187,7 +203,7 @@ class UpdateService:
         """End every open stream, then stop. Safe to call twice."""
         if self._state == "closed":
             return
-        was_running = self._state == "running"
+        was_running = self._state in ("running", "draining")
         self._state = "closed"
         self._restore_signal_handlers()
         if not was_running:
@@ -231,8 +247,18 @@ class UpdateService:
         signed-out browser gets 401 and the user's other sessions carry on. With a
         backend, a ``subject``'s streams are ended on every instance (in order with
         the updates; ``await flush()`` waits until the other instances can hear it).
+        ``close_streams()`` (all streams, reason ``"shutdown"``) also starts
+        *draining*: from then on new streams are answered 503, so clients that
+        reconnect at once cannot keep the server from exiting. Any other reason
+        without a subject ends every stream and lets the clients back in.
         Returns the number of streams ended here.
         """
+        if subject is None and reason == "shutdown" and self._state == "running":
+            self._state = "draining"
+            logger.info(
+                "UpdateService draining: %d stream(s) ended, new streams are answered 503",
+                len(self._connections),
+            )
         control = None
         if subject is not None and self._relay is not None and self._state != "closed":
             control = self._relay.stamp(CloseStreams(subject, reason))
@@ -275,6 +301,11 @@ class UpdateService:
                 previous(signum, frame)
             elif previous == signal.SIG_DFL and signum == signal.SIGINT:
                 raise KeyboardInterrupt
+            elif previous == signal.SIG_DFL:
+                # No server handles SIGTERM: terminate, as the default action would,
+                # right after the streams are told to end (swallowing it would leave
+                # the process running).
+                loop.call_soon_threadsafe(_terminate, signum)
 
         for signum in _SHUTDOWN_SIGNALS:
             # ValueError/OSError: not the main thread, or a platform without the signal.
@@ -305,6 +336,14 @@ class UpdateService:
         if self._state == "closed":
             logger.warning("notify(%r) after the UpdateService was closed: dropped", update.type)
             return
+        if self._state == "new" and not self._warned_not_started:
+            self._warned_not_started = True
+            logger.warning(
+                "notify(%r) before the UpdateService was started: it and later ones wait "
+                "for start(). %s",
+                update.type,
+                NOT_STARTED_FIX,
+            )
         self._inbox.append((update, None))
         self._wake()
 
@@ -317,8 +356,10 @@ class UpdateService:
     ) -> str:
         """Like ``notify()``, but returns the update's cursor once it is published."""
         update = self._make_update(type, key, audience)
-        if self._state != "running":
-            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
+        if self._state == "new":
+            raise ServiceClosed(f"publish() before start(): {NOT_STARTED_FIX}")
+        if self._state == "closed":
+            raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inbox.append((update, future))
         self._wake()
@@ -572,8 +613,9 @@ class UpdateService:
     def _abort(self, conn: Connection, reason: str) -> None:
         if conn.closing is None:
             conn.closing = reason
-        if conn.writer is not None:
+        if conn.writer is not None:  # a write is stuck: its socket is full
             conn.writer.cancel()
+            conn.drop()
         if conn.task is not None:
             conn.task.cancel()
         else:  # a stream with no task of its own (embedded use): forget it now
@@ -587,7 +629,7 @@ class UpdateService:
         self._tick_handle = loop.call_later(self.heartbeat / 10, self._tick)
 
     def _tick(self) -> None:
-        if self._state != "running":
+        if self._state not in ("running", "draining"):
             return
         loop = self._loop
         assert loop is not None
@@ -620,7 +662,18 @@ class UpdateService:
 
     @property
     def running(self) -> bool:
+        """True while the hub accepts new streams (started, not draining or closed)."""
         return self._state == "running"
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown began: no new streams, but notify() still works until closed."""
+        return self._state == "draining"
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"running"``, ``"draining"`` or ``"closed"``."""
+        return self._state
 
     def _position(self, last_event_id: str) -> int | None:
         """The position a cursor of this stream names; None for garbage or another epoch."""
@@ -654,7 +707,7 @@ class UpdateService:
         the principal was looked up) lets a ``reauthorize()`` that happened since win.
         """
         if self._state != "running":
-            raise ServiceClosed("the UpdateService is not running")
+            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
         if self.unavailable(principal) is not None:
             raise ServiceClosed("permissions cannot be confirmed: the broker is away")
         self._drain()  # updates notified before this point belong in the replay
@@ -811,6 +864,7 @@ class UpdateService:
             cursor=self.cursor,
             publisher_down=None if self._relay is None else self._relay.publisher_down,
             listener_down=None if self._relay is None else self._relay.listener_down,
+            state=self._state,
         )
 
     def allowed_types(self, principal: Principal) -> frozenset[str]:

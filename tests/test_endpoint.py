@@ -66,26 +66,33 @@ async def test_headers_added_by_middleware_do_not_leak_into_the_next_stream(
 
 
 async def test_headers_added_by_middleware_do_not_leak_into_the_next_error_response() -> None:
-    hub = UpdateService(TYPES, close_on_signals=False)  # never started: 503
     tokens = {"viewer": Principal.of("u1", types=["progress"])}
     requests = [
         ("GET", "?types=nope", {}, 400),
         ("POST", "", {}, 405),
         ("GET", "", {"authorization": "Bearer nobody"}, 401),
         ("GET", "?types=projects", {"authorization": "Bearer viewer"}, 403),
-        ("GET", "", {"authorization": "Bearer viewer"}, 503),
     ]
-    endpoint = UpdatesEndpoint(hub, authenticate=token_auth(tokens))
-    async with serve(numbering_middleware(endpoint)) as url, httpx.AsyncClient() as http:
-        number = 0
-        for _ in range(2):
-            for method, query, headers, status in requests:
+    async with UpdateService(TYPES, close_on_signals=False) as hub:
+        endpoint = UpdatesEndpoint(hub, authenticate=token_auth(tokens))
+        async with serve(numbering_middleware(endpoint)) as url, httpx.AsyncClient() as http:
+            number = 0
+
+            async def check(method: str, target: str, headers: dict[str, str], status: int) -> None:
+                nonlocal number
                 number += 1
-                r = await http.request(method, url + query, headers=headers)
+                r = await http.request(method, target, headers=headers)
                 assert r.status_code == status
                 assert r.headers.get_list("x-request-id") == [str(number)]
                 assert r.headers["content-length"] == str(len(r.content))
                 assert r.json()["error"]
+
+            for _ in range(2):
+                for method, query, headers, status in requests:
+                    await check(method, url + query, headers, status)
+            hub.close_streams("shutdown")  # draining: 503 from now on
+            for _ in range(2):
+                await check("GET", url, {"authorization": "Bearer viewer"}, 503)
 
 
 async def test_notify_reaches_the_stream_with_type_and_key(
