@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from .._exceptions import ConfigurationError
 from .._poller import Poller
-from ._base import check_name, redact, split_options
+from ._base import check_name, is_postgres, postgres_dsn, redact, require_driver, split_options
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -107,6 +107,8 @@ class RedisLease:
             raise ConfigurationError("give RedisLease a url or a client, not both")
         if ttl <= 0:
             raise ConfigurationError(f"RedisLease({name!r}): ttl must be > 0 seconds")
+        if url is not None:
+            require_driver("redis", "redis", "RedisLease")
         self.name = name
         self.ttl = ttl
         self.url = redact(url) if url is not None else "redis (client given by the app)"
@@ -248,6 +250,8 @@ class PostgresLease:
         table: str = "refetch_pollers",
         timeout: float = 5.0,
     ) -> None:
+        require_driver("asyncpg", "postgres", "PostgresLease")
+        dsn = postgres_dsn(dsn)
         self.name = name
         self.table = check_name("table name", table)
         self.channel = self.table
@@ -388,7 +392,7 @@ def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | Po
         stream = options.get("stream")
         prefix = f"{stream}:poller:" if stream else "refetch:poller:"
         return RedisLease(name, base, ttl=ttl, prefix=prefix)
-    if scheme in ("postgres", "postgresql"):
+    if is_postgres(url):
         table = options.get("table")
         return PostgresLease(name, base, table=f"{table}_pollers" if table else "refetch_pollers")
     raise ConfigurationError(

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap, redact, split_options
+from ._base import Backend, Entry, StreamGap, redact, require_driver, split_options
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -60,6 +60,7 @@ class RedisBackend(Backend):
             raise ConfigurationError("give RedisBackend a url or a client, not both")
         options: dict[str, str] = {}
         if url is not None:
+            require_driver("redis", "redis", "RedisBackend")
             url, options = split_options(url, ("stream", "max_entries"))
         stream = options.get("stream", stream)
         max_entries = int(options.get("max_entries", max_entries))
