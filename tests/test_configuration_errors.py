@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from refetch import BackendUnavailable, ConfigurationError, UnknownUpdateType, UpdateService
+from refetch import (
+    BackendUnavailable,
+    ConfigurationError,
+    UnknownUpdateType,
+    UpdatesEndpoint,
+    UpdateService,
+)
 from refetch.backends import PostgresBackend
 from refetch.backends.postgres import notify_in_sqlalchemy, notify_in_transaction
 
-from .conftest import POSTGRES_DSN, TYPES, SharedStream, unique_name
+from .conftest import POSTGRES_DSN, TYPES, SharedStream, Stream, serve, unique_name, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,3 +274,72 @@ async def test_an_unreachable_nats_names_the_url_and_the_refused_connection() ->
     await backend.aclose()
     assert str(info.value).startswith("cannot reach NATS JetStream at nats://127.0.0.1:1: ")
     assert "ConnectionRefusedError" in str(info.value)
+
+
+# PostgreSQL for apps whose migrations own the schema: the SQL of docs/scaling.md, run for a
+# role that may not CREATE.
+
+
+def doc_sql(marker: str) -> str:
+    """The ```sql block right after ``<!-- marker -->`` in docs/scaling.md."""
+    lines = (ROOT / "docs" / "scaling.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"<!-- {marker} -->")
+    assert lines[start + 1].strip() == "```sql", f"docs/scaling.md:{start + 2}: no ```sql block"
+    end = next(i for i in range(start + 2, len(lines)) if lines[i].strip() == "```")
+    indent = len(lines[start + 1]) - len(lines[start + 1].lstrip())
+    return "\n".join(line[indent:] for line in lines[start + 2 : end]) + "\n"
+
+
+def test_the_documented_schema_is_what_the_backend_creates() -> None:
+    from refetch.backends.postgres import schema_sql
+
+    assert doc_sql("schema_sql()") == schema_sql()
+
+
+async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
+    postgres_dsn: str,
+) -> None:
+    import asyncpg
+
+    from refetch.backends.postgres import schema_sql
+
+    schema, role, table = unique_name("pyc_schema"), unique_name("pyc_app"), unique_name("upd")
+    grants = doc_sql("grants").replace("refetch_updates", table).replace(" TO app;", f" TO {role};")
+    admin = await asyncpg.connect(postgres_dsn)
+    await admin.execute(f"CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN")
+    await admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")  # no CREATE
+    # asyncpg sends unknown URL parameters as settings: this role's tables are in `schema`.
+    url = postgres_dsn.replace("postgres@", f"{role}@", 1) + f"?search_path={schema}&table={table}"
+    try:
+        missing = UpdateService(TYPES, backend=url + "&create_tables=false", close_on_signals=False)
+        with pytest.raises(BackendUnavailable) as info:
+            await missing.start()
+        assert f"the tables {table} and {table}_meta are missing" in str(info.value)
+        assert "schema_sql()" in str(info.value)
+
+        denied = UpdateService(TYPES, backend=url, close_on_signals=False)
+        with pytest.raises(BackendUnavailable, match="permission denied for schema"):
+            await denied.start()
+
+        await admin.execute(f"SET search_path TO {schema}")
+        await admin.execute(schema_sql(table))
+        await admin.execute(grants)
+        async with (
+            UpdateService(
+                TYPES, backend=url + "&create_tables=false", close_on_signals=False
+            ) as hub,
+            serve(UpdatesEndpoint(hub)) as endpoint,
+            Stream(endpoint) as client,
+        ):
+            await hub.publish("projects", key="1")
+            await hub.publish("compute")
+            await wait_for(lambda: client.saw("compute"), 10)
+            assert client.saw("projects", "1")
+            rows = await admin.fetch(f'SELECT payload FROM "{table}" ORDER BY id')
+        assert [json.loads(r["payload"]) for r in rows] == [
+            {"t": "projects", "k": "1"},
+            {"t": "compute"},
+        ]
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE; DROP ROLE {role}")
+        await admin.close()

@@ -100,6 +100,18 @@ class _Sql:
 _MAX = 2**63 - 1
 
 
+def schema_sql(table: str = "refetch_updates") -> str:
+    """The SQL that creates the tables of ``PostgresBackend(table=...)``, for a migration.
+
+    It is what the backend runs at start (idempotent: ``IF NOT EXISTS``), so a migration
+    and a backend that creates its own tables build the same schema.
+    """
+    statements = _Sql(check_name("table name", table)).create
+    return "".join(
+        "\n    ".join(line.strip() for line in s.splitlines()) + ";\n" for s in statements
+    )
+
+
 class PostgresBackend(Backend):
     """An updates table (``table``, plus ``<table>_meta``) and a NOTIFY channel.
 
@@ -118,13 +130,16 @@ class PostgresBackend(Backend):
         channel: str | None = None,
         max_entries: int = 100_000,
         poll_interval: float = 1.0,
+        create_tables: bool = True,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ConfigurationError("give PostgresBackend a dsn or a pool, not both")
         options: dict[str, str] = {}
         if dsn is not None:
             require_driver("asyncpg", "postgres", "PostgresBackend")
-            dsn, options = split_options(postgres_dsn(dsn), ("table", "channel", "max_entries"))
+            dsn, options = split_options(
+                postgres_dsn(dsn), ("table", "channel", "max_entries", "create_tables")
+            )
         self.table = check_name("table name", options.get("table", table))
         self.channel = options.get("channel", channel or self.table)
         self.max_entries = int(options.get("max_entries", max_entries))
@@ -133,6 +148,10 @@ class PostgresBackend(Backend):
         if poll_interval <= 0:
             raise ConfigurationError("poll_interval must be > 0 seconds")
         self.poll_interval = poll_interval
+        flag = options.get("create_tables", "true" if create_tables else "false").lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ConfigurationError(f"create_tables={flag!r}: use true or false")
+        self.create_tables = flag in ("true", "1")
         self._dsn = dsn
         self._pool = pool
         self._owned = pool is None
@@ -152,11 +171,18 @@ class PostgresBackend(Backend):
             async with self._pool.acquire() as conn, conn.transaction():
                 # Several instances start at once: one creates the tables at a time.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-                for statement in self._sql.create:
-                    await conn.execute(statement)
+                if self.create_tables:
+                    for statement in self._sql.create:
+                        await conn.execute(statement)
                 await conn.execute(self._sql.init_epoch, secrets.token_hex(4))
                 epoch = await conn.fetchval(self._sql.epoch)
         except Exception as exc:
+            if type(exc).__name__ == "UndefinedTableError" and not self.create_tables:
+                raise BackendUnavailable(
+                    f"the tables {self.table} and {self.table}_meta are missing in {self.url}: "
+                    "create them with refetch.backends.postgres.schema_sql() in a migration "
+                    f"(docs/scaling.md), or drop create_tables=False ({exc})"
+                ) from exc
             raise BackendUnavailable(f"cannot reach PostgreSQL at {self.url}: {exc}") from exc
         return str(epoch)
 
