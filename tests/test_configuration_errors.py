@@ -343,3 +343,15 @@ async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE; DROP ROLE {role}")
         await admin.close()
+
+
+async def test_rediss_to_a_plain_redis_says_the_tls_handshake_got_no_answer(
+    redis_url: str,
+) -> None:
+    url = redis_url.replace("redis://", "rediss://") + f"?stream={unique_name('refetch_tls')}"
+    hub = UpdateService(TYPES, backend=url, close_on_signals=False)
+    with pytest.raises(BackendUnavailable) as info:
+        async with asyncio.timeout(30):
+            await hub.start()
+    assert str(info.value).startswith(f"cannot reach Redis at {url.partition('?')[0]}")
+    assert "no answer to the TLS handshake: does this port speak TLS?" in str(info.value)

@@ -100,7 +100,13 @@ class RedisBackend(Backend):
             await self.client.set(epoch_key, secrets.token_hex(4), nx=True)
             epoch = await self.client.get(epoch_key)
         except Exception as exc:
-            raise BackendUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+            from redis.exceptions import TimeoutError as RedisTimeout
+
+            hint = ""
+            if self.url.startswith("rediss:") and isinstance(exc, RedisTimeout | TimeoutError):
+                # A plain Redis reads the ClientHello as a command and waits for more.
+                hint = " (no answer to the TLS handshake: does this port speak TLS?)"
+            raise BackendUnavailable(f"cannot reach Redis at {self.url}: {exc}{hint}") from exc
         return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def _info(self) -> dict[str, Any] | None:
