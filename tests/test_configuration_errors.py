@@ -291,9 +291,11 @@ def doc_sql(marker: str) -> str:
 
 
 def test_the_documented_schema_is_what_the_backend_creates() -> None:
+    from refetch.backends.leases import lease_schema_sql
     from refetch.backends.postgres import schema_sql
 
     assert doc_sql("schema_sql()") == schema_sql()
+    assert doc_sql("lease_schema_sql()") == lease_schema_sql()
 
 
 async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
@@ -301,10 +303,17 @@ async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
 ) -> None:
     import asyncpg
 
+    from refetch.backends import lease_from_url
+    from refetch.backends.leases import lease_schema_sql
     from refetch.backends.postgres import schema_sql
 
     schema, role, table = unique_name("pyc_schema"), unique_name("pyc_app"), unique_name("upd")
-    grants = doc_sql("grants").replace("refetch_updates", table).replace(" TO app;", f" TO {role};")
+    grants = (
+        doc_sql("grants")
+        .replace("refetch_updates", table)
+        .replace("refetch_pollers", f"{table}_pollers")
+        .replace(" TO app;", f" TO {role};")
+    )
     admin = await asyncpg.connect(postgres_dsn)
     await admin.execute(f"CREATE SCHEMA {schema}; CREATE ROLE {role} LOGIN")
     await admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")  # no CREATE
@@ -323,6 +332,7 @@ async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
 
         await admin.execute(f"SET search_path TO {schema}")
         await admin.execute(schema_sql(table))
+        await admin.execute(lease_schema_sql(f"{table}_pollers"))
         await admin.execute(grants)
         async with (
             UpdateService(
@@ -340,6 +350,13 @@ async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
             {"t": "projects", "k": "1"},
             {"t": "compute"},
         ]
+        lease = lease_from_url(url + "&create_tables=false", "weather")
+        try:
+            assert await lease.acquire()
+            assert await lease.publish('{"value": 1}', changed=True)
+            assert await lease.snapshot() == '{"value": 1}'
+        finally:
+            await lease.aclose()
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE; DROP ROLE {role}")
         await admin.close()

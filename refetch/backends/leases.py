@@ -37,7 +37,14 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["PostgresLease", "RedisLease", "lease_from_url", "lease_ttl", "with_leases"]
+__all__ = [
+    "PostgresLease",
+    "RedisLease",
+    "lease_from_url",
+    "lease_schema_sql",
+    "lease_ttl",
+    "with_leases",
+]
 
 logger = logging.getLogger("refetch.worker")
 
@@ -233,6 +240,17 @@ def advisory_key(namespace: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lease_schema_sql(table: str = "refetch_pollers") -> str:
+    """The SQL that creates the snapshot table of ``PostgresLease(table=...)``, for a migration
+    (then pass ``create_tables=False``, or ``?create_tables=false`` in the backend URL)."""
+    return (
+        f'CREATE TABLE IF NOT EXISTS "{check_name("table name", table)}" (\n'
+        "    name text PRIMARY KEY,\n"
+        "    snapshot text NOT NULL,\n"
+        "    updated_at timestamptz NOT NULL DEFAULT now());\n"
+    )
+
+
 class PostgresLease:
     """Leadership of one poller as a PostgreSQL advisory lock, plus its shared snapshot.
 
@@ -249,6 +267,7 @@ class PostgresLease:
         *,
         table: str = "refetch_pollers",
         timeout: float = 5.0,
+        create_tables: bool = True,
     ) -> None:
         require_driver("asyncpg", "postgres", "PostgresLease")
         dsn = postgres_dsn(dsn)
@@ -258,15 +277,13 @@ class PostgresLease:
         self.key = advisory_key(self.table, name)
         self.url = redact(dsn)
         self.timeout = timeout
+        self.create_tables = create_tables
         self._dsn = dsn
         self._conn: Any = None
         self._held = False
         self._signal = asyncio.Event()
         t = f'"{self.table}"'
-        self._create = f"""CREATE TABLE IF NOT EXISTS {t} (
-            name text PRIMARY KEY,
-            snapshot text NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now())"""
+        self._create = lease_schema_sql(self.table)
         self._upsert = f"""WITH u AS (
                 INSERT INTO {t} (name, snapshot) VALUES ($1, $2)
                 ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()
@@ -303,7 +320,8 @@ class PostgresLease:
             async with conn.transaction():
                 # instances start together: one creates the table at a time
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-                await conn.execute(self._create)
+                if self.create_tables:
+                    await conn.execute(self._create)
             await conn.add_listener(self.channel, self._on_notify)
             conn.add_termination_listener(self._on_terminated)
         except BaseException:
@@ -375,7 +393,7 @@ class PostgresLease:
         await self._drop()
 
 
-_BACKEND_OPTIONS = ("stream", "table", "channel", "max_entries")
+_BACKEND_OPTIONS = ("stream", "table", "channel", "max_entries", "create_tables")
 
 
 def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | PostgresLease:
@@ -394,7 +412,13 @@ def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | Po
         return RedisLease(name, base, ttl=ttl, prefix=prefix)
     if is_postgres(url):
         table = options.get("table")
-        return PostgresLease(name, base, table=f"{table}_pollers" if table else "refetch_pollers")
+        create = options.get("create_tables", "true").lower() not in ("false", "0")
+        return PostgresLease(
+            name,
+            base,
+            table=f"{table}_pollers" if table else "refetch_pollers",
+            create_tables=create,
+        )
     raise ConfigurationError(
         f"no lease for {redact(url)!r}: pollers share leadership through redis:// or "
         "postgresql:// (NATS and memory:// have no lease; without one every instance polls)"
