@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import time
 from urllib.parse import parse_qs
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._exceptions import ServiceClosed
 from ._hub import UpdateService
+from ._log import stream_closed, stream_opened, stream_rejected
 from ._types import Receive, Scope, Send
 
 STREAM_HEADERS = [
@@ -36,6 +38,7 @@ class UpdatesEndpoint:
             raise RuntimeError(f"UpdatesEndpoint serves HTTP, not {scope['type']!r}")
         if scope["method"] != "GET":
             await _json(
+                scope,
                 send,
                 405,
                 {"error": "method_not_allowed", "detail": "the update stream answers GET only"},
@@ -46,6 +49,7 @@ class UpdatesEndpoint:
         requested = _parse_types(query.get("types"))
         if isinstance(requested, str):
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -59,6 +63,7 @@ class UpdatesEndpoint:
         if unknown:
             detail = f"unknown update type(s): {', '.join(unknown)}"
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -74,6 +79,7 @@ class UpdatesEndpoint:
         principal = await self._authenticate(scope)
         if principal is None:
             await _json(
+                scope,
                 send,
                 401,
                 {
@@ -87,6 +93,7 @@ class UpdatesEndpoint:
         forbidden = [t for t in requested if t not in allowed]
         if forbidden:
             await _json(
+                scope,
                 send,
                 403,
                 {
@@ -99,6 +106,7 @@ class UpdatesEndpoint:
         types = frozenset(requested) if requested else allowed
         if not self.service.running:
             await _json(
+                scope,
                 send,
                 503,
                 {"error": "unavailable", "detail": "the update service is not running"},
@@ -116,6 +124,8 @@ class UpdatesEndpoint:
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        opened = time.monotonic()
+        stream_opened(scope, conn.principal, conn.types, last_event_id)
         try:
             while (await receive())["type"] != "http.disconnect":
                 pass
@@ -126,6 +136,13 @@ class UpdatesEndpoint:
                 task.uncancel()
         finally:
             self.service.detach(conn)
+            stream_closed(
+                scope,
+                conn.principal,
+                conn.closing or "gone",
+                conn.frames,
+                time.monotonic() - opened,
+            )
         if conn.closing not in ("gone", "send failed", "slow"):
             # The hub ended the stream (shutdown): finish the response cleanly. A slow
             # reader's socket is full, so a last write to it would only hang.
@@ -170,8 +187,14 @@ def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
 
 
 async def _json(
-    send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: dict[str, object],
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """A refusal: logged on ``refetch.streams``, answered with a JSON body saying why."""
+    stream_rejected(scope, status, body)
     payload = json.dumps(body).encode()
     await send(
         {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -59,6 +60,10 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.catch_up_timeout = 5.0
+        # position -> time.monotonic() when its publish was sent: the round trip to
+        # the broker and back (``lag``), and where the latency histogram starts.
+        self._sent_at: dict[int, float] = {}
+        self.lag: float | None = None
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
 
@@ -133,7 +138,7 @@ class Relay:
         backend = self.backend
         inbox = self.hub._inbox
         while inbox:
-            update, future = inbox.popleft()
+            update, future, _ = inbox.popleft()
             try:
                 payload = encode_update(update)
             except PublishError as exc:
@@ -215,10 +220,15 @@ class Relay:
     ) -> list[int]:
         loop = self.hub._loop
         assert loop is not None
+        sent = time.monotonic()
         task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
         done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
         if done:
-            return task.result()
+            positions = task.result()
+            if len(self._sent_at) > 10_000:  # never read back (another listener's stream)
+                self._sent_at.clear()
+            self._sent_at.update(dict.fromkeys(positions, sent))
+            return positions
         # The broker is slow to answer (a stalled connection, a reconnecting client):
         # local clients should not wait for it. What we told them, we do not repeat.
         for update, _, _ in batch:
@@ -343,7 +353,10 @@ class Relay:
                 continue
             update = Update(update.type, update.key, update.audience, f"{epoch}.{position}")
             self.hub._replay.append(position, update)
-            self.hub._mark(update)
+            sent = self._sent_at.pop(position, None)
+            if sent is not None:
+                self.lag = time.monotonic() - sent
+            self.hub._mark(update, sent)
             self.hub._updates += 1
         self.hub._flush()
         if self._waiters:
