@@ -65,6 +65,8 @@ class Statistics:
     latency_bounds: tuple[float, ...] = BOUNDS
     latency_counts: tuple[int, ...] = ()
     latency_sum: float = 0.0
+    #: The backend's URL (without password); None: one process, no broker.
+    backend: str | None = None
     #: With a backend: seconds from publishing an update to reading it back, last seen.
     backend_lag: float | None = None
 
@@ -794,6 +796,7 @@ class UpdateService:
             connections_by_type={t: len(c) for t, c in self._by_type.items()},
             latency_counts=tuple(self._latency.counts),
             latency_sum=self._latency.total,
+            backend=None if self._relay is None else self._relay.backend.url,
             backend_lag=None if self._relay is None else self._relay.lag,
         )
 
