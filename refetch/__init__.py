@@ -17,6 +17,7 @@ from ._exceptions import (
 )
 from ._hub import Statistics, UpdateService
 from ._poller import Lease, Poller, SharedLease, poller
+from ._publisher import Publisher
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
@@ -36,6 +37,7 @@ __all__ = [
     "PollerStatistics",
     "Principal",
     "PublishError",
+    "Publisher",
     "RefetchError",
     "ServiceClosed",
     "SharedLease",

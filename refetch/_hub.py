@@ -11,6 +11,7 @@ import secrets
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -299,6 +300,8 @@ class UpdateService:
         if self._state == "closed":
             logger.warning("notify(%r) after the UpdateService was closed: dropped", update.type)
             return
+        if self._state == "new" and not self._inbox:
+            _warn_if_never_started(update.type)
         self._inbox.append((update, None, time.monotonic()))
         self._wake()
 
@@ -312,7 +315,13 @@ class UpdateService:
         """Like ``notify()``, but returns the update's cursor once it is published."""
         update = self._make_update(type, key, audience)
         if self._state != "running":
-            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
+            hint = (
+                " (it starts in the app's lifespan; a process that serves no streams "
+                "publishes with refetch.Publisher(url))"
+                if self._state == "new"
+                else ""
+            )
+            raise ServiceClosed(f"the UpdateService is {self._state}, not running{hint}")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inbox.append((update, future, time.monotonic()))
         self._wake()
@@ -867,6 +876,23 @@ class UpdateService:
             self._deliveries_by_type[type_] += 1
         conn.last_invalidate = now
         return encode_invalidate(cursor, pending)
+
+
+def _warn_if_never_started(type_: str) -> None:
+    # Before start() a notify is held until the lifespan starts the hub. Called with
+    # no event loop in the thread, it is most likely a WSGI view, a script or a task
+    # queue worker, where that never happens and the update would vanish silently.
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        warnings.warn(
+            f"notify({type_!r}) on an UpdateService that was never started: it is held "
+            "until start() (the ASGI lifespan). In a process that serves no streams "
+            "(Flask/WSGI, a cron job, a Celery task) that never happens: publish with "
+            "refetch.Publisher(backend_url) instead (docs/frameworks.md)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class _Frame:
