@@ -134,7 +134,9 @@ async def test_litestar_one_liner_under_uvicorn(tmp_path: Path) -> None:
             created = await http.post("/api/projects", json={"name": "web"})
             assert created.status_code == 201, created.text
             await wait_for(lambda: stream.saw("projects", created.json()["id"]))
-            assert (await http.post("/api/updates")).status_code == 405  # refetch's own answer
+            refused = await http.post("/api/updates")
+            assert refused.status_code == 405  # refetch's own answer, through Litestar
+            assert refused.json()["error"] == "method_not_allowed"
             rejected = await http.get("/api/updates", params={"types": "nope"})
             assert rejected.status_code == 400 and rejected.json()["error"] == "unknown_type"
             proc.send_signal(signal.SIGTERM)
