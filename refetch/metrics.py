@@ -29,7 +29,7 @@ try:
         GaugeMetricFamily,
         HistogramMetricFamily,
     )
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a venv without it
+except ModuleNotFoundError as exc:
     raise ConfigurationError(
         "refetch.metrics needs prometheus-client: pip install 'refetch[prometheus]'"
     ) from exc

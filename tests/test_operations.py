@@ -127,6 +127,22 @@ async def test_metrics_show_the_backend_and_its_round_trip(redis_url: str) -> No
     assert m[("refetch_frame_latency_seconds_count", ())] == 1
 
 
+def test_metrics_without_prometheus_client_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['prometheus_client'] = None\n"
+        "try:\n    import refetch.metrics\n"
+        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == (
+        "ConfigurationError refetch.metrics needs prometheus-client: "
+        "pip install 'refetch[prometheus]'"
+    )
+
+
 async def test_connections_lists_who_is_connected_and_what_they_wait_for() -> None:
     # A long min_interval holds the second frame back, so it is visibly pending.
     async with UpdateService(TYPES, min_interval=30, close_on_signals=False) as hub:
