@@ -62,7 +62,8 @@ class Statistics:
     connections_by_type: dict[str, int] = field(default_factory=dict)
     #: How long updates waited, from notify() (with a backend: from its publish) until
     #: an invalidate frame carried them out: counts per bucket of ``latency_bounds``
-    #: seconds, the last one unbounded, and the sum. One count per frame written.
+    #: seconds, the last one unbounded, and the sum. One count per live frame written
+    #: (not replays: what a resuming client missed is as old as its absence).
     latency_bounds: tuple[float, ...] = BOUNDS
     latency_counts: tuple[int, ...] = ()
     latency_sum: float = 0.0
