@@ -300,6 +300,9 @@ async def test_counters_match_a_model_of_the_traffic(
     frames = sum(r.body.count(b"event: invalidate") for r in recorders)
     assert stats.frames == frames
     assert sum(stats.deliveries_by_type.values()) == stats.deliveries
+    for type_ in TYPES:
+        named = sum(r.body.count(f'"type":"{type_}"'.encode()) for r in recorders)
+        assert stats.deliveries_by_type[type_] == named, type_
     assert sum(stats.latency_counts) == frames
     assert [i.frames for i in infos] == [r.body.count(b"event: invalidate") for r in recorders]
     assert all(not i.pending for i in infos)
