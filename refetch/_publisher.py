@@ -14,6 +14,7 @@ import contextlib
 import enum
 import os
 import threading
+import warnings
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
@@ -79,6 +80,7 @@ class Publisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._epoch: str | None = None
+        self._connecting: asyncio.Lock | None = None
         self._pid = os.getpid()
         self._closed = False
 
@@ -96,20 +98,69 @@ class Publisher:
         """Publish one update; returns its cursor. Raises ``PublishError`` if the broker
         does not take it within ``timeout`` (``BackendUnavailable`` if it cannot be reached).
         """
-        name = type.value if isinstance(type, enum.Enum) else type
+        payload = self._payload(type, key, audience)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            warnings.warn(
+                "Publisher.notify() blocks this thread's event loop for a round trip to the "
+                "broker: in async code, await publisher.publish(...) instead",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        positions = self._run(self._publish(payload))
+        return f"{self._epoch}.{positions[0]}"
+
+    async def publish(
+        self,
+        type: str | enum.Enum,
+        key: str | int | None = None,
+        *,
+        audience: Iterable[str] | str | None = None,
+    ) -> str:
+        """``notify()`` for async code that runs no hub: awaits without blocking its loop."""
+        payload = self._payload(type, key, audience)
+        coro = self._publish(payload)
+        future = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop(coro))
+        try:
+            async with asyncio.timeout(self.timeout):
+                positions = await asyncio.wrap_future(future)
+        except TimeoutError:
+            future.cancel()
+            raise PublishError(
+                f"the backend at {self.url} did not take the update within {self.timeout:g}s"
+            ) from None
+        except RefetchError:
+            raise
+        except Exception as exc:
+            raise PublishError(f"cannot publish to {self.url}: {exc!r}") from exc
+        return f"{self._epoch}.{positions[0]}"
+
+    def _payload(
+        self,
+        type_: str | enum.Enum,
+        key: str | int | None,
+        audience: Iterable[str] | str | None,
+    ) -> bytes:
+        name = type_.value if isinstance(type_, enum.Enum) else type_
         if self.types is not None and name not in self.types:
             raise UnknownUpdateType([str(name)], list(self.types))
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"an update type is a non-empty string, not {name!r}")
         if audience is not None:
             audience = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
-        payload = encode_update(Update(name, None if key is None else str(key), audience))
-        positions = self._run(self._publish(payload))
-        return f"{self._epoch}.{positions[0]}"
+        return encode_update(Update(name, None if key is None else str(key), audience))
 
     async def _publish(self, payload: bytes) -> list[int]:
-        if self._epoch is None:
-            self._epoch = await self.backend.connect()  # BackendUnavailable names the URL
+        # Runs on the private loop. Threads that notify at once must not connect twice
+        # (a PostgreSQL backend would open two pools and leak one).
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._epoch is None:
+                self._epoch = await self.backend.connect()  # BackendUnavailable names the URL
         return await self.backend.publish([payload])
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -136,7 +187,7 @@ class Publisher:
                 # A forked child: the parent's thread does not exist here, and its
                 # sockets belong to the parent. Start over without touching them.
                 self._pid = os.getpid()
-                self._loop = self._thread = self._epoch = None
+                self._loop = self._thread = self._epoch = self._connecting = None
                 if self._source_url is not None:
                     fresh = backend_from_url(self._source_url)
                     assert fresh is not None  # checked in __init__

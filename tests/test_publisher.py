@@ -174,23 +174,37 @@ def test_an_unreachable_broker_names_its_url() -> None:
             publisher.notify("projects")
 
 
-def test_publisher_is_thread_safe(redis_url: str) -> None:
-    stream_name = unique_name("refetch_threads")
-    publisher = Publisher(f"{redis_url}?stream={stream_name}")
+async def test_threads_publish_at_once_over_one_connection(broker: SharedStream) -> None:
+    publisher = Publisher(broker.url())
     cursors: list[str] = []
 
     def work() -> None:
-        for i in range(20):
+        for i in range(10):
             cursors.append(publisher.notify("projects", key=i))
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    await asyncio.to_thread(lambda: [t.join() for t in threads])
     publisher.close()
-    asyncio.run(SharedStream("redis", stream_name).cleanup())
-    assert len(set(cursors)) == 80  # every notify got its own position
+    assert len(set(cursors)) == 40  # every notify got its own position
+    assert len({c.split(".")[0] for c in cursors}) == 1  # one stream, one epoch
+
+
+async def test_async_code_awaits_publish_and_is_warned_off_notify(redis_url: str) -> None:
+    stream_name = unique_name("refetch_async")
+    backend = f"{redis_url}?stream={stream_name}"
+    try:
+        async with asgi_server(backend) as (_, url), Stream(url) as stream:
+            with Publisher(backend) as publisher:
+                cursor = await publisher.publish("compute", key="a")
+                await wait_for(lambda: stream.saw("compute", "a"))
+                with pytest.warns(RuntimeWarning, match=r"await publisher\.publish"):
+                    publisher.notify("compute", key="b")  # works, but blocked this loop
+                await wait_for(lambda: stream.saw("compute", "b"))
+        assert stream.of("invalidate")[0].id == cursor
+    finally:
+        await SharedStream("redis", stream_name).cleanup()
 
 
 def test_notify_on_a_never_started_service_in_sync_code_names_publisher() -> None:
