@@ -119,7 +119,9 @@ async def test_django_views_and_on_commit_receivers_notify(tmp_path: Path) -> No
             # SIGTERM with the stream open: the hub ends it, the lifespan shuts down cleanly.
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 30) in STOPPED
-    assert "lifespan" not in (tmp_path / "log").read_text().lower()  # no "unsupported" warning
+    log = (tmp_path / "log").read_text()
+    assert "lifespan" not in log.lower()  # no "unsupported" warning: the dispatcher speaks it
+    assert "Traceback" not in log, log
 
 
 # -- Litestar -------------------------------------------------------------------------------
@@ -141,6 +143,8 @@ async def test_litestar_one_liner_under_uvicorn(tmp_path: Path) -> None:
             assert rejected.status_code == 400 and rejected.json()["error"] == "unknown_type"
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 30) in STOPPED
+    log = (tmp_path / "log").read_text()
+    assert "Traceback" not in log, log
 
 
 # -- gunicorn with uvicorn workers ----------------------------------------------------------
@@ -188,5 +192,7 @@ async def test_gunicorn_workers_share_the_stream_and_hup_loses_nothing(
                         await s.__aexit__(None, None, None)
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(proc.wait, 30) == 0
+        log = (tmp_path / "log").read_text()
+        assert "Traceback" not in log, log
     finally:
         await SharedStream("redis", name).cleanup()
