@@ -17,7 +17,7 @@ from ._changes import Changes, add_change
 class Broadcasts:
     """Per type: the serial of the newest update, of the newest whole-type one, the newest keys."""
 
-    __slots__ = ("_keys", "_last", "_whole", "max_keys", "serial")
+    __slots__ = ("_keys", "_last", "_times", "_whole", "max_keys", "serial")
 
     def __init__(self, types: Iterable[str], max_keys: int) -> None:
         self.max_keys = max_keys
@@ -30,20 +30,45 @@ class Broadcasts:
         self._keys: dict[str, deque[tuple[int, str]]] = {
             t: deque(maxlen=max_keys + 1) for t in self._last
         }
+        # (serial, time.monotonic() of its notify) of the newest ones, per type: how
+        # long the oldest news of a frame waited, for the latency histogram.
+        self._times: dict[str, deque[tuple[int, float]]] = {
+            t: deque(maxlen=max_keys + 1) for t in self._last
+        }
 
     def tick(self) -> int:
         """Number one update (any audience); returns its serial."""
         self.serial += 1
         return self.serial
 
-    def record(self, type_: str, key: str | None) -> None:
-        """The update just numbered by ``tick()`` was for everyone."""
+    def record(self, type_: str, key: str | None, at: float) -> None:
+        """The update just numbered by ``tick()`` was for everyone (notified at ``at``)."""
         serial = self.serial
         self._last[type_] = serial
         if key is None:
             self._whole[type_] = serial
         else:
             self._keys[type_].append((serial, key))
+        self._times[type_].append((serial, at))
+
+    def oldest(self, heard: int, types: Iterable[str]) -> float | None:
+        """When the oldest update for everyone of ``types`` after serial ``heard`` was notified.
+
+        Past the kept times the oldest kept one stands in (an underestimate).
+        """
+        oldest: float | None = None
+        for type_ in types:
+            times = self._times[type_]
+            if not times or times[-1][0] <= heard:
+                continue
+            at = times[-1][1]
+            for serial, when in reversed(times):
+                if serial <= heard:
+                    break
+                at = when
+            if oldest is None or at < oldest:
+                oldest = at
+        return oldest
 
     def newer(self, heard: int, types: Iterable[str]) -> bool:
         last = self._last

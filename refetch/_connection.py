@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Generator
-from typing import Any, cast
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from ._auth import Principal
 from ._changes import Changes, add_change
+from ._send import start_send
 from ._types import Send
-from ._uvicorn import direct_writer
+from ._uvicorn import direct_transport
 
 NEVER = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One open stream as ``UpdateService.connections()`` reports it, for a debug page."""
+
+    #: ``Principal.subject`` (None for anonymous streams).
+    subject: str | None
+    scopes: frozenset[str]
+    #: The update types the stream listens to.
+    types: frozenset[str]
+    #: When the stream was opened (UTC).
+    since: datetime
+    #: ``invalidate`` frames written to it so far (hello, pings and resyncs not counted).
+    frames: int
+    #: Types its next frame will name: news it has not been sent yet.
+    pending: frozenset[str]
+    #: A write is waiting for the client's socket (a slow reader, or a replay on its way).
+    busy: bool
 
 
 class State:
@@ -19,8 +41,10 @@ class State:
 
     IDLE = 0  #: nothing to write: it waits in the fan-out's idle sets
     DUE = 1  #: something to write: queued for the next pass or a coalescing timer
-    BUSY = 2  #: a write (or a catch-up replay) is in flight: changes collect meanwhile
-    CLOSED = 3  #: ended; ``closing`` says why
+    WRITING = 2  #: a write waits for the client's socket: changes collect meanwhile
+    REPLAYING = 3  #: its catch-up replay is being fetched: changes collect meanwhile
+    CLOSED = 4  #: ended; ``closing`` says why
+    BUSY = (WRITING, REPLAYING)
 
 
 class Connection:
@@ -38,35 +62,40 @@ class Connection:
         "closing",
         "direct",
         "ended",
+        "frames",
         "heard",
         "inflight",
         "last_invalidate",
         "last_write",
-        "opened",
         "pending",
         "pending_cursor",
+        "pending_since",
         "principal",
         "send",
+        "since",
         "state",
         "types",
     )
 
-    def __init__(
-        self, send: Send, principal: Principal, types: frozenset[str], opened: float
-    ) -> None:
+    def __init__(self, send: Send, principal: Principal, types: frozenset[str]) -> None:
         self.send = send
-        self.direct = direct_writer(send)
+        self.direct = direct_transport(send)
         self.principal = principal
         self.types = types
-        self.opened = opened
+        #: When it was opened (wall clock, for people) and frames written so far.
+        self.since = time.time()
+        self.frames = 0
         self.pending: Changes = {}
+        #: time.monotonic() of the oldest update in ``pending``: how long it waited
+        #: when the frame goes out (the latency histogram).
+        self.pending_since = 0.0
         self.pending_cursor = ""
         #: The broadcast serial this stream has heard everything up to.
         self.heard = 0
         self.last_invalidate = NEVER
         self.last_write = NEVER
         self.state = State.IDLE
-        #: The write task or catch-up replay in flight (state BUSY), owned by the fan-out.
+        #: The write task (WRITING) or catch-up fetch (REPLAYING) in flight.
         self.inflight: asyncio.Future[Any] | None = None
         self.busy_since = NEVER
         self.closing: str | None = None
@@ -99,54 +128,24 @@ class Connection:
         if not self.ended.done():
             self.ended.set_result(None)
 
-    def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
-        """Write ``body`` now, without a task switch when the transport accepts it at once.
+    def drop(self) -> None:
+        """Cut the socket under a write that cannot complete: the client stopped reading.
 
-        ASGI servers complete ``send()`` without suspending unless the socket is
-        backed up. So the coroutine is driven by hand; only when it does suspend
-        (a slow reader) is the rest handed to a task, which the caller owns.
+        Possible on uvicorn's own transport only; elsewhere the server's graceful
+        shutdown timeout is the bound.
         """
+        if self.direct is not None:
+            self.direct.abort()
+
+    def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
+        """Write ``body`` now: straight to uvicorn's transport when possible, else
+        through ``send()`` (``start_send``); returns the task of a write that has to
+        wait for the socket, which the caller owns."""
         self.last_write = now
         direct = self.direct
-        if direct is not None and direct(body):
+        if direct is not None and direct.write(body):
             return None
-        coro = cast(
-            "Coroutine[Any, Any, None]",
-            self.send({"type": "http.response.body", "body": body, "more_body": True}),
-        )
-        try:
-            first = coro.send(None)
-        except StopIteration:
-            return None
-        self.busy_since = now
-        return asyncio.get_running_loop().create_task(_finish(coro, first))
-
-
-async def _finish(coro: Coroutine[Any, Any, None], first: Any) -> None:
-    await _Resumed(coro, first)
-
-
-class _Resumed:
-    """Awaiting this continues a coroutine that already ran up to its first suspension."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        to_yield = self.first
-        while True:
-            try:
-                sent = yield to_yield
-            except BaseException as exc:  # cancellation thrown in by the owning task
-                try:
-                    to_yield = self.coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    to_yield = self.coro.send(sent)
-                except StopIteration:
-                    return
+        writer = start_send(self.send, body)
+        if writer is not None:
+            self.busy_since = now
+        return writer

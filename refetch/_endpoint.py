@@ -5,18 +5,35 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import math
+import time
 from urllib.parse import parse_qs
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._exceptions import ServiceClosed
-from ._hub import UpdateService
+from ._hub import NOT_STARTED_FIX, UpdateService
+from ._log import stream_closed, stream_opened, stream_rejected
 from ._types import Receive, Scope, Send
 
-STREAM_HEADERS = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-store"),
-    (b"x-accel-buffering", b"no"),
-]
+
+def _stream_headers() -> list[tuple[bytes, bytes]]:
+    """The headers of one stream's response, in a list of its own.
+
+    ASGI middleware edits ``message["headers"]`` in place (Starlette's
+    ``MutableHeaders``, ``BaseHTTPMiddleware``, a plain ``append``), so a list shared
+    between responses would carry one client's ``Set-Cookie`` onto the next stream.
+
+    ``Content-Encoding: identity`` makes compressing middleware (Starlette's
+    ``GZipMiddleware`` since 0.22, Django's, nginx's gzip) leave the stream alone:
+    compressed, frames would wait in the compressor's buffer. ``no-transform`` asks
+    proxies and CDNs for the same; ``X-Accel-Buffering: no`` turns nginx's buffering off.
+    """
+    return [
+        (b"content-type", b"text/event-stream"),
+        (b"cache-control", b"no-store, no-transform"),
+        (b"content-encoding", b"identity"),
+        (b"x-accel-buffering", b"no"),
+    ]
 
 
 class UpdatesEndpoint:
@@ -36,16 +53,21 @@ class UpdatesEndpoint:
             raise RuntimeError(f"UpdatesEndpoint serves HTTP, not {scope['type']!r}")
         if scope["method"] != "GET":
             await _json(
+                scope,
                 send,
                 405,
                 {"error": "method_not_allowed", "detail": "the update stream answers GET only"},
                 [(b"allow", b"GET")],
             )
             return
+        if not self.service.running:  # before authenticating: a draining server sheds load
+            await self._unavailable(scope, send)
+            return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         requested = _parse_types(query.get("types"))
         if isinstance(requested, str):
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -59,6 +81,7 @@ class UpdatesEndpoint:
         if unknown:
             detail = f"unknown update type(s): {', '.join(unknown)}"
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -74,6 +97,7 @@ class UpdatesEndpoint:
         principal = await self._authenticate(scope)
         if principal is None:
             await _json(
+                scope,
                 send,
                 401,
                 {
@@ -87,6 +111,7 @@ class UpdatesEndpoint:
         forbidden = [t for t in requested if t not in allowed]
         if forbidden:
             await _json(
+                scope,
                 send,
                 403,
                 {
@@ -97,18 +122,14 @@ class UpdatesEndpoint:
             )
             return
         types = frozenset(requested) if requested else allowed
-        if not self.service.running:
-            await _json(
-                send,
-                503,
-                {"error": "unavailable", "detail": "the update service is not running"},
-                [(b"retry-after", b"1")],
-            )
+        if not self.service.running:  # shutdown began while authenticating
+            await self._unavailable(scope, send)
             return
 
         unconfirmed = self.service.unavailable(principal)
         if unconfirmed is not None:
             await _json(
+                scope,
                 send,
                 503,
                 {"error": "unconfirmed", "detail": unconfirmed},
@@ -117,12 +138,14 @@ class UpdatesEndpoint:
             return
 
         last_event_id = _last_event_id(scope, query)
-        await send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
+        await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
         try:
             conn = self.service.attach(send, principal, types, last_event_id, authenticated_at)
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        opened = time.monotonic()
+        stream_opened(scope, conn.principal, conn.types, last_event_id)
         # This task owns the stream: it waits for whichever comes first, the client
         # going away or the hub ending the stream, and cleans up either way.
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
@@ -132,10 +155,38 @@ class UpdatesEndpoint:
             disconnected.cancel()
             await asyncio.gather(disconnected, return_exceptions=True)
             self.service.detach(conn)
+            stream_closed(
+                scope,
+                conn.principal,
+                conn.closing or "gone",
+                conn.frames,
+                time.monotonic() - opened,
+            )
         if conn.closing not in ("gone", "send failed", "slow"):
             # The hub ended the stream (shutdown, sign-out): finish the response cleanly.
             # A slow reader's socket is full, so a last write to it would only hang.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
+        if self.service.state == "new":
+            # No Retry-After: waiting does not help, the app has to be fixed.
+            await _json(scope, send, 503, {"error": "not_started", "detail": NOT_STARTED_FIX})
+            return
+        # Draining (or closed): the process is on its way out. ``connection: close``
+        # makes the client's retry open a new connection, which the load balancer
+        # (or, once the server stops accepting, the refused connect) sends elsewhere.
+        retry_after = str(max(1, math.ceil(self.service.retry_ms / 1000))).encode()
+        await _json(
+            scope,
+            send,
+            503,
+            {
+                "error": "draining",
+                "detail": "the server is shutting down; reconnect in a moment "
+                "(another instance may answer)",
+            },
+            [(b"retry-after", retry_after), (b"connection", b"close")],
+        )
 
     async def _authenticate(self, scope: Scope) -> Principal | None:
         if self.authenticate is None:
@@ -181,9 +232,16 @@ def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
 
 
 async def _json(
-    send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: dict[str, object],
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """A refusal: logged on ``refetch.streams``, answered with a JSON body saying why."""
+    stream_rejected(scope, status, body)
     payload = json.dumps(body).encode()
+    # A new list per response, like the stream's: middleware appends to it in place.
     await send(
         {
             "type": "http.response.start",

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ._auth import Principal
 from ._broadcasts import Broadcasts
 from ._changes import merge_changes
-from ._connection import Connection, State
+from ._connection import Connection, ConnectionInfo, State
 from ._control import Control, Reauthorize
+from ._latency import LatencyHistogram
 from ._sse import PING, encode_invalidate, encode_resync
 from ._update import Update
 
@@ -94,6 +97,9 @@ class FanOut:
         self.resyncs = 0
         self.replays = 0
         self.slow = 0
+        self.latency = LatencyHistogram()
+        self.updates_by_type: dict[str, int] = dict.fromkeys(types, 0)
+        self.deliveries_by_type: dict[str, int] = dict.fromkeys(types, 0)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -114,19 +120,48 @@ class FanOut:
     def connections(self) -> int:
         return len(self._connections)
 
+    def connections_by_type(self) -> dict[str, int]:
+        return {t: len(c) for t, c in self._by_type.items()}
+
+    def describe(self) -> list[ConnectionInfo]:
+        """The open streams, oldest first (one pass: for a debug page, on demand)."""
+        found = []
+        for conn in sorted(self._connections, key=lambda c: c.since):
+            pending = set(conn.pending)
+            pending.update(self._broadcasts.since(conn.heard, conn.types))
+            found.append(
+                ConnectionInfo(
+                    subject=conn.principal.subject,
+                    scopes=conn.scopes,
+                    types=conn.types,
+                    since=datetime.fromtimestamp(conn.since, UTC),
+                    frames=conn.frames,
+                    pending=frozenset(pending),
+                    busy=conn.state in State.BUSY,
+                )
+            )
+        return found
+
     # -- the sink: what sequencers call ----------------------------------------------
 
-    def deliver(self, update: Update) -> int:
-        """Mark every connection that may see ``update``; returns how many it reached."""
+    def deliver(self, update: Update, at: float | None = None) -> int:
+        """Mark every connection that may see ``update``; returns how many it reached.
+
+        ``at`` is when it was notified (``time.monotonic()``; None: now), for the
+        latency histogram.
+        """
         type_, key, cursor, audience = update.type, update.key, update.cursor, update.audience
+        if at is None:
+            at = time.monotonic()
         self.cursor = cursor
         self.updates += 1
+        self.updates_by_type[type_] += 1
         self._broadcasts.tick()
         if audience is None:
             # For everyone: O(1) plus the subscribers that were idle. Under a storm
             # nearly all of them already wait for their next write, and merge this
             # update in then (Broadcasts.since), so a notify does not walk every connection.
-            self._broadcasts.record(type_, key)
+            self._broadcasts.record(type_, key, at)
             subscribers = len(self._by_type[type_])
             idle = self._idle[type_]
             self.coalesced += subscribers - len(idle)
@@ -147,6 +182,8 @@ class FanOut:
         max_keys = self.max_keys
         for conn in candidates:
             reached += 1
+            if not conn.pending:
+                conn.pending_since = at
             if conn.add(type_, key, cursor, max_keys):
                 self.coalesced += 1
             if conn.state == State.IDLE:
@@ -162,7 +199,7 @@ class FanOut:
         if now is None:
             now = loop.time()
         due, self._due = self._due, []
-        frames: dict[object, tuple[bytes, int]] = {}
+        frames: dict[object, _Frame] = {}
         interval = self.min_interval
         for conn in due:
             if conn.state != State.DUE:
@@ -174,6 +211,19 @@ class FanOut:
                 self._write_pending(conn, now, frames)
             else:
                 self._make_idle(conn)
+        if frames:
+            self._account(frames)
+
+    def _account(self, frames: dict[object, _Frame]) -> None:
+        # Once per distinct frame, not per stream: a fan-out to thousands of streams
+        # shares a handful of frames.
+        written = time.monotonic()
+        by_type = self.deliveries_by_type
+        for frame in frames.values():
+            for type_ in frame.types:
+                by_type[type_] += frame.uses
+            if frame.oldest is not None and frame.untargeted:
+                self.latency.observe(written - frame.oldest, frame.untargeted)
 
     def resync_all(self, reason: str, cursor: str) -> None:
         """Tell every client to refetch everything: nobody can tell what it missed."""
@@ -186,7 +236,7 @@ class FanOut:
         for conn in list(self._connections):
             if conn.state == State.CLOSED:
                 continue
-            if conn.state == State.BUSY:
+            if conn.state in State.BUSY:
                 self._abort(conn, "resync")  # it reconnects with its cursor and hears it then
                 continue
             conn.pending.clear()
@@ -282,10 +332,13 @@ class FanOut:
 
     def detach(self, conn: Connection, reason: str = "gone") -> None:
         """Forget a stream (it ended, or is ended now for ``reason``); frees its state at once."""
+        stuck = conn.state == State.WRITING  # its socket is full: not even the end gets out
         conn.end(reason)
         if conn.inflight is not None:
             conn.inflight.cancel()
             conn.inflight = None
+            if stuck:
+                conn.drop()
         self._connections.discard(conn)
         self._unindex(conn)
 
@@ -298,11 +351,11 @@ class FanOut:
                     del self._by_scope[scope]
 
     def _catch_up(self, conn: Connection, start: CatchUp, now: float) -> None:
-        if conn.state == State.BUSY:
+        if conn.state == State.WRITING:
             start.fetch.cancel()
             self._abort(conn, "resync")  # hello is still on its way: let it retry
             return
-        conn.state = State.BUSY
+        conn.state = State.REPLAYING
         conn.inflight = start.fetch
         conn.busy_since = now
         start.fetch.add_done_callback(lambda task: self._caught_up(conn, task))
@@ -383,9 +436,7 @@ class FanOut:
         self._due.extend(c for c in waiting if c.state == State.DUE)
         self.flush(max(loop.time(), at))
 
-    def _write_pending(
-        self, conn: Connection, now: float, frames: dict[object, tuple[bytes, int]]
-    ) -> None:
+    def _write_pending(self, conn: Connection, now: float, frames: dict[object, _Frame]) -> None:
         # Everything merged so far is in this frame, so its id is the newest cursor;
         # connections that heard up to the same serial share one encoded frame.
         heard, conn.heard = conn.heard, self._broadcasts.serial
@@ -400,14 +451,25 @@ class FanOut:
         cached = frames.get(signature)
         if cached is None:
             changes = self._broadcasts.since(heard, conn.types)
+            oldest = self._broadcasts.oldest(heard, changes)
             merge_changes(changes, targeted, self.max_keys)
-            cached = frames[signature] = (encode_invalidate(self.cursor, changes), len(changes))
-        frame, entries = cached
+            cached = frames[signature] = _Frame(
+                encode_invalidate(self.cursor, changes), tuple(changes), oldest
+            )
+        cached.uses += 1
+        if targeted:
+            waited = conn.pending_since
+            if cached.oldest is not None:
+                waited = min(waited, cached.oldest)
+            self.latency.observe(time.monotonic() - waited)
+        else:
+            cached.untargeted += 1
         conn.last_invalidate = now
         conn.state = State.IDLE
+        conn.frames += 1
         self.frames += 1
-        self.deliveries += entries
-        self._write(conn, frame, now)
+        self.deliveries += len(cached.types)
+        self._write(conn, cached.body, now)
         if conn.state == State.IDLE:
             self._make_idle(conn)
 
@@ -419,7 +481,7 @@ class FanOut:
             self._abort(conn, "send failed")
             return
         if writer is not None:
-            conn.state = State.BUSY
+            conn.state = State.WRITING
             conn.inflight = writer
             writer.add_done_callback(lambda task: self._written(conn, task))
 
@@ -453,7 +515,10 @@ class FanOut:
         self.replays += 1
         pending, cursor = conn.take()
         self.frames += 1
+        conn.frames += 1
         self.deliveries += len(pending)
+        for type_ in pending:
+            self.deliveries_by_type[type_] += 1
         conn.last_invalidate = now
         return encode_invalidate(cursor, pending)
 
@@ -479,7 +544,7 @@ class FanOut:
         for conn in list(self._connections):
             if conn.state == State.CLOSED:
                 continue
-            if conn.state == State.BUSY:
+            if conn.state in State.BUSY:
                 if conn.busy_since < stuck_since:
                     self.slow += 1
                     logger.info("stream dropped: no write completed in %.0fs", self.send_timeout)
@@ -490,3 +555,19 @@ class FanOut:
                 # queued write is then skipped and _written queues it again.
                 self._write(conn, PING, now)
         self._schedule_heartbeat()
+
+
+class _Frame:
+    """One encoded invalidate frame of a flush, and the streams it went to."""
+
+    __slots__ = ("body", "oldest", "types", "untargeted", "uses")
+
+    def __init__(self, body: bytes, types: tuple[str, ...], oldest: float | None) -> None:
+        self.body = body
+        self.types = types
+        #: time.monotonic() of the oldest update for everyone it carries.
+        self.oldest = oldest
+        self.uses = 0
+        #: Streams it went to that had no update of their own in it: they all waited
+        #: as long as ``oldest``, so one weighted observation covers them.
+        self.untargeted = 0

@@ -12,18 +12,22 @@ import asyncio
 import enum
 import logging
 import threading
+import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ._auth import Principal
 from ._broker import BrokerSequencer
-from ._connection import Connection
+from ._connection import Connection, ConnectionInfo
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from ._fanout import FanOut
+from ._latency import BOUNDS
+from ._processes import warn_if_split
 from ._sequencer import Item, LocalSequencer, Sequencer
 from ._signals import ShutdownSignals
 from ._sse import encode_hello
@@ -32,6 +36,11 @@ from ._update import make_update
 from .backends._base import Backend, backend_from_url
 
 logger = logging.getLogger("refetch")
+
+NOT_STARTED_FIX = (
+    "the UpdateService was never started: pass lifespan=updates.lifespan to your app, "
+    "or `async with updates:` in your own lifespan"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,23 @@ class Statistics:
     #: With a backend: why publishing / listening is failing right now (None: fine).
     publisher_down: str | None = None
     listener_down: str | None = None
+    #: Per update type: updates delivered, frames that named the type, open streams.
+    updates_by_type: dict[str, int] = field(default_factory=dict)
+    deliveries_by_type: dict[str, int] = field(default_factory=dict)
+    connections_by_type: dict[str, int] = field(default_factory=dict)
+    #: How long updates waited, from notify() (with a backend: from its publish) until
+    #: an invalidate frame carried them out: counts per bucket of ``latency_bounds``
+    #: seconds, the last one unbounded, and the sum. One count per live frame written
+    #: (not replays: what a resuming client missed is as old as its absence).
+    latency_bounds: tuple[float, ...] = BOUNDS
+    latency_counts: tuple[int, ...] = ()
+    latency_sum: float = 0.0
+    #: The backend's URL (without password); None: one process, no broker.
+    backend: str | None = None
+    #: With a backend: seconds from publishing an update to reading it back, last seen.
+    backend_lag: float | None = None
+    #: "new", "running", "draining" (shutting down: no new streams) or "closed".
+    state: str = "running"
 
 
 class UpdateService:
@@ -76,6 +102,12 @@ class UpdateService:
         close_on_signals: bool = True,
         backend: str | Backend | None = None,
     ) -> None:
+        if isinstance(types, str):
+            # A string is an iterable of its letters: "projects" would declare eight types.
+            raise ConfigurationError(
+                f"types must be a list of names, not one string: write "
+                f'UpdateService(["{types}"]), not UpdateService("{types}")'
+            )
         names = [t.value if isinstance(t, enum.Enum) else t for t in types]
         if not names:
             raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
@@ -132,7 +164,8 @@ class UpdateService:
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._state = "new"  # new -> running -> closed
+        self._state = "new"  # new -> running -> draining -> closed
+        self._warned_not_started = False
         self._signals: ShutdownSignals | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -143,6 +176,8 @@ class UpdateService:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         await self._sequencer.start(self._loop)
+        if isinstance(self._sequencer, LocalSequencer):
+            warn_if_split()  # several workers, each with its own hub: notifies get lost
         self._fanout.start(self._loop, self._sequencer.cursor)
         self._state = "running"
         if self.close_on_signals:
@@ -156,7 +191,7 @@ class UpdateService:
         """End every open stream, then stop. Safe to call twice."""
         if self._state == "closed":
             return
-        was_running = self._state == "running"
+        was_running = self._state in ("running", "draining")
         self._state = "closed"
         if self._signals is not None:
             self._signals.restore()
@@ -186,7 +221,18 @@ class UpdateService:
 
     @property
     def running(self) -> bool:
+        """True while the hub accepts new streams (started, not draining or closed)."""
         return self._state == "running"
+
+    @property
+    def draining(self) -> bool:
+        """True once shutdown began: no new streams, but notify() still works until closed."""
+        return self._state == "draining"
+
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"running"``, ``"draining"`` or ``"closed"``."""
+        return self._state
 
     @property
     def cursor(self) -> str:
@@ -210,7 +256,16 @@ class UpdateService:
         if self._state == "closed":
             logger.warning("notify(%r) after the UpdateService was closed: dropped", update.type)
             return
-        self._inbox.append((update, None))
+        if self._state == "new" and not self._warned_not_started:
+            self._warned_not_started = True
+            if not _warn_if_never_started(update.type):
+                logger.warning(
+                    "notify(%r) before the UpdateService was started: it and later ones wait "
+                    "for start(). %s",
+                    update.type,
+                    NOT_STARTED_FIX,
+                )
+        self._inbox.append((update, None, time.monotonic()))
         self._wake()
 
     async def publish(
@@ -222,10 +277,15 @@ class UpdateService:
     ) -> str:
         """Like ``notify()``, but returns the update's cursor once it is published."""
         update = make_update(type, key, audience, known=self._type_set)
-        if self._state != "running":
-            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
+        if self._state == "new":
+            raise ServiceClosed(
+                f"publish() before start(): {NOT_STARTED_FIX} (a process that serves no "
+                "streams publishes with refetch.Publisher(url))"
+            )
+        if self._state == "closed":
+            raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inbox.append((update, future))
+        self._inbox.append((update, future, time.monotonic()))
         self._wake()
         return await future
 
@@ -274,8 +334,18 @@ class UpdateService:
         signed-out browser gets 401 and the user's other sessions carry on. With a
         backend, a ``subject``'s streams are ended on every instance (in order with
         the updates; ``await flush()`` waits until the other instances can hear it).
+        ``close_streams()`` (all streams, reason ``"shutdown"``) also starts
+        *draining*: from then on new streams are answered 503, so clients that
+        reconnect at once cannot keep the server from exiting. Any other reason
+        without a subject ends every stream and lets the clients back in.
         Returns the number of streams ended here.
         """
+        if subject is None and reason == "shutdown" and self._state == "running":
+            self._state = "draining"
+            logger.info(
+                "UpdateService draining: %d stream(s) ended, new streams are answered 503",
+                self._fanout.connections,
+            )
         shared = None
         if subject is not None and self._state != "closed":
             shared = self._sequencer.share(CloseStreams(subject, reason))
@@ -303,7 +373,7 @@ class UpdateService:
 
     def _queue(self, control: Control | None) -> None:
         if control is not None:
-            self._inbox.append((control, None))
+            self._inbox.append((control, None, time.monotonic()))
             self._wake()
 
     def unavailable(self, principal: Principal) -> str | None:
@@ -339,7 +409,7 @@ class UpdateService:
         its owner then calls ``detach()``.
         """
         if self._state != "running":
-            raise ServiceClosed("the UpdateService is not running")
+            raise ServiceClosed(f"the UpdateService is {self._state}, not running")
         if self.unavailable(principal) is not None:
             raise ServiceClosed("permissions cannot be confirmed: the broker is away")
         self._drain()  # updates notified before this point belong in the replay
@@ -348,7 +418,7 @@ class UpdateService:
         revised = self._fanout.revised(principal, authenticated_at)
         if revised is not principal and revised.types is not None:
             types = types & revised.types  # the permissions changed during authentication
-        conn = Connection(send, revised, types, loop.time())
+        conn = Connection(send, revised, types)
         hello = encode_hello(
             self.cursor,
             self.heartbeat,
@@ -380,4 +450,41 @@ class UpdateService:
             cursor=sequencer.cursor,
             publisher_down=sequencer.publisher_down,
             listener_down=sequencer.listener_down,
+            updates_by_type=dict(fanout.updates_by_type),
+            deliveries_by_type=dict(fanout.deliveries_by_type),
+            connections_by_type=fanout.connections_by_type(),
+            latency_counts=tuple(fanout.latency.counts),
+            latency_sum=fanout.latency.total,
+            backend=sequencer.backend_url,
+            backend_lag=sequencer.lag,
+            state=self._state,
         )
+
+    def connections(self) -> list[ConnectionInfo]:
+        """Who is connected right now, oldest stream first: for a debug or admin page.
+
+        A snapshot: it costs one pass over the open streams, so call it on demand,
+        not per request of a busy route.
+        """
+        return self._fanout.describe()
+
+
+def _warn_if_never_started(type_: str) -> bool:
+    """Warn (True) when no event loop runs here: a process that will never start the hub."""
+    # Before start() a notify is held until the lifespan starts the hub. Called with
+    # no event loop in the thread, it is most likely a WSGI view, a script or a task
+    # queue worker, where that never happens and the update would vanish silently.
+    try:
+        asyncio.get_running_loop()
+        return False
+    except RuntimeError:
+        pass
+    warnings.warn(
+        f"notify({type_!r}) on an UpdateService that was never started: it is held "
+        "until start() (the ASGI lifespan). In a process that serves no streams "
+        "(Flask/WSGI, a cron job, a Celery task) that never happens: publish with "
+        "refetch.Publisher(backend_url) instead (docs/frameworks.md)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True

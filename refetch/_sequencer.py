@@ -16,19 +16,21 @@ from typing import Protocol
 from ._control import Control
 from ._cursor import Cursor
 from ._fanout import Replay, Resync, Start
+from ._log import update_delivered
 from ._replay import ReplayLog
 from ._update import Update
 
 update_logger = logging.getLogger("refetch.updates")
 
-#: What ``UpdateService`` queues: an update or a control message, and who awaits it.
-Item = tuple[Update | Control, "asyncio.Future[str] | None"]
+#: What ``UpdateService`` queues: an update or a control message, who awaits it, and
+#: when it was notified (``time.monotonic()``, for the latency histogram).
+Item = tuple[Update | Control, "asyncio.Future[str] | None", float]
 
 
 class Sink(Protocol):
     """What a sequencer may do to the fan-out."""
 
-    def deliver(self, update: Update) -> int: ...
+    def deliver(self, update: Update, at: float | None = None) -> int: ...
     def flush(self) -> None: ...
     def resync_all(self, reason: str, cursor: str) -> None: ...
     def apply(self, control: Control) -> None: ...
@@ -46,6 +48,10 @@ class Sequencer(Protocol):
     def listener_down(self) -> str | None: ...
     @property
     def unconfirmed(self) -> str | None: ...
+    @property
+    def backend_url(self) -> str | None: ...
+    @property
+    def lag(self) -> float | None: ...
     async def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
     async def stop(self, grace: float) -> None: ...
     def submit(self, items: Sequence[Item]) -> None: ...
@@ -84,14 +90,7 @@ class Numbering:
 
 def log_update(update: Update, reached: int) -> None:
     if update_logger.isEnabledFor(logging.DEBUG):
-        update_logger.debug(
-            "notify %s key=%s audience=%s cursor=%s reached=%d",
-            update.type,
-            update.key,
-            sorted(update.audience) if update.audience is not None else "*",
-            update.cursor,
-            reached,
-        )
+        update_delivered(update, reached)
 
 
 class LocalSequencer:
@@ -100,6 +99,8 @@ class LocalSequencer:
     publisher_down = None
     listener_down = None
     unconfirmed = None
+    backend_url = None
+    lag = None
 
     def __init__(self, sink: Sink, replay_size: int, replay_age: float) -> None:
         self._sink = sink
@@ -121,13 +122,13 @@ class LocalSequencer:
 
     def submit(self, items: Sequence[Item]) -> None:
         numbering, sink = self._numbering, self._sink
-        for update, future in items:
+        for update, future, at in items:
             if not isinstance(update, Update):
                 continue  # there is no other instance to tell: see share()
             numbering.position += 1
             update = numbering.numbered(update, numbering.position)
             numbering.log.append(numbering.position, update)
-            log_update(update, sink.deliver(update))
+            log_update(update, sink.deliver(update, at))
             if future is not None and not future.done():
                 future.set_result(update.cursor)
 

@@ -45,9 +45,20 @@ class ShutdownSignals:
             previous(signum, frame)
         elif previous == signal.SIG_DFL and signum == signal.SIGINT:
             raise KeyboardInterrupt
+        elif previous == signal.SIG_DFL:
+            # No server handles SIGTERM: terminate, as the default action would, right
+            # after the streams are told to end (swallowing it would leave the process
+            # running).
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(_terminate, signum)
 
     def restore(self) -> None:
         for signum, previous in self._previous.items():
             if signal.getsignal(signum) == self._handle:
                 signal.signal(signum, previous)
         self._previous.clear()
+
+
+def _terminate(signum: int) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)

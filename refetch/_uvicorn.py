@@ -11,31 +11,27 @@ as expected, gets ``None`` and the caller uses plain ``send()``. Pinned by
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ._types import Send
 
-#: uvicorn releases whose httptools cycle was checked to match what ``direct_writer`` writes.
+#: uvicorn releases whose httptools cycle was checked to match what ``DirectTransport`` writes.
 KNOWN_VERSIONS = ("0.54",)
 _MODULE = "uvicorn.protocols.http.httptools_impl"
 _FIELDS = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
 
-#: ``write(body) -> bool``: True when the body went out, False when ``send()`` must do it.
-DirectWriter = Callable[[bytes], bool]
 
+class DirectTransport:
+    """Writes (and, for a reader that stopped reading, cuts) uvicorn's transport directly."""
 
-def direct_writer(send: Send) -> DirectWriter | None:
-    """A direct writer for ``send``, or None when ``send`` is not uvicorn's own."""
-    cycle: Any = getattr(send, "__self__", None)
-    if type(cycle).__module__ != _MODULE:
-        return None
-    if getattr(send, "__func__", None) is not getattr(type(cycle), "send", None):
-        return None
-    if not all(hasattr(cycle, name) for name in _FIELDS):
-        return None
+    __slots__ = ("_cycle",)
 
-    def write(body: bytes) -> bool:
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+
+    def write(self, body: bytes) -> bool:
+        """True when ``body`` went out as a chunk; False when ``send()`` must do it."""
+        cycle = self._cycle
         if (
             cycle.chunked_encoding is not True
             or cycle.flow.write_paused
@@ -46,7 +42,25 @@ def direct_writer(send: Send) -> DirectWriter | None:
         cycle.transport.write(_chunk(body))
         return True
 
-    return write
+    def abort(self) -> None:
+        """Cut the connection under a write that cannot complete (the client stopped reading).
+
+        Ending the response is no use then (the end cannot be written either), and the
+        server would wait for it for ever, e.g. at shutdown.
+        """
+        self._cycle.transport.abort()
+
+
+def direct_transport(send: Send) -> DirectTransport | None:
+    """Direct access for ``send``, or None when ``send`` is not uvicorn's own."""
+    cycle: Any = getattr(send, "__self__", None)
+    if type(cycle).__module__ != _MODULE:
+        return None
+    if getattr(send, "__func__", None) is not getattr(type(cycle), "send", None):
+        return None
+    if not all(hasattr(cycle, name) for name in _FIELDS):
+        return None
+    return DirectTransport(cycle)
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")

@@ -5,7 +5,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import pytest
@@ -27,8 +27,13 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
-    """Run ``app`` on a real uvicorn server on a loopback port, in this event loop."""
+async def serve(
+    app: ASGIApp, port: int | None = None, *, lifespan: Literal["on", "off"] = "off"
+) -> AsyncIterator[str]:
+    """Run ``app`` on a real uvicorn server on a loopback port, in this event loop.
+
+    ``lifespan="on"`` runs the app's own lifespan (e.g. ``lifespan=service.lifespan``).
+    """
     port = port or free_port()
     # The grace period only bounds a test that forgot to close its hub first: an
     # open stream would otherwise keep uvicorn waiting for ever.
@@ -37,7 +42,7 @@ async def serve(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
         host="127.0.0.1",
         port=port,
         log_level="warning",
-        lifespan="off",
+        lifespan=lifespan,
         timeout_graceful_shutdown=3,
     )
     server = uvicorn.Server(config)

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from refetch import BackendUnavailable, UpdatesEndpoint, UpdateService
-from refetch.backends import Backend, Entry, backend_from_url
 from refetch._codec import encode_resync_marker
+from refetch.backends import Backend, Entry, backend_from_url
 from refetch.backends._base import StreamGap
 
 from .conftest import TYPES, SharedStream, Stream, serve, wait_for

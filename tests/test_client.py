@@ -34,7 +34,7 @@ async def test_client_resumes_with_its_cursor_after_the_stream_drops() -> None:
                 await wait_for(lambda: frames)
                 first = await service.publish("projects", key="1")
                 await wait_for(lambda: any(f.id == first for f in frames))
-                service.close_streams()  # the server drops every stream
+                service.close_streams("dropped")  # every stream drops; "shutdown" would drain
                 missed = await service.publish("compute", key="while-away")
                 await wait_for(lambda: any(f.id == missed for f in frames))
             finally:

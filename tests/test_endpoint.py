@@ -12,6 +12,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
+from refetch._types import ASGIApp, Message, Receive, Scope, Send
 
 from .conftest import TYPES, Stream, serve, token_auth, wait_for
 
@@ -20,7 +21,8 @@ async def test_stream_headers_and_hello(base_url: str, service: UpdateService) -
     async with httpx.AsyncClient() as http, http.stream("GET", base_url) as r:
         assert r.status_code == 200
         assert r.headers["content-type"] == "text/event-stream"
-        assert r.headers["cache-control"] == "no-store"
+        assert r.headers["cache-control"] == "no-store, no-transform"
+        assert r.headers["content-encoding"] == "identity"
         assert r.headers["x-accel-buffering"] == "no"
         first = await anext(r.aiter_raw())
     cursor = service.cursor
@@ -31,6 +33,66 @@ async def test_stream_headers_and_hello(base_url: str, service: UpdateService) -
             f'data: {{"cursor":"{cursor}","heartbeat":15.0,"types":{json.dumps(TYPES, separators=(",", ":"))}}}\n\n'
         ).encode()
     )
+
+
+def numbering_middleware(app: ASGIApp) -> ASGIApp:
+    """Raw ASGI middleware that appends ``x-request-id: <n>`` to the response's own list."""
+    numbers = iter(range(1, 1_000_000))
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        number = str(next(numbers)).encode()
+
+        async def numbered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-request-id", number))
+            await send(message)
+
+        await app(scope, receive, numbered)
+
+    return wrapped
+
+
+async def test_headers_added_by_middleware_do_not_leak_into_the_next_stream(
+    service: UpdateService,
+) -> None:
+    async with serve(numbering_middleware(UpdatesEndpoint(service))) as url:
+        async with httpx.AsyncClient() as http:
+            for number in range(1, 5):
+                async with http.stream("GET", url) as r:
+                    assert r.status_code == 200
+                    assert r.headers.get_list("x-request-id") == [str(number)]
+                    assert r.headers.get_list("content-type") == ["text/event-stream"]
+                    assert b"event: hello" in await anext(r.aiter_raw())
+
+
+async def test_headers_added_by_middleware_do_not_leak_into_the_next_error_response() -> None:
+    tokens = {"viewer": Principal.of("u1", types=["progress"])}
+    requests = [
+        ("GET", "?types=nope", {}, 400),
+        ("POST", "", {}, 405),
+        ("GET", "", {"authorization": "Bearer nobody"}, 401),
+        ("GET", "?types=projects", {"authorization": "Bearer viewer"}, 403),
+    ]
+    async with UpdateService(TYPES, close_on_signals=False) as hub:
+        endpoint = UpdatesEndpoint(hub, authenticate=token_auth(tokens))
+        async with serve(numbering_middleware(endpoint)) as url, httpx.AsyncClient() as http:
+            number = 0
+
+            async def check(method: str, target: str, headers: dict[str, str], status: int) -> None:
+                nonlocal number
+                number += 1
+                r = await http.request(method, target, headers=headers)
+                assert r.status_code == status
+                assert r.headers.get_list("x-request-id") == [str(number)]
+                assert r.headers["content-length"] == str(len(r.content))
+                assert r.json()["error"]
+
+            for _ in range(2):
+                for method, query, headers, status in requests:
+                    await check(method, url + query, headers, status)
+            hub.close_streams("shutdown")  # draining: 503 from now on
+            for _ in range(2):
+                await check("GET", url, {"authorization": "Bearer viewer"}, 503)
 
 
 async def test_notify_reaches_the_stream_with_type_and_key(
@@ -348,7 +410,7 @@ async def test_a_client_that_never_reads_is_bounded_and_slows_nobody() -> None:
                 # Frames of ~30 KB each until the stuck socket's buffers are full.
                 pad = "x" * 500
                 batch = 0
-                while not any(c.inflight is not None for c in hub._fanout._connections):
+                while not any(c.busy for c in hub.connections()):
                     for i in range(60):
                         hub.notify("projects", key=f"{batch}-{i}-{pad}")
                     batch += 1

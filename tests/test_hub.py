@@ -46,6 +46,17 @@ def test_misconfiguration_raises_at_construction(kwargs: dict[str, object], mess
         UpdateService(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("positional", [True, False])
+def test_a_plain_string_of_types_is_refused_naming_the_list_to_write(positional: bool) -> None:
+    # Iterating "projects" would silently declare eight one-letter types.
+    with pytest.raises(ConfigurationError) as info:
+        if positional:
+            UpdateService("projects")
+        else:
+            UpdateService(types="projects")
+    assert 'UpdateService(["projects"])' in str(info.value)
+
+
 def test_unknown_type_raises_with_the_known_ones() -> None:
     service = UpdateService(TYPES)
     with pytest.raises(UnknownUpdateType) as info:

@@ -67,3 +67,58 @@ def test_native_eventsource_gets_hello_and_invalidate_with_ids(
         assert page.evaluate("() => window.source_.readyState") == 1  # OPEN
     finally:
         page.close()
+
+
+@pytest.fixture
+def compressed() -> Iterator[str]:
+    """tests/stack_app.py behind a GZipMiddleware that would compress the stream."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "tests.stack_app:compressed",
+                 "--host", "127.0.0.1", "--port", str(port)],
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_answers(f"{url}/health", process, log)
+            yield url
+        finally:
+            stop(process)
+
+
+def test_native_eventsource_behind_gzip_takes_the_identity_stream_frame_by_frame(
+    browser: Browser, compressed: str
+) -> None:
+    # The stream says Content-Encoding: identity so that compressors leave it alone
+    # (tests/test_stack.py checks the bytes); here Chromium must accept that header.
+    page = browser.new_page()
+    try:
+        page.goto(f"{compressed}/health")  # same origin as the stream
+        page.evaluate(
+            """() => {
+                window.frames_ = [];
+                const source = new EventSource('/api/updates');
+                for (const name of ['hello', 'invalidate']) {
+                    source.addEventListener(name, (e) => window.frames_.push(
+                        {type: e.type, data: JSON.parse(e.data), lastEventId: e.lastEventId}));
+                }
+            }"""
+        )
+        page.wait_for_function("() => window.frames_.length >= 1")
+        for key in ("1", "2"):  # each one arrives before the next is sent: nothing buffers it
+            r = httpx.post(f"{compressed}/notify", params={"type": "projects", "key": key})
+            cursor = r.json()["cursor"]
+            page.wait_for_function(
+                "(c) => window.frames_.some((f) => f.lastEventId === c)", arg=cursor
+            )
+        frames = page.evaluate("() => window.frames_")
+        assert [f["type"] for f in frames] == ["hello", "invalidate", "invalidate"]
+        assert [f["data"] for f in frames[1:]] == [
+            {"updates": [{"type": "projects", "keys": ["1"]}]},
+            {"updates": [{"type": "projects", "keys": ["2"]}]},
+        ]
+    finally:
+        page.close()
