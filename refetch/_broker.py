@@ -13,25 +13,20 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 from ._backoff import Backoff
-from ._codec import decode_entry, encode_entry, encode_resync_marker
+from ._codec import decode_entry, encode_entry
 from ._control import CloseStreams, Control, Reauthorize
 from ._cursor import Cursor
-from ._exceptions import BackendUnavailable, PublishError, ServiceClosed
-from ._fanout import CatchUp, Replay, Resync, Start
+from ._exceptions import BackendUnavailable
+from ._outbox import Outbox
+from ._resume import CatchUp, Replay, Resync, Start
 from ._sequencer import Item, Numbering, Sink, log_update
 from ._update import Update
 from .backends._base import Backend, StreamGap
 
 logger = logging.getLogger("refetch")
-
-
-class _PublishedLate(Exception):
-    """A publish that local clients were already told about, then failed."""
 
 
 class BrokerSequencer:
@@ -53,15 +48,14 @@ class BrokerSequencer:
         self._catching_up: set[asyncio.Task[Callable[[], Replay | Resync]]] = set()
         # Updates wait in the outbox for the publisher task; the listener task reads
         # the shared stream and delivers. While either is cut off, local updates go
-        # straight to local clients (see drain).
-        self._outbox: deque[tuple[Update | Control, bytes, asyncio.Future[str] | None]] = deque()
-        self._outbox_limit = 10_000
-        self._unsent: deque[Update | Control] = deque(maxlen=self._outbox_limit)
-        # flush(): entries put in the outbox / published so far, and who waits for which.
-        self._enqueued = 0
-        self._sent = 0
-        self._last_position = 0
-        self._barriers: list[tuple[int, asyncio.Future[int]]] = []
+        # straight to local clients.
+        self._outbox = Outbox(
+            backend,
+            deliver_local=self._deliver_local,
+            flush=sink.flush,
+            listening=lambda: self._listen_down is None,
+            cursor_of=lambda position: str(Cursor(self._numbering.epoch, position)),
+        )
         # Control messages: this instance's name in the stream, its own serials, and
         # per subject the newest reauthorize of ours not read back yet (with a
         # deadline), which wins over anything read before it.
@@ -69,24 +63,11 @@ class BrokerSequencer:
         self._serial = 0
         self._own: dict[str, tuple[int, float]] = {}
         self._unconfirmed_timer: asyncio.TimerHandle | None = None
-        self._lost = False
-        self._publish_down: str | None = None
         self._listen_down: str | None = None
-        self._publish_wake = asyncio.Event()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.catch_up_timeout = 5.0
-        # position -> time.monotonic() when its publish was sent: the round trip to
-        # the broker and back (``lag``), and where the latency histogram starts. The
-        # listener can read an entry before the publisher hears its own reply, so
-        # reads during a publish are kept too (position -> when read).
-        self._sent_at: dict[int, float] = {}
-        self._read_at: dict[int, float] = {}
-        self._publishing = 0
-        self.lag: float | None = None
-        self.publish_timeout = 10.0
-        self.local_fallback_after = 1.0
         #: Without the broker, an instance cannot hear revocations made elsewhere:
         #: after this long its authenticated streams are ended (fail closed).
         self.confirm_timeout = 1.0
@@ -105,7 +86,7 @@ class BrokerSequencer:
 
     @property
     def publisher_down(self) -> str | None:
-        return self._publish_down
+        return self._outbox.down
 
     @property
     def listener_down(self) -> str | None:
@@ -131,37 +112,26 @@ class BrokerSequencer:
             now = 0.0 if loop is None else loop.time()
             # Long enough to outlive a publish that is retried; a lost one must not
             # mask other instances' changes for ever.
-            self._own[stamped.subject] = (stamped.serial, now + 2 * self.publish_timeout)
+            self._own[stamped.subject] = (stamped.serial, now + 2 * self._outbox.publish_timeout)
         return stamped
 
-    async def flush(self) -> str:
-        if self._publish_down is not None:
-            raise PublishError(
-                f"the backend at {self.backend.url} is not accepting updates "
-                f"({self._publish_down}); they are kept and published when it is back"
-            )
-        target = self._enqueued
-        if self._sent < target:
-            loop = self._loop
-            assert loop is not None
-            future: asyncio.Future[int] = loop.create_future()
-            self._barriers.append((target, future))
-            async with asyncio.timeout(self.publish_timeout):
-                await future
-        return str(Cursor(self._numbering.epoch, self._last_position))
+    @property
+    def lag(self) -> float | None:
+        return self._outbox.lag
 
-    def _settle_barriers(self, failure: BaseException | None = None) -> None:
-        still = []
-        for target, future in self._barriers:
-            if future.done():
-                continue
-            if failure is not None:
-                future.set_exception(failure)
-            elif target <= self._sent:
-                future.set_result(self._sent)
-            else:
-                still.append((target, future))
-        self._barriers = still
+    def submit(self, items: Sequence[Item]) -> None:
+        self._outbox.put(items)
+
+    async def flush(self) -> str:
+        return await self._outbox.flush()
+
+    def _deliver_local(self, update: Update | Control) -> None:
+        if not isinstance(update, Update):
+            return  # a control message took effect here when it was made
+        # No global position: the frame carries the newest cursor the client may
+        # already hold, so a reconnect loses nothing and replays nothing twice.
+        cursor = self._numbering.cursor
+        self._sink.deliver(Update(update.type, update.key, update.audience, cursor))
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -177,7 +147,7 @@ class BrokerSequencer:
         self._numbering.reset(epoch, head)
         self._tasks = [
             loop.create_task(self._listen(backend), name="refetch listener"),
-            loop.create_task(self._publish_loop(backend), name="refetch publisher"),
+            loop.create_task(self._outbox.run(), name="refetch publisher"),
         ]
         logger.info("UpdateService shares the update stream at %s (epoch %s)", backend.url, epoch)
 
@@ -198,23 +168,7 @@ class BrokerSequencer:
             logger.warning("%d backend task(s) ignored cancellation; left behind", len(pending))
         self._tasks = []
         # What was notified before close still goes out, if the broker takes it in time.
-        outbox, self._outbox = list(self._outbox), deque()
-        if outbox:
-            try:
-                async with asyncio.timeout(grace):
-                    positions = await backend.publish([payload for _, payload, _ in outbox])
-            except Exception as exc:
-                logger.warning(
-                    "%d update(s) not published to %s at close: %r", len(outbox), backend.url, exc
-                )
-                positions = []
-            for i, (_, _, future) in enumerate(outbox):
-                if future is None or future.done():
-                    continue
-                if i < len(positions):
-                    future.set_result(str(Cursor(self._numbering.epoch, positions[i])))
-                else:
-                    future.set_exception(ServiceClosed("closed before the update was published"))
+        await self._outbox.stop(grace)
         for _, waiter in self._waiters:
             waiter.cancel()
         self._waiters.clear()
@@ -223,188 +177,9 @@ class BrokerSequencer:
             catch_up.cancel()
         if catching_up:
             await asyncio.wait(catching_up, timeout=grace)
-        self._settle_barriers(ServiceClosed("closed before everything was published"))
         if self._unconfirmed_timer is not None:
             self._unconfirmed_timer.cancel()
         await backend.aclose()
-
-    def submit(self, items: Sequence[Item]) -> None:
-        backend = self.backend
-        for update, future, _ in items:
-            try:
-                payload = encode_entry(update)
-            except PublishError as exc:
-                if future is not None:
-                    future.set_exception(exc)
-                else:
-                    logger.error("%r dropped: %s", update, exc)
-                continue
-            if self._listen_down is not None:
-                # Our listener cannot hear the broker: local clients hear it from us now.
-                self._deliver_local(update)
-            if self._publish_down is None and len(self._outbox) < self._outbox_limit:
-                self._outbox.append((update, payload, future))
-                self._enqueued += 1
-                continue
-            if self._listen_down is None:
-                self._deliver_local(update)
-            if future is not None:
-                future.set_exception(
-                    PublishError(
-                        f"the backend at {backend.url} is not accepting updates "
-                        f"({self._publish_down or 'too many waiting'}); local clients were told"
-                    )
-                )
-            elif self._publish_down is not None:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
-            else:
-                self._lost = True
-        if self._outbox or self._lost:
-            self._publish_wake.set()
-
-    def _deliver_local(self, update: Update | Control) -> None:
-        if not isinstance(update, Update):
-            return  # a control message took effect here when it was made
-        # No global position: the frame carries the newest cursor the client may
-        # already hold, so a reconnect loses nothing and replays nothing twice.
-        cursor = self._numbering.cursor
-        self._sink.deliver(Update(update.type, update.key, update.audience, cursor))
-
-    async def _publish_loop(self, backend: Backend) -> None:
-        backoff = Backoff()
-        while not self._stopping:
-            await self._publish_wake.wait()
-            self._publish_wake.clear()
-            while self._publish_down is not None or self._lost:
-                if self._publish_down is not None:
-                    await asyncio.sleep(backoff.next())
-                try:
-                    async with asyncio.timeout(self.publish_timeout):
-                        await self._send_unsent(backend)
-                except Exception as exc:
-                    logger.debug("backend %s still unavailable: %r", backend.url, exc)
-                    self._publish_down = repr(exc)
-                    continue
-                if self._publish_down is not None:
-                    logger.warning("publishing to %s again", backend.url)
-                self._publish_down = None
-                backoff.reset()
-            while self._outbox:
-                batch = [self._outbox.popleft() for _ in range(min(500, len(self._outbox)))]
-                try:
-                    positions = await self._publish_batch(backend, batch)
-                except _PublishedLate as exc:
-                    cause = exc.__cause__
-                    failure = cause if isinstance(cause, Exception) else exc
-                    self._publish_failed(backend, failure, batch, told=True)
-                    self._publish_wake.set()
-                    break
-                except Exception as exc:
-                    self._publish_failed(backend, exc, batch)
-                    self._publish_wake.set()
-                    break
-                for (_, _, future), position in zip(batch, positions, strict=True):
-                    if future is not None and not future.done():
-                        future.set_result(str(Cursor(self._numbering.epoch, position)))
-                self._sent += len(batch)
-                if positions:
-                    self._last_position = positions[-1]
-                self._settle_barriers()
-
-    async def _publish_batch(
-        self,
-        backend: Backend,
-        batch: list[tuple[Update | Control, bytes, asyncio.Future[str] | None]],
-    ) -> list[int]:
-        loop = self._loop
-        assert loop is not None
-        task = loop.create_task(self._timed_publish(backend, [p for _, p, _ in batch]))
-        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
-        if done:
-            return task.result()
-        # The broker is slow to answer (a stalled connection, a reconnecting client):
-        # local clients should not wait for it. What we told them, we do not repeat.
-        for update, _, _ in batch:
-            self._deliver_local(update)
-        self._sink.flush()
-        try:
-            async with asyncio.timeout(self.publish_timeout):
-                return await task
-        except Exception as exc:
-            raise _PublishedLate from exc
-
-    async def _timed_publish(self, backend: Backend, payloads: list[bytes]) -> list[int]:
-        sent = time.monotonic()
-        self._publishing += 1
-        try:
-            positions = await backend.publish(payloads)
-        finally:
-            self._publishing -= 1
-        for position in positions:
-            read = self._read_at.pop(position, None)
-            if read is not None:
-                self.lag = read - sent
-            else:
-                self._sent_at[position] = sent
-        if len(self._sent_at) > 10_000:  # published but never read back: do not grow
-            self._sent_at.clear()
-        if not self._publishing:
-            self._read_at.clear()
-        return positions
-
-    async def _send_unsent(self, backend: Backend) -> None:
-        if self._lost:
-            # More failed than we kept: nobody can tell what other instances missed.
-            await backend.publish(
-                [encode_resync_marker("updates were lost while a broker was away")]
-            )
-            self._lost = False
-            self._unsent.clear()
-        elif self._unsent:
-            updates = list(self._unsent)
-            await backend.publish([encode_entry(u) for u in updates])
-            for _ in updates:
-                self._unsent.popleft()
-        else:
-            await backend.ping()
-
-    def _publish_failed(
-        self,
-        backend: Backend,
-        exc: Exception,
-        batch: list[tuple[Update | Control, bytes, asyncio.Future[str] | None]],
-        told: bool = False,
-    ) -> None:
-        self._publish_down = repr(exc)
-        logger.warning(
-            "cannot publish to %s: %r; local clients are told directly, the rest is "
-            "published when the broker is back",
-            backend.url,
-            exc,
-        )
-        waiting = list(self._outbox)
-        self._outbox.clear()
-        self._enqueued = self._sent  # what was waiting is kept below, not in the outbox
-        self._settle_barriers(
-            PublishError(f"cannot publish to {backend.url}: {exc!r}; kept for when it is back")
-        )
-        for i, (update, _, future) in enumerate(batch + waiting):
-            if not (told and i < len(batch)):
-                self._deliver_local(update)  # twice if the listener is down too: harmless
-            if future is not None:
-                if not future.done():
-                    future.set_exception(
-                        PublishError(
-                            f"cannot publish to {backend.url}: {exc!r}; local clients were told"
-                        )
-                    )
-            else:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
-        self._sink.flush()
 
     async def _listen(self, backend: Backend) -> None:
         backoff = Backoff()
@@ -479,11 +254,7 @@ class BrokerSequencer:
                 continue
             update = self._numbering.numbered(update, position)
             self._numbering.log.append(position, update)
-            sent = self._sent_at.pop(position, None)
-            if sent is not None:
-                self.lag = time.monotonic() - sent
-            elif self._publishing and len(self._read_at) < 10_000:
-                self._read_at[position] = time.monotonic()
+            sent = self._outbox.read_back(position)
             log_update(update, self._sink.deliver(update, sent))
         self._sink.flush()
         if self._waiters:

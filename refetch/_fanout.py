@@ -14,7 +14,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ._auth import Principal
@@ -23,40 +22,11 @@ from ._changes import merge_changes
 from ._connection import Connection, ConnectionInfo, State
 from ._control import Control, Reauthorize
 from ._latency import LatencyHistogram
+from ._resume import CatchUp, Replay, Resync, Start
 from ._sse import PING, encode_invalidate, encode_resync
 from ._update import Update
 
 logger = logging.getLogger("refetch")
-
-
-@dataclass(frozen=True, slots=True)
-class Replay:
-    """A resuming client missed these updates (maybe none): one merged frame."""
-
-    missed: list[Update]
-
-
-@dataclass(frozen=True, slots=True)
-class Resync:
-    """A resuming client cannot be told what it missed."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """What a resuming client missed is being fetched; ``finish()`` says it once done.
-
-    While it runs the connection is busy: live updates collect in its pending set, so
-    nothing overtakes the replay. ``finish`` is called on the loop right when the fetch
-    is done and returns a ``Replay`` or ``Resync`` of everything up to that moment.
-    """
-
-    fetch: asyncio.Task[Callable[[], Replay | Resync]]
-
-
-#: How a stream starts: fresh (None), or resuming from a cursor.
-Start = Replay | Resync | CatchUp | None
 
 
 class FanOut:

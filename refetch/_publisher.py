@@ -27,6 +27,7 @@ from ._exceptions import (
 )
 from ._update import make_update, type_name
 from .backends._base import Backend, backend_from_url
+from .backends.memory import MemoryBackend
 
 T = TypeVar("T")
 
@@ -57,7 +58,7 @@ class Publisher:
         self._source_url = backend if isinstance(backend, str) else None
         if isinstance(backend, str):
             found = backend_from_url(backend)
-            if found is None:
+            if isinstance(found, MemoryBackend):  # private to this process: nobody hears it
                 raise ConfigurationError(
                     "memory:// has no broker for a Publisher to publish to: give the "
                     "redis://, postgresql:// or nats:// URL that the servers' "

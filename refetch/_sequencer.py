@@ -15,9 +15,9 @@ from typing import Protocol
 
 from ._control import Control
 from ._cursor import Cursor
-from ._fanout import Replay, Resync, Start
 from ._log import update_delivered
 from ._replay import ReplayLog
+from ._resume import Replay, Resync, Start
 from ._update import Update
 
 update_logger = logging.getLogger("refetch.updates")

@@ -48,5 +48,6 @@ def make_update(
     """One normalized update (every entry point builds it here); checks the type if ``known``."""
     name = type_name(type_)
     if known is not None and name not in known:
-        raise UnknownUpdateType([str(name)], list(known))
+        listed = list(known) if isinstance(known, list | tuple) else sorted(known)
+        raise UnknownUpdateType([str(name)], listed)
     return Update(name, None if key is None else str(key), audience_of(audience))
