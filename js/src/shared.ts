@@ -83,7 +83,7 @@ export class SharedUpdateStream implements UpdateSource {
     this.#name = options.channelName ?? defaultChannelName(options);
     this.#logger = options.logger ?? console;
     this.#logSize = options.logSize ?? 100;
-    this.#cursor = options.cursor ?? null;
+    this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
   }
 
   get status(): StreamStatus {
@@ -160,7 +160,8 @@ export class SharedUpdateStream implements UpdateSource {
     if (this.#closed) return Promise.resolve();
     const inner = new UpdateStream({
       ...this.#options,
-      cursor: this.#cursor,
+      // The cursor heard from the previous leader, else whatever the app's option says.
+      cursor: this.#cursor ?? this.#options.cursor ?? null,
       // A tab that followed a live stream may have shown data that changed since the cursor.
       resume: this.#options.resume === true || this.#heardLeader,
       logger: this.#logger,

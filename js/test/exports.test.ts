@@ -4,13 +4,17 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import * as core from "../src/index.js";
+import * as queryCore from "../src/query-core.js";
 import * as react from "../src/react.js";
 
 describe("public API", () => {
   it("test_core_exports", () => {
     expect(Object.keys(core).sort()).toEqual([
+      "CURSOR_HEADER",
+      "CursorTracker",
       "SharedUpdateStream",
       "UpdateStream",
+      "compareCursors",
       "createUpdateStream",
       "fullJitterDelay",
       "parseHello",
@@ -18,8 +22,13 @@ describe("public API", () => {
     ]);
   });
 
+  it("test_query_core_exports", () => {
+    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+  });
+
   it("test_react_exports", () => {
     expect(Object.keys(react).sort()).toEqual([
+      "CursorTracker",
       "QueryInvalidator",
       "UpdatesProvider",
       "useAutoRefetch",

@@ -154,12 +154,38 @@ describe("useAutoRefetch and the cache-level invalidator", () => {
     expect(api.calls).toBe(1);
   });
 
-  it("test_the_tag_goes_away_with_the_component", async () => {
-    await mountLoaded(<Projects />);
-    cleanup();
+  it("test_a_use_auto_refetch_tag_outlives_the_component_until_the_query_leaves_the_cache", async () => {
+    lastData = {};
+    const view = render(
+      <App>
+        <Projects />
+      </App>,
+    );
+    await advance(100);
+    view.rerender(<App>{null}</App>);
+    api.version = 1;
     emit(projects());
     await advance(500);
+    // Not shown anywhere: only marked stale (no fetch), but marked, despite staleTime: Infinity.
     expect(api.calls).toBe(1);
+    expect(client.getQueryState(["projects"])?.isInvalidated).toBe(true);
+    view.rerender(
+      <App>
+        <Projects />
+      </App>,
+    );
+    await advance(100);
+    expect(api.calls).toBe(2);
+    expect(lastData["projects"]).toBe(1);
+
+    // Once the query left the cache its tags went with it: a new query is tagged only by a new hook.
+    view.rerender(<App>{null}</App>);
+    client.removeQueries({ queryKey: ["projects"] });
+    void client.prefetchQuery({ queryKey: ["projects"], queryFn: api.queryFn });
+    await advance(100);
+    emit(projects());
+    await advance(500);
+    expect(client.getQueryState(["projects"])?.isInvalidated).toBe(false);
   });
 
   it("test_a_meta_tagged_query_needs_no_wrapper", async () => {
