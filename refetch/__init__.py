@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._auth import ANONYMOUS, Authenticate, Principal
+from ._cursor_header import CursorHeaderMiddleware
 from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
     BackendUnavailable,
@@ -28,6 +29,7 @@ __all__ = [
     "BackgroundWorker",
     "Cached",
     "ConfigurationError",
+    "CursorHeaderMiddleware",
     "Lease",
     "Notifier",
     "Poller",
