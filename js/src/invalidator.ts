@@ -116,6 +116,7 @@ export class QueryInvalidator {
     this.cursorWaitMs = options.cursorWaitMs ?? 5000;
     this.#focus = options.focusManager ?? coreFocusManager;
     this.#logger = options.logger ?? console;
+    this.#watch();
   }
 
   /** The cursor the next source starts from, once it is known (see `startCursor`). */
@@ -362,8 +363,9 @@ export class QueryInvalidator {
       this.#uncovered = addCursor(this.#uncovered, cursor);
       return;
     }
-    // A response read before the source's base (a fetch that outlasted cursorWaitMs).
-    if (isOlder(cursor, coverage.base)) this.#gap(coverage.tick);
+    // A response read before the source's base (a fetch that outlasted cursorWaitMs). It belongs
+    // to a query still fetching (its queryFn has not returned yet), one started before the base.
+    if (isOlder(cursor, coverage.base)) this.#gap(coverage.tick, true);
   }
 
   #uncover(): void {
@@ -374,11 +376,14 @@ export class QueryInvalidator {
   }
 
   /** Data fetched up to `tick` may miss changes: one more fetch for each tagged query of it. */
-  #gap(tick: number): void {
+  #gap(tick: number, fetchingOnly = false): void {
     let any = false;
     for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+      if (fetchingOnly && query.state.fetchStatus === "idle") continue;
       const started = this.#fetchTicks.get(query);
-      const before = started === undefined ? query.state.dataUpdatedAt > 0 : started <= tick;
+      // A query fetched before this invalidator watched the cache has no tick: it predates anything.
+      const before =
+        started === undefined ? query.state.dataUpdatedAt > 0 || query.state.fetchStatus !== "idle" : started <= tick;
       if (before && this.tagsOf(query).length > 0) {
         this.#pendingGap.add(query);
         any = true;
