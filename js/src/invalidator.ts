@@ -1,12 +1,9 @@
 // The framework-free core: turns update events into invalidations of a @tanstack/query-core
 // QueryClient, and keeps track of which cursor the cached data is covered from. Every adapter
 // (React today) is a thin layer over this module; nothing here knows about a UI framework.
-import {
-  focusManager as coreFocusManager,
-  type Query,
-  type QueryCacheNotifyEvent,
-  type QueryClient,
-} from "@tanstack/query-core";
+// Types only: the React entry must load without @tanstack/query-core being resolvable on its own
+// (pnpm installs it under @tanstack/react-query), so each entry passes its own focusManager.
+import type { Query, QueryCacheNotifyEvent, QueryClient } from "@tanstack/query-core";
 
 import { addCursor, compareCursors, NO_CURSORS, type CursorSummary, type CursorTracker } from "./cursors.js";
 import type { StreamStatus, Update, UpdateEvent, UpdateSource, UpdateType } from "./protocol.js";
@@ -36,7 +33,10 @@ export interface QueryInvalidatorOptions {
    * Only with a CursorTracker. Default 5000: the stream opens a little later, nothing is missed.
    */
   cursorWaitMs?: number;
-  /** Default: @tanstack/query-core's. Adapters pass the one their framework package re-exports. */
+  /**
+   * TanStack's focusManager: the `query-core` and `react` entries pass the one their package
+   * exports, so `focusManager.setFocused()` in an app or a test reaches the invalidator too.
+   */
   focusManager?: FocusManagerLike;
   logger?: Pick<Console, "warn" | "error">;
 }
@@ -114,7 +114,7 @@ export class QueryInvalidator {
     this.#client = client;
     this.coalesceMs = options.coalesceMs ?? 25;
     this.cursorWaitMs = options.cursorWaitMs ?? 5000;
-    this.#focus = options.focusManager ?? coreFocusManager;
+    this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
     this.#watch();
   }
@@ -419,6 +419,18 @@ export class QueryInvalidator {
       .catch((error: unknown) => this.#logger.error("refetch: refetch failed", error));
   }
 }
+
+/** Used only when no focusManager is passed: the page's visibility, as TanStack's default reads it. */
+const pageVisibility: FocusManagerLike = {
+  isFocused: () => (globalThis as { document?: Document }).document?.visibilityState !== "hidden",
+  subscribe(listener) {
+    const doc = (globalThis as { document?: Document }).document;
+    if (!doc) return () => {};
+    const onChange = () => listener(doc.visibilityState !== "hidden");
+    doc.addEventListener("visibilitychange", onChange);
+    return () => doc.removeEventListener("visibilitychange", onChange);
+  },
+};
 
 function merge(into: CursorSummary, from: CursorSummary): CursorSummary {
   if (from.count === 0) return into;

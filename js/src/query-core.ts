@@ -1,11 +1,22 @@
 // The framework-free entry: keep any @tanstack/query-core QueryClient fresh (React, Vue, Svelte,
 // Solid and Angular adapters all sit on it), with no UI framework imported.
+import { focusManager, type QueryClient } from "@tanstack/query-core";
+
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidator.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates, type QueryUpdatesOptions } from "./session.js";
+
 export { CursorTracker } from "./cursors.js";
-export {
-  QueryInvalidator,
-  type FocusManagerLike,
-  type QueryInvalidatorOptions,
-  type UpdatesMeta,
-  type UpdateTag,
-} from "./invalidator.js";
-export { QueryUpdates, queryUpdates, type ConnectOptions, type QueryUpdatesOptions } from "./session.js";
+export { type FocusManagerLike, type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { QueryUpdates, type ConnectOptions, type QueryUpdatesOptions } from "./session.js";
+
+/** The invalidator, following @tanstack/query-core's focusManager unless told otherwise. */
+export class QueryInvalidator extends CoreInvalidator {
+  constructor(client: QueryClient, options: QueryInvalidatorOptions = {}) {
+    super(client, { focusManager, ...options });
+  }
+}
+
+/** The one QueryUpdates of this client: `queryUpdates(client).connect({ url, cursors })`. */
+export function queryUpdates(client: QueryClient, options: QueryUpdatesOptions = {}): QueryUpdates {
+  return coreQueryUpdates(client, { focusManager, ...options });
+}

@@ -4,17 +4,19 @@
 import { focusManager, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 
-import type { UpdateTag } from "./invalidator.js";
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions, type UpdateTag } from "./invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
 import { queryUpdates as coreQueryUpdates, type ConnectOptions, type QueryUpdates } from "./session.js";
 
 export { CursorTracker } from "./cursors.js";
-export {
-  QueryInvalidator,
-  type QueryInvalidatorOptions,
-  type UpdatesMeta,
-  type UpdateTag,
-} from "./invalidator.js";
+export { type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+
+/** The invalidator, following react-query's focusManager unless told otherwise. */
+export class QueryInvalidator extends CoreInvalidator {
+  constructor(client: QueryClient, options: QueryInvalidatorOptions = {}) {
+    super(client, { focusManager, ...options });
+  }
+}
 
 export interface UseSSEUpdatesOptions extends ConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */

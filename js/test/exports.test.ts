@@ -40,7 +40,7 @@ describe("public API", () => {
 
   it("test_package_json_exports_point_at_the_built_entry_points", () => {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
-    expect(pkg.name).toBe("refetch");
+    expect(pkg.name).toBe("refetch-sse");
     expect(pkg.type).toBe("module");
     expect(pkg.exports["."]).toEqual({ types: "./dist/index.d.ts", import: "./dist/index.js" });
     expect(pkg.exports["./react"]).toEqual({ types: "./dist/react.d.ts", import: "./dist/react.js" });
