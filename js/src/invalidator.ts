@@ -53,8 +53,13 @@ type ObserverRefetch = (...args: never[]) => unknown;
 /** From which cursor the attached source delivers everything, and since which fetch. */
 interface Coverage {
   source: UpdateSource;
-  /** Data read at this cursor or later is covered; null until the source is open. */
+  /** The cursor the source delivers everything after; null until it is open. */
   base: string | null;
+  /**
+   * Data read at this cursor or later is covered: `base`, or, when the source resumed from the
+   * previous source's last cursor, the start of that unbroken chain of sources.
+   */
+  judge: string | null;
   /** Fetches started at or before this tick predate the coverage. */
   tick: number;
 }
@@ -107,6 +112,8 @@ export class QueryInvalidator {
   #coverage: Coverage | null = null;
   // The last cursor of a source that went away: the next source starts from it.
   #carry: string | null = null;
+  // The `judge` of the last coverage: where its unbroken chain of sources began.
+  #chain: string | null = null;
   // What startCursor() handed to the source being connected (undefined: it did not ask).
   #handedOut: string | null | undefined = undefined;
 
@@ -133,17 +140,13 @@ export class QueryInvalidator {
     });
   }
 
-  /** Stops invalidating. Tags and the carried cursor stay: a later `start()` goes on from them. */
+  /**
+   * Runs the pending pass now. Everything else goes on: updates already received are applied (the
+   * carried cursor says they were), and queries already invalidated still get their one more fetch
+   * or their refetch when the tab is visible again. Tags and the carried cursor stay.
+   */
   stop(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#pending = [];
-    this.#pendingAll = false;
-    this.#pendingGap.clear();
-    this.#dirty.clear();
-    this.#deferred.clear();
-    this.#offFocus?.();
-    this.#offFocus = null;
+    this.flush();
   }
 
   /** Notes the `Refetch-Cursor`s this tracker collects (the app's API responses). */
@@ -165,7 +168,7 @@ export class QueryInvalidator {
   connect(source: UpdateSource): () => void {
     this.start();
     if (this.#coverage && this.#coverage.source !== source) this.#uncover();
-    this.#coverage = { source, base: null, tick: Number.POSITIVE_INFINITY };
+    this.#coverage = { source, base: null, judge: null, tick: Number.POSITIVE_INFINITY };
     const offEvents = source.subscribe((event) => this.handle(event));
     const offStatus = source.onStatus((status) => this.#status(source, status));
     this.#status(source, source.status);
@@ -343,29 +346,34 @@ export class QueryInvalidator {
     const sent = this.#handedOut;
     this.#handedOut = undefined;
     const base = sent ?? source.cursor;
+    // Resumed from where the previous source stopped: no break since that chain began.
+    const chained = sent != null && sent === this.#carry && this.#chain !== null;
+    const judge = chained ? this.#chain : base;
+    this.#chain = judge;
     coverage.tick = this.#clock;
     coverage.base = base;
-    // What the cached data was read at: the cursors noted since the last source went away, and
-    // the carried cursor, up to which the data cached before was kept fresh.
+    coverage.judge = judge;
+    // What the cached data was read at: the cursors noted while no source was open, and the
+    // carried cursor, up to which the data cached before was kept fresh.
     let reads = this.#uncovered;
     this.#uncovered = NO_CURSORS;
-    if (this.#carry !== null) reads = addCursor(reads, this.#carry);
+    if (!chained && this.#carry !== null) reads = addCursor(reads, this.#carry);
     // Without a tracker or a carried cursor nothing says when the data was read.
-    const unknown = reads.count === 0 && this.#cursors === null;
-    if (base === null || unknown || reads.mixed || (reads.oldest !== null && isOlder(reads.oldest, base))) {
+    const unknown = reads.count === 0 && this.#cursors === null && this.#carry === null;
+    if (judge === null || unknown || reads.mixed || (reads.oldest !== null && isOlder(reads.oldest, judge))) {
       this.#gap(coverage.tick);
     }
   }
 
   #noted(cursor: string): void {
     const coverage = this.#coverage;
-    if (!coverage || coverage.base === null) {
+    if (!coverage || coverage.judge === null) {
       this.#uncovered = addCursor(this.#uncovered, cursor);
       return;
     }
     // A response read before the source's base (a fetch that outlasted cursorWaitMs). It belongs
     // to a query still fetching (its queryFn has not returned yet), one started before the base.
-    if (isOlder(cursor, coverage.base)) this.#gap(coverage.tick, true);
+    if (isOlder(cursor, coverage.judge)) this.#gap(coverage.tick, true);
   }
 
   #uncover(): void {

@@ -4,6 +4,7 @@
 // and GET/POST /api/projects, stamping Refetch-Cursor on its API responses.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
+import { get } from "node:http";
 import { createServer } from "node:net";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,6 +36,16 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** The status of a GET, 0 when nothing answers. Node's HTTP, not `fetch`: under happy-dom that one is a browser's, with CORS. */
+function status(url: string): Promise<number> {
+  return new Promise((done) => {
+    get(url, (res) => {
+      res.resume();
+      done(res.statusCode ?? 0);
+    }).on("error", () => done(0));
+  });
+}
+
 export class PythonServer {
   port = 0;
   base = "";
@@ -61,11 +72,7 @@ export class PythonServer {
     const deadline = Date.now() + 20_000;
     for (;;) {
       if (child.exitCode !== null) throw new Error(`server command exited (${command}):\n${this.output}`);
-      try {
-        if ((await fetch(`${this.base}/api/progress`)).ok) return;
-      } catch {
-        // not listening yet
-      }
+      if ((await status(`${this.base}/api/progress`)) === 200) return;
       if (Date.now() > deadline) throw new Error(`server did not answer within 20 s (${command}):\n${this.output}`);
       await new Promise((done) => setTimeout(done, 100));
     }
