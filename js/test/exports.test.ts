@@ -42,7 +42,14 @@ describe("public API", () => {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
     expect(pkg.name).toBe("refetch-sse");
     expect(pkg.type).toBe("module");
-    expect(pkg.exports["."]).toEqual({ types: "./dist/index.d.ts", import: "./dist/index.js" });
-    expect(pkg.exports["./react"]).toEqual({ types: "./dist/react.d.ts", import: "./dist/react.js" });
+    for (const [entry, file] of [
+      [".", "index"],
+      ["./query-core", "query-core"],
+      ["./react", "react"],
+    ]) {
+      expect(pkg.exports[entry!]).toEqual({ types: `./dist/${file}.d.ts`, import: `./dist/${file}.js`, default: `./dist/${file}.js` });
+    }
+    expect(pkg.typesVersions).toEqual({ "*": { "query-core": ["./dist/query-core.d.ts"], react: ["./dist/react.d.ts"] } });
+    expect(pkg.scripts.prepack).toBe("npm run build");
   });
 });

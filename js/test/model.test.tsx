@@ -418,7 +418,8 @@ describe("model-based: every mounted query ends fresh, with at most one fetch pe
   }, 600_000);
 });
 
-describe.skipIf(!serverAvailable())("model-based, against the real Python server", () => {
+// Once per suite run, in the newest cell; the matrix cells run the in-process server only.
+describe.skipIf(Boolean(process.env.REFETCH_MATRIX_CELL) || !serverAvailable())("model-based, against the real Python server", () => {
   const python = new PythonServer();
   beforeAll(() => python.start(), 30_000);
   afterAll(() => python.stop(), 15_000);
