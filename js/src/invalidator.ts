@@ -131,7 +131,7 @@ export class QueryInvalidator {
     return this.#carry;
   }
 
-  /** Starts invalidating on `handle()` and watching the tab's visibility; `stop()` undoes it. */
+  /** Starts watching the tab's visibility, for the queries invalidated while it was hidden. */
   start(): void {
     this.#watch();
     if (this.#offFocus) return;

@@ -2,7 +2,9 @@
 import { QueryClient, QueryObserver } from "@tanstack/react-query";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 
+import { CursorTracker } from "../src/cursors.js";
 import { QueryInvalidator } from "../src/invalidator.js";
+import { queryUpdates } from "../src/query-core.js";
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
 import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
 import { PythonServer, serverAvailable } from "./python-server.js";
@@ -148,4 +150,65 @@ describe.skipIf(!serverAvailable())("against the real server", () => {
       expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate", updates: [{ type: "projects", keys: [id] }] })),
     );
   }, 40_000);
+});
+
+describe.skipIf(!serverAvailable())("page load against the real server, with Refetch-Cursor", () => {
+  const python2 = new PythonServer();
+  let client: QueryClient;
+  const stops: Array<() => void> = [];
+
+  beforeAll(() => python2.start(), 30_000);
+  afterAll(() => python2.stop(), 15_000);
+  afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
+    client.clear();
+  });
+
+  /** A page: a query on /api/projects tagged `projects`, and the stream opened with the tracker. */
+  async function page(beforeStream?: () => Promise<void>) {
+    client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+    const cursors = new CursorTracker();
+    const api = cursors.wrap();
+    let fetches = 0;
+    const observer = new QueryObserver(client, {
+      queryKey: ["projects"],
+      queryFn: async () => {
+        fetches++;
+        return ((await (await api(`${python2.base}/api/projects`)).json()) as string[]).length;
+      },
+      meta: { updates: ["projects"] },
+    });
+    stops.push(observer.subscribe(() => {}));
+    await waitFor(() => expect(observer.getCurrentResult().status).toBe("success"));
+    await beforeStream?.();
+    const updates = queryUpdates(client);
+    stops.push(
+      updates.connect({ url: `${python2.base}/api/updates`, types: ["projects"], share: false, cursors, coalesceMs: 5 }),
+    );
+    await waitFor(() => expect(updates.status).toBe("open"));
+    return { observer, updates, fetches: () => fetches };
+  }
+
+  it("test_nothing_changed_means_one_fetch_and_a_resumed_stream", async () => {
+    const { updates, fetches } = await page();
+    expect(updates.log[0]).toMatchObject({ event: "hello" });
+    expect(updates.log[0]!.id).toBeUndefined(); // resumed from the response's cursor
+    // Something after the page loaded still arrives, and costs exactly one fetch.
+    const before = fetches();
+    const response = await fetch(`${python2.base}/api/projects`, { method: "POST" });
+    expect(response.status).toBe(201);
+    await waitFor(() => expect(fetches()).toBe(before + 1));
+    expect(before).toBe(1);
+  });
+
+  it("test_a_change_between_the_read_and_the_hello_is_replayed_and_shown", async () => {
+    let expected = 0;
+    const { observer, fetches } = await page(async () => {
+      const response = await fetch(`${python2.base}/api/projects`, { method: "POST" });
+      expect(response.status).toBe(201);
+      expected = ((await (await fetch(`${python2.base}/api/projects`)).json()) as string[]).length;
+    });
+    await waitFor(() => expect(observer.getCurrentResult().data).toBe(expected));
+    expect(fetches()).toBe(2);
+  });
 });
