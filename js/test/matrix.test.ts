@@ -9,6 +9,7 @@ const expected: Record<string, { react: string; queryObservers: boolean }> = {
   "rq-latest-react-19": { react: "19.", queryObservers: true },
   "rq-latest-react-18": { react: "18.", queryObservers: true },
   "rq-5.32-react-18": { react: "18.", queryObservers: true },
+  "rq-5.52-react-19": { react: "19.", queryObservers: true },
 };
 
 describe("the version matrix", () => {
