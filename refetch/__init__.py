@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._connection import ConnectionInfo
+from ._cursor_header import CursorHeaderMiddleware
 from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
     BackendUnavailable,
@@ -32,6 +33,7 @@ __all__ = [
     "Cached",
     "ConfigurationError",
     "ConnectionInfo",
+    "CursorHeaderMiddleware",
     "Lease",
     "Notifier",
     "Poller",
