@@ -18,9 +18,14 @@ class Backoff:
         self.attempt = 0
 
     def next(self) -> float:
-        delay = min(self.cap, self.first * 2 ** min(self.attempt, 32))
+        delay = full_jitter(self.first, self.cap, self.attempt)
         self.attempt += 1
-        return random.uniform(0, delay)
+        return delay
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def full_jitter(first: float, cap: float, attempt: int) -> float:
+    """A delay for the ``attempt``-th retry in a row (from 0): uniform below the doubled bound."""
+    return random.uniform(0, min(cap, first * 2 ** min(attempt, 32)))

@@ -19,6 +19,7 @@ from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 from ._codec import encode_entry
+from ._cursor import Cursor
 from ._exceptions import (
     ConfigurationError,
     PublishError,
@@ -112,7 +113,7 @@ class Publisher:
                 stacklevel=2,
             )
         positions = self._run(self._publish(payload))
-        return f"{self._epoch}.{positions[0]}"
+        return str(Cursor(self._epoch or "", positions[0]))  # set by the publish
 
     async def publish(
         self,
@@ -137,7 +138,7 @@ class Publisher:
             raise
         except Exception as exc:
             raise PublishError(f"cannot publish to {self.url}: {exc!r}") from exc
-        return f"{self._epoch}.{positions[0]}"
+        return str(Cursor(self._epoch or "", positions[0]))  # set by the publish
 
     def _payload(
         self,
