@@ -16,9 +16,10 @@ from ._exceptions import (
     StreamRejected,
     UnknownUpdateType,
 )
-from ._hub import Statistics, UpdateService
+from ._hub import UpdateService
 from ._poller import Lease, Poller, SharedLease, poller
 from ._publisher import Publisher
+from ._statistics import Statistics
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
