@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
+import solid from "vite-plugin-solid";
+import { configDefaults, defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -23,6 +24,9 @@ const ALIASED = [
   "@tanstack/query-core",
   "@testing-library/react",
 ];
+
+// Test files that run only in their framework's own project.
+const OWN_PROJECT = ["test/solid.test.tsx", "test/svelte.test.ts"];
 
 async function cell(name: string): Promise<TestProjectInlineConfiguration> {
   const dir = resolve(here, "compat", name);
@@ -50,7 +54,12 @@ export default defineConfig({
     testTimeout: 20_000,
     hookTimeout: 30_000,
     projects: [
-      { extends: true, test: { name: "rq-latest-react-19", include: ["test/**/*.test.{ts,tsx}"] } },
+      {
+        extends: true,
+        test: { name: "rq-latest-react-19", include: ["test/**/*.test.{ts,tsx}"], exclude: [...configDefaults.exclude, ...OWN_PROJECT] },
+      },
+      // Solid and Svelte components need their compiler (and the browser builds of the framework).
+      { extends: true, plugins: [solid()], test: { name: "solid", include: ["test/solid.test.tsx"], environment: "happy-dom" } },
       ...(await Promise.all(CELLS.map(cell))),
     ],
   },
