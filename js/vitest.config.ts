@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
+import { svelte } from "@sveltejs/vite-plugin-svelte";
 import solid from "vite-plugin-solid";
 import { configDefaults, defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
 
@@ -60,6 +61,12 @@ export default defineConfig({
       },
       // Solid and Svelte components need their compiler (and the browser builds of the framework).
       { extends: true, plugins: [solid()], test: { name: "solid", include: ["test/solid.test.tsx"], environment: "happy-dom" } },
+      {
+        extends: true,
+        plugins: [svelte({ configFile: false })],
+        resolve: { conditions: ["browser"] },
+        test: { name: "svelte", include: ["test/svelte.test.ts"], environment: "happy-dom" },
+      },
       ...(await Promise.all(CELLS.map(cell))),
     ],
   },
