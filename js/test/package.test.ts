@@ -2,7 +2,7 @@
 // into a fresh project, then loaded with import and require and type-checked under
 // moduleResolution node10 (typesVersions) and bundler.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,8 +43,21 @@ describe("npm pack, installed into a fresh project", () => {
     for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/react.js", "dist/react.d.ts"]) {
       expect(files).toContain(file);
     }
-    const react = readFileSync(join(project, "node_modules", "refetch-sse", "dist", "react.js"), "utf8");
-    expect(react.split("\n")[0]).toBe('"use client";');
+    for (const entry of ["vue", "svelte", "solid", "swr"]) {
+      expect(files).toContain(`dist/${entry}.js`);
+      expect(files).toContain(`dist/${entry}.d.ts`);
+    }
+    for (const entry of ["react", "swr"]) {
+      const code = readFileSync(join(project, "node_modules", "refetch-sse", "dist", `${entry}.js`), "utf8");
+      expect(code.split("\n")[0]).toBe('"use client";');
+    }
+  });
+
+  it("test_no_framework_is_installed_with_it_every_peer_is_optional", () => {
+    // npm installs required peers by itself: a React (or plain) user must get none of the others.
+    for (const peer of ["vue", "@tanstack/vue-query", "svelte", "@tanstack/svelte-query", "solid-js", "@tanstack/solid-query", "swr", "react"]) {
+      expect(existsSync(join(project, "node_modules", peer)), peer).toBe(false);
+    }
   });
 
   it("test_it_loads_by_name_with_import_and_require", () => {

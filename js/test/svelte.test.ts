@@ -5,6 +5,7 @@ import { QueryClient, focusManager } from "@tanstack/svelte-query";
 import { flushSync, mount, unmount } from "svelte";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
+import * as entry from "../src/svelte.js";
 import { DataApi, projectsChanged } from "./data-api.js";
 import { ManualSource } from "./helpers.js";
 import { configFetches } from "./svelte/config.js";
@@ -152,5 +153,11 @@ describe("Svelte: useAutoRefetch, useSSEUpdates and the core invalidator", () =>
     mounted = [];
     expect(source.listenerCount).toBe(0);
     expect(source.closed).toBe(0); // a stream passed in belongs to the caller
+  });
+});
+
+describe("public API", () => {
+  it("test_svelte_exports", () => {
+    expect(Object.keys(entry).sort()).toEqual(["CursorTracker", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"]);
   });
 });
