@@ -50,6 +50,13 @@ async function cell(name: string): Promise<TestProjectInlineConfiguration> {
 }
 
 export default defineConfig({
+  // The examples import the package by name, as an app does (tsconfig.json "paths" says the same).
+  resolve: {
+    alias: [
+      { find: /^refetch-sse$/, replacement: resolve(here, "src/index.ts") },
+      { find: /^refetch-sse\/query-core$/, replacement: resolve(here, "src/query-core.ts") },
+    ],
+  },
   test: {
     reporters: ["default", "./test/summary-reporter.ts"],
     testTimeout: 20_000,
