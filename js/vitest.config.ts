@@ -11,8 +11,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 // The supported range's ends (package.json peerDependencies): the devDependencies are the newest
 // react-query with React 19; each compat/<cell> has its own node_modules with an older pair, and
 // its tests see only that pair (every package in the cell resolves its peers inside the cell).
-// React 19 needs react-query >= 5.59 (its own peer range), so 5.32 is tested with React 18.
-const CELLS = ["rq-5.32-react-18", "rq-latest-react-18"];
+// React 19 needs react-query >= 5.52.1 (its own peer range), so 5.32 is tested with React 18 and
+// 5.52.1 is the oldest pair with React 19.
+const CELLS = ["rq-5.32-react-18", "rq-5.52-react-19", "rq-latest-react-18"];
 const PER_CELL = ["test/react.test.tsx", "test/query-core.test.ts", "test/model.test.tsx", "test/matrix.test.ts", "test/zz-probe.test.ts"];
 // Every specifier the tests and src import from the aliased packages, resolved inside the cell.
 const ALIASED = [

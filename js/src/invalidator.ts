@@ -296,6 +296,7 @@ export class QueryInvalidator {
       case "removed":
         this.#dirty.delete(query);
         this.#deferred.delete(query);
+        if (this.#settleWaiters.size > 0) for (const wake of [...this.#settleWaiters]) wake();
         return;
       case "observerAdded": {
         const sets = this.#observerTags.get(event.observer.refetch as ObserverRefetch);

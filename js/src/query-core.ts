@@ -1,5 +1,9 @@
 // The framework-free entry: keep any @tanstack/query-core QueryClient fresh (React, Vue, Svelte,
-// Solid and Angular adapters all sit on it), with no UI framework imported.
+// Solid and Angular adapters all sit on it), with no UI framework imported. An adapter needs:
+// `queryUpdates(client, { focusManager })` once per client; `.connect(options)` for the stream's
+// lifetime (returns the disconnect; the cursor carries to the next connect); `.subscribe()` with
+// `.status`, `.source` and `.log` for its status and log primitives; and
+// `.invalidator.tagObserver(observer.refetch, tags)` for its `useAutoRefetch`.
 import { focusManager, type QueryClient } from "@tanstack/query-core";
 
 import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidator.js";

@@ -241,13 +241,10 @@ class Harness {
       if (stamp) cursors.note(cursor);
       return value;
     };
-    const options = { queryKey: ["model", spec.id], queryFn };
-    const result =
-      spec.via === "meta"
-        ? // eslint-disable-next-line react-hooks/rules-of-hooks
-          useQuery({ ...options, meta: { updates: [spec.type] } })
-        : // eslint-disable-next-line react-hooks/rules-of-hooks
-          useAutoRefetch(useQuery(options), spec.type);
+    // `via` is fixed per spec, and a spec's component keeps its key: the hooks' order never changes.
+    const meta = spec.via === "meta" ? { meta: { updates: [spec.type] } } : {};
+    const result = useQuery({ queryKey: ["model", spec.id], queryFn, ...meta });
+    useAutoRefetch(result, spec.via === "auto" ? [spec.type] : []);
     this.shown[spec.id] = result.data;
     return null;
   };

@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { CursorTracker } from "../src/cursors.js";
 import { queryUpdates } from "../src/query-core.js";
-import { FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
+import { FakeServer, ManualSource, frame, hello, settle, silentLogger } from "./helpers.js";
 
 let client: QueryClient;
 let server: FakeServer;
@@ -237,5 +237,33 @@ describe("tags from an observer (what useAutoRefetch declares)", () => {
     await advance(20);
     const b = client.getQueryCache().find({ queryKey: ["b"] })!;
     expect(invalidator.tagsOf(b)).toEqual([{ type: "projects", keys: ["1"] }]);
+  });
+});
+
+describe("a tab that follows another tab's stream", () => {
+  /** A follower: the stream is the leader's, already open at the leader's cursor when joined. */
+  async function follow(leaderCursor: string) {
+    const source = new ManualSource();
+    source.cursor = leaderCursor;
+    stops.push(queryUpdates(client).connect({ stream: source, cursors, coalesceMs: 10 }));
+    source.setStatus("open");
+    await advance(100);
+    return source;
+  }
+
+  it("test_data_read_at_the_leaders_cursor_needs_no_fetch", async () => {
+    observe("projects", "projects", { ms: 10, cursor: "e1.4" });
+    await advance(20);
+    await follow("e1.4");
+    expect(fetches).toEqual({ projects: 1 });
+  });
+
+  it("test_data_read_before_the_leaders_cursor_is_fetched_once_more", async () => {
+    observe("projects", "projects", { ms: 10, cursor: "e1.2" });
+    observe("untagged", "projects", { ms: 10, cursor: "e1.2", meta: false });
+    await advance(20);
+    now = "e1.4";
+    await follow("e1.4");
+    expect(fetches).toEqual({ projects: 2, untagged: 1 });
   });
 });
