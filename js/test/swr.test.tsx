@@ -144,6 +144,37 @@ describe("SWR: autoRefetch middleware, mutate with a key filter", () => {
     expect(shown["again"]).toBe(1);
   });
 
+  it("test_a_hidden_tab_defers_revalidation_until_visible", async () => {
+    // The page's own visibility, as the key invalidator reads it by default.
+    let visibility: DocumentVisibilityState = "visible";
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => visibility });
+    const setVisibility = (next: DocumentVisibilityState) => {
+      visibility = next;
+      act(() => void document.dispatchEvent(new Event("visibilitychange")));
+    };
+    try {
+      render(
+        <App>
+          <Projects />
+        </App>,
+      );
+      await advance(100);
+      setVisibility("hidden");
+      for (let i = 0; i < 5; i++) {
+        api.version++;
+        emit(projectsChanged());
+        await advance(100);
+      }
+      expect(api.calls).toBe(1);
+      setVisibility("visible");
+      await advance(500);
+      expect(api.calls).toBe(2);
+      expect(shown["projects"]).toBe(5);
+    } finally {
+      Reflect.deleteProperty(document, "visibilityState");
+    }
+  });
+
   it("test_keyed_updates_reach_only_keys_tagged_with_that_key_or_the_whole_type", async () => {
     const fetched: string[] = [];
     const fetcher = (key: string) => {
