@@ -24,7 +24,8 @@ type Action =
   | { t: "unmount"; slot: number }
   | { t: "change"; key: number }
   | { t: "resync" }
-  | { t: "hide" | "show" }
+  | { t: "hide" }
+  | { t: "show" }
   | { t: "wait"; ms: number };
 
 /** The data API: each key's version, fetches per key, and requests started over one in flight. */
@@ -116,7 +117,9 @@ describe("SWR adapter, model-based", () => {
             } else if (step.t === "hide" || step.t === "show") {
               visibility = step.t === "hide" ? "hidden" : "visible";
               act(() => void document.dispatchEvent(new Event("visibilitychange")));
-            } else await advance(step.ms);
+            } else if (step.t === "wait") {
+              await advance(step.ms);
+            }
           }
           visibility = "visible";
           act(() => void document.dispatchEvent(new Event("visibilitychange")));
