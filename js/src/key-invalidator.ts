@@ -94,7 +94,8 @@ export class KeyInvalidator {
     if (state.staleAt !== null && this.#focus.isFocused()) {
       const fresh = state.fetchedAt > state.staleAt;
       state.staleAt = null;
-      if (!fresh) this.#run(new Set([key]));
+      // Through #invalidate: a fetch may still be in flight (one that outlived its last component).
+      if (!fresh) this.#invalidate(new Set([key]));
     }
     return () => {
       state.mounts--;

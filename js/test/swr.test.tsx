@@ -144,6 +144,30 @@ describe("SWR: autoRefetch middleware, mutate with a key filter", () => {
     expect(shown["again"]).toBe(1);
   });
 
+  it("test_a_key_remounted_while_a_fetch_of_it_is_in_flight_gets_one_more_after_it_not_a_second_at_once", async () => {
+    // Found by the model test: the first fetch outlives its component, the pass marks the key,
+    // and a new component mounts while that fetch is still in flight.
+    const view = render(<App />);
+    api.version = 1;
+    emit(projectsChanged());
+    view.rerender(
+      <App>
+        <Projects />
+      </App>,
+    );
+    view.rerender(<App />);
+    await advance(25);
+    view.rerender(
+      <App>
+        <Projects name="again" />
+      </App>,
+    );
+    await advance(500);
+    expect(api.overlapping).toBe(0);
+    expect(api.calls).toBe(2);
+    expect(shown["again"]).toBe(1);
+  });
+
   it("test_a_hidden_tab_defers_revalidation_until_visible", async () => {
     // The page's own visibility, as the key invalidator reads it by default.
     let visibility: DocumentVisibilityState = "visible";
