@@ -85,7 +85,7 @@ export class SWRUpdates {
 const EMPTY: readonly FrameLogEntry[] = [];
 const sessions = new WeakMap<Cache, SWRUpdates>();
 
-/** The one SWRUpdates of this cache (the `cache` and `mutate` of `useSWRConfig()`). */
+/** The one SWRUpdates of this cache (the `cache` and `mutate` of `useSWRConfig()`), created on first use with these options. */
 export function swrUpdates(cache: Cache, mutate: ScopedMutator, options: KeyInvalidatorOptions = {}): SWRUpdates {
   let session = sessions.get(cache);
   if (!session) {

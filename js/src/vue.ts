@@ -122,7 +122,7 @@ export function useAutoRefetch(
   };
   // The query may be created after this call (useQuery below it) or again after it left the cache.
   const offCache = cache.subscribe((event) => {
-    if (event.type === "added" || event.type === "observerAdded") tag();
+    if (event.type === "added") tag();
   });
   watch(() => [toValue(queryKey), toValue(types), toValue(options.keys)], tag, { immediate: true, deep: true });
   onScopeDispose(offCache);

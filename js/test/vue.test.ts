@@ -133,6 +133,23 @@ describe("Vue: useAutoRefetch, UpdatesPlugin and the core invalidator", () => {
     expect(client.getQueryState(["project", 2])?.isInvalidated).toBe(false);
   });
 
+  it("test_use_auto_refetch_before_use_query_tags_the_query_created_after_it", async () => {
+    const First = defineComponent({
+      setup() {
+        useAutoRefetch(["projects"], "projects");
+        const query = useQuery({ queryKey: ["projects"], queryFn: api.queryFn });
+        return () => h("p", { "data-name": "first" }, String(query.data.value));
+      },
+    });
+    const element = mount(First);
+    await advance(100);
+    api.version = 1;
+    source.emit(projectsChanged());
+    await advance(200);
+    expect(api.calls).toBe(2);
+    expect(shown(element)).toEqual({ first: "1" });
+  });
+
   it("test_a_hidden_tab_defers_refetches_until_visible", async () => {
     const element = mount(Projects);
     await advance(100);
