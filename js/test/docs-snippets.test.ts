@@ -1,11 +1,12 @@
 // The Vue, Solid and SWR snippets of docs/js.md type-check against this checkout, as an app's
 // code would (bundler resolution, `refetch-sse/*` mapped to src/, a small ./api module next to
-// them). The Svelte snippets are .svelte files (svelte-check, not tsc, would read them); the
-// framework-free page is run for real by test/plain-page.test.ts.
+// them). The Svelte snippets are .svelte components: the Svelte compiler must accept them (their
+// types would need svelte-check). The framework-free page is run for real by plain-page.test.ts.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { compile } from "svelte/compiler";
 import ts from "typescript";
 import { afterAll, describe, expect, it } from "vitest";
 
@@ -22,13 +23,15 @@ export async function getProject(id: number): Promise<{ id: number }> { return {
 export const fetcher = async (url: string): Promise<string[]> => (await fetch(url)).json();
 `;
 
-/** The first code block of this language under the `## <heading>` section. */
-function snippet(heading: string, language: string): string {
-  const section = docs.split(/^## /m).find((part) => part.startsWith(`${heading}\n`));
-  const match = section?.match(new RegExp("```" + language + "\\n([\\s\\S]*?)```"));
-  if (!match) throw new Error(`docs/js.md has no \`\`\`${language} block under "## ${heading}"`);
-  return match[1]!;
+/** The code blocks of this language under the `## <heading>` section. */
+function snippets(heading: string, language: string): string[] {
+  const section = docs.split(/^## /m).find((part) => part.startsWith(`${heading}\n`)) ?? "";
+  const blocks = [...section.matchAll(new RegExp("```" + language + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]!);
+  if (blocks.length === 0) throw new Error(`docs/js.md has no \`\`\`${language} block under "## ${heading}"`);
+  return blocks;
 }
+
+const snippet = (heading: string, language: string): string => snippets(heading, language)[0]!;
 
 function typeCheck(file: string, code: string, jsx: Partial<ts.CompilerOptions>): string[] {
   writeFileSync(join(dir, "api.ts"), API);
@@ -68,5 +71,14 @@ describe("docs/js.md snippets", () => {
   it("test_the_swr_snippet_type_checks", () => {
     const jsx = { jsx: ts.JsxEmit.ReactJSX };
     expect(typeCheck("swr-app.tsx", snippet("SWR", "tsx"), jsx)).toEqual([]);
+  });
+
+  it("test_the_svelte_snippets_compile", () => {
+    const blocks = snippets("Svelte", "svelte");
+    expect(blocks).toHaveLength(2);
+    for (const block of blocks) {
+      const { warnings } = compile(block, { filename: "Snippet.svelte", generate: "client" });
+      expect(warnings.map((warning) => warning.message)).toEqual([]);
+    }
   });
 });
