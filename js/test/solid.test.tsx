@@ -172,4 +172,34 @@ describe("Solid: useAutoRefetch, UpdatesProvider and the core invalidator", () =
     expect(source.listenerCount).toBe(0);
     expect(source.closed).toBe(0); // a stream passed in belongs to the caller
   });
+
+  it("test_the_provider_follows_a_signal_and_a_recreated_stream_is_started_again", async () => {
+    const [on, setOn] = createSignal(true);
+    const element = document.createElement("div");
+    document.body.append(element);
+    disposers.push(
+      render(
+        () => (
+          <QueryClientProvider client={client}>
+            <UpdatesProvider stream={source} enabled={on()}>
+              <Projects />
+            </UpdatesProvider>
+          </QueryClientProvider>
+        ),
+        element,
+      ),
+    );
+    await advance(100);
+    expect(source.started).toBe(1);
+    setOn(false);
+    await advance(10);
+    expect(source.listenerCount).toBe(0);
+    api.version = 1;
+    setOn(true);
+    await advance(10);
+    expect(source.started).toBe(2);
+    source.emit(projectsChanged());
+    await advance(200);
+    expect(shown(element)).toEqual({ projects: "1" });
+  });
 });
