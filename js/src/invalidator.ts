@@ -41,7 +41,7 @@ export interface QueryInvalidatorOptions {
   logger?: Pick<Console, "warn" | "error">;
 }
 
-interface NormalTag {
+export interface NormalTag {
   type: string;
   keys?: string[];
 }
@@ -430,7 +430,7 @@ export class QueryInvalidator {
 }
 
 /** Used only when no focusManager is passed: the page's visibility, as TanStack's default reads it. */
-const pageVisibility: FocusManagerLike = {
+export const pageVisibility: FocusManagerLike = {
   isFocused: () => (globalThis as { document?: Document }).document?.visibilityState !== "hidden",
   subscribe(listener) {
     const doc = (globalThis as { document?: Document }).document;
@@ -455,7 +455,7 @@ function isOlder(a: string, b: string): boolean {
   return order === null || order < 0;
 }
 
-function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
+export function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
   const list: readonly UpdateTag[] = Array.isArray(tags) ? tags : [tags as UpdateTag];
   return list.map((tag) =>
     typeof tag === "string"
@@ -466,7 +466,7 @@ function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
   );
 }
 
-function tagMatches(tag: NormalTag, update: Update): boolean {
+export function tagMatches(tag: NormalTag, update: Update): boolean {
   if (tag.type !== update.type) return false;
   if (!update.keys || !tag.keys) return true;
   return update.keys.some((key) => tag.keys!.includes(key));
