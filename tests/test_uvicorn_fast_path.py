@@ -43,7 +43,6 @@ def passthrough(app: ASGIApp) -> ASGIApp:
 async def _wire_bytes(app_of: Any) -> tuple[bytes, list[bool]]:
     engaged: list[bool] = []
     async with UpdateService(TYPES, min_interval=0, close_on_signals=False) as hub:
-
         endpoint = UpdatesEndpoint(hub)
 
         async def spy(scope: Scope, receive: Receive, send: Send) -> None:
