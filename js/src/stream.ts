@@ -1,5 +1,3 @@
-import { createParser, type EventSourceMessage } from "eventsource-parser";
-
 import { fullJitterDelay, type BackoffOptions } from "./backoff.js";
 import {
   parseHello,
@@ -14,6 +12,7 @@ import {
   type UpdateSource,
   type UpdateType,
 } from "./protocol.js";
+import { createSseParser, type SseMessage } from "./sse.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
 
@@ -258,7 +257,7 @@ export class UpdateStream implements UpdateSource {
         this.#logger.warn(`refetch: expected text/event-stream, got "${contentType}"`);
         return "error";
       }
-      const parser = createParser({
+      const feed = createSseParser({
         onEvent: (message) => {
           if (!current()) return;
           const wasOpen = this.#status === "open";
@@ -285,7 +284,7 @@ export class UpdateStream implements UpdateSource {
         for (;;) {
           const { done, value } = await reader.read();
           if (done || !current()) break;
-          parser.feed(decoder.decode(value, { stream: true }));
+          feed(decoder.decode(value, { stream: true }));
         }
       } finally {
         reader.cancel().catch(() => {});
@@ -332,7 +331,7 @@ export class UpdateStream implements UpdateSource {
     return headers;
   }
 
-  #handle(message: EventSourceMessage, sentCursor: string | null): void {
+  #handle(message: SseMessage, sentCursor: string | null): void {
     const event = message.event ?? "message";
     const entry: FrameLogEntry = { at: Date.now(), event, data: message.data };
     if (message.id !== undefined) entry.id = message.id;
@@ -343,7 +342,7 @@ export class UpdateStream implements UpdateSource {
     for (const listener of [...this.#frameListeners]) this.#call(listener, entry);
   }
 
-  #process(event: string, message: EventSourceMessage, sentCursor: string | null): void {
+  #process(event: string, message: SseMessage, sentCursor: string | null): void {
     let data: unknown;
     try {
       data = JSON.parse(message.data);
