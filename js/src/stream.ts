@@ -12,6 +12,7 @@ import {
   type UpdateSource,
   type UpdateType,
 } from "./protocol.js";
+import { append, listen, notify } from "./listeners.js";
 import { createSseParser, type SseMessage } from "./sse.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
@@ -157,18 +158,15 @@ export class UpdateStream implements UpdateSource {
   }
 
   subscribe(listener: UpdateListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return listen(this.#listeners, listener);
   }
 
   onStatus(listener: StatusListener): () => void {
-    this.#statusListeners.add(listener);
-    return () => this.#statusListeners.delete(listener);
+    return listen(this.#statusListeners, listener);
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.#frameListeners.add(listener);
-    return () => this.#frameListeners.delete(listener);
+    return listen(this.#frameListeners, listener);
   }
 
   async #run(generation: number): Promise<void> {
@@ -337,9 +335,8 @@ export class UpdateStream implements UpdateSource {
     if (message.id !== undefined) entry.id = message.id;
     this.#process(event, message, sentCursor);
     // After processing, so a frame listener (the cross-tab relay) sees the cursor it moved to.
-    this.#log.push(entry);
-    if (this.#log.length > this.#logSize) this.#log.splice(0, this.#log.length - this.#logSize);
-    for (const listener of [...this.#frameListeners]) this.#call(listener, entry);
+    append(this.#log, entry, this.#logSize);
+    notify(this.#frameListeners, entry, this.#logger);
   }
 
   #process(event: string, message: SseMessage, sentCursor: string | null): void {
@@ -397,22 +394,15 @@ export class UpdateStream implements UpdateSource {
   }
 
   #emit(event: UpdateEvent): void {
-    for (const listener of [...this.#listeners]) this.#call(listener, event);
+    notify(this.#listeners, event, this.#logger);
   }
 
   #setStatus(status: StreamStatus): void {
     if (status === this.#status) return;
     this.#status = status;
-    for (const listener of [...this.#statusListeners]) this.#call(listener, status);
+    notify(this.#statusListeners, status, this.#logger);
   }
 
-  #call<T>(listener: (value: T) => void, value: T): void {
-    try {
-      listener(value);
-    } catch (error) {
-      this.#logger.error("refetch: a listener threw", error);
-    }
-  }
 }
 
 function clampHeartbeat(seconds: number): number {
