@@ -56,6 +56,7 @@ export default defineConfig({
     alias: [
       { find: /^refetch-sse$/, replacement: resolve(here, "src/index.ts") },
       { find: /^refetch-sse\/query-core$/, replacement: resolve(here, "src/query-core.ts") },
+      { find: /^refetch-sse\/query$/, replacement: resolve(here, "src/query.ts") },
     ],
   },
   test: {

@@ -168,7 +168,7 @@ export class QueryInvalidator {
   connect(source: UpdateSource): () => void {
     this.start();
     if (this.#coverage && this.#coverage.source !== source) this.#uncover();
-    this.#coverage = { source, base: null, judge: null, tick: Number.POSITIVE_INFINITY };
+    this.#coverage = { source, base: null, judge: null, tick: Infinity };
     const offEvents = source.subscribe((event) => this.handle(event));
     const offStatus = source.onStatus((status) => this.#status(source, status));
     this.#status(source, source.status);
@@ -221,7 +221,7 @@ export class QueryInvalidator {
       this.#observerTags.set(refetch, set);
     }
     set.add(normal);
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       if (query.observers.some((observer) => observer.refetch === refetch)) this.tagQuery(query, normal);
     }
     return () => {
@@ -254,14 +254,14 @@ export class QueryInvalidator {
     this.#pendingAll = false;
     this.#pendingGap = new Set();
     if (matched.size > 0) {
-      const cached = new Set<unknown>(this.#client.getQueryCache().getAll());
+      const cached = new Set<unknown>(this.#queries());
       for (const query of matched) if (!cached.has(query)) matched.delete(query);
     }
     if (!all && updates.length === 0) {
       if (matched.size > 0) this.#invalidate(matched);
       return;
     }
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       const tags = this.tagsOf(query);
       if (tags.length === 0) continue;
       if (all || updates.some((update) => tags.some((tag) => tagMatches(tag, update)))) {
@@ -282,6 +282,10 @@ export class QueryInvalidator {
   }
 
   // -- the cache --------------------------------------------------------------------
+
+  #queries(): AnyQuery[] {
+    return this.#client.getQueryCache().getAll() as AnyQuery[];
+  }
 
   #watch(): void {
     if (this.#watching) return;
@@ -319,9 +323,7 @@ export class QueryInvalidator {
 
   #taggedFetchesSettled(limitMs: number): Promise<void> {
     const busy = () =>
-      (this.#client.getQueryCache().getAll() as AnyQuery[]).some(
-        (query) => query.state.fetchStatus === "fetching" && this.tagsOf(query).length > 0,
-      );
+      this.#queries().some((query) => query.state.fetchStatus === "fetching" && this.tagsOf(query).length > 0);
     if (!busy()) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
@@ -387,7 +389,7 @@ export class QueryInvalidator {
   /** Data fetched up to `tick` may miss changes: one more fetch for each tagged query of it. */
   #gap(tick: number, fetchingOnly = false): void {
     let any = false;
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       if (fetchingOnly && query.state.fetchStatus === "idle") continue;
       const started = this.#fetchTicks.get(query);
       // A query fetched before this invalidator watched the cache has no tick: it predates anything.

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import * as core from "../src/index.js";
+import * as query from "../src/query.js";
 import * as queryCore from "../src/query-core.js";
 import * as react from "../src/react.js";
 import * as solid from "../src/solid.js";
@@ -26,7 +27,10 @@ describe("public API", () => {
   });
 
   it("test_query_core_exports", () => {
-    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    // The invalidation core only: nothing here opens a stream (that is refetch-sse/query).
+    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator"]);
+    expect(Object.keys(query).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    expect(query.QueryInvalidator).toBe(queryCore.QueryInvalidator);
   });
 
   it("test_react_exports", () => {
@@ -64,6 +68,7 @@ describe("public API", () => {
     for (const [entry, file] of [
       [".", "index"],
       ["./query-core", "query-core"],
+      ["./query", "query"],
       ["./react", "react"],
       ["./vue", "vue"],
       ["./svelte", "svelte"],
@@ -72,7 +77,7 @@ describe("public API", () => {
     ]) {
       expect(pkg.exports[entry!]).toEqual({ types: `./dist/${file}.d.ts`, import: `./dist/${file}.js`, default: `./dist/${file}.js` });
     }
-    const entries = ["query-core", "react", "vue", "svelte", "solid", "swr"];
+    const entries = ["query-core", "query", "react", "vue", "svelte", "solid", "swr"];
     expect(pkg.typesVersions).toEqual({ "*": Object.fromEntries(entries.map((e) => [e, [`./dist/${e}.d.ts`]])) });
     // Optional, so npm installs no framework a user did not ask for.
     for (const peer of Object.keys(pkg.peerDependencies)) expect(pkg.peerDependenciesMeta[peer]).toEqual({ optional: true });

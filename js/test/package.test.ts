@@ -40,7 +40,7 @@ describe("npm pack, installed into a fresh project", () => {
 
   it("test_the_tarball_ships_dist_with_use_client_on_the_react_entry", () => {
     const files = JSON.parse(readFileSync(join(project, "files.json"), "utf8")) as string[];
-    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/react.js", "dist/react.d.ts"]) {
+    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/query-core.d.ts", "dist/query.js", "dist/query.d.ts", "dist/react.js", "dist/react.d.ts"]) {
       expect(files).toContain(file);
     }
     for (const entry of ["vue", "svelte", "solid", "swr"]) {
@@ -63,10 +63,10 @@ describe("npm pack, installed into a fresh project", () => {
   it("test_it_loads_by_name_with_import_and_require", () => {
     const imported = run(
       "node",
-      ["-e", 'import("refetch-sse").then((m) => import("refetch-sse/query-core").then((q) => console.log(typeof m.createUpdateStream, typeof q.queryUpdates)))'],
+      ["-e", 'Promise.all([import("refetch-sse"), import("refetch-sse/query-core"), import("refetch-sse/query")]).then(([m, c, q]) => console.log(typeof m.createUpdateStream, typeof c.QueryInvalidator, typeof q.queryUpdates))'],
       project,
     );
-    expect(imported.trim()).toBe("function function");
+    expect(imported.trim()).toBe("function function function");
     // require() of the ESM build through the "default" condition (Node >= 20.19 loads ESM from require).
     const [major, minor] = process.versions.node.split(".").map(Number) as [number, number];
     if (major > 20 || (major === 20 && minor >= 19)) {
@@ -80,10 +80,12 @@ describe("npm pack, installed into a fresh project", () => {
       join(project, "use.ts"),
       [
         'import { createUpdateStream, type StreamStatus } from "refetch-sse";',
-        'import { queryUpdates, type UpdatesMeta } from "refetch-sse/query-core";',
+        'import { QueryInvalidator, type UpdatesMeta } from "refetch-sse/query-core";',
+        'import { queryUpdates, type ConnectOptions } from "refetch-sse/query";',
         'const status: StreamStatus = "error";',
         'const meta: UpdatesMeta = { updates: ["projects", { type: "projects", keys: [1] }] };',
-        "export { createUpdateStream, queryUpdates, status, meta };",
+        'const connect: ConnectOptions = { url: "/updates" };',
+        "export { createUpdateStream, QueryInvalidator, queryUpdates, status, meta, connect };",
         "",
       ].join("\n"),
     );
