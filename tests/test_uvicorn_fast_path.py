@@ -14,7 +14,7 @@ import uvicorn
 
 from refetch import UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Receive, Scope, Send
-from refetch._uvicorn import KNOWN_VERSIONS, direct_transport
+from refetch._uvicorn import KNOWN_VERSIONS, uvicorn_cycle
 
 from .conftest import TYPES, serve
 
@@ -46,7 +46,7 @@ async def _wire_bytes(app_of: Any) -> tuple[bytes, list[bool]]:
         endpoint = UpdatesEndpoint(hub)
 
         async def spy(scope: Scope, receive: Receive, send: Send) -> None:
-            engaged.append(direct_transport(send) is not None)
+            engaged.append(uvicorn_cycle(send) is not None)
             await endpoint(scope, receive, send)
 
         async with serve(app_of(spy)) as url, httpx.AsyncClient() as http:
