@@ -41,8 +41,19 @@ SERVERS = {
     "refetch": (HERE / "server_refetch.py", []),
     # The same, with send() wrapped as Starlette's middleware does: the ASGI write path.
     "refetch-asgi": (HERE / "server_refetch.py", ["--asgi-send"]),
+    # What users run: FastAPI, CORS, a raw ASGI middleware, the endpoint as the README mounts it.
+    "fastapi": (HERE / "server_fastapi.py", []),
+    # The reference portal: its own authenticated stream, notifies through its API.
+    "portal": (HERE / "server_portal.py", []),
     "baseline": (HERE / "server_baseline.py", []),
 }
+#: The stream's path per server (the portal's is its own, filtered to the type it triggers).
+STREAM_PATH = {"portal": "/api/updates?types=projects"}
+#: Servers that take part in scenarios 3 and 4 (the app variants are measured in 1 and 2).
+WRITE_PATH_ONLY = {"fastapi", "portal"}
+ORIGIN = "http://127.0.0.1:5173"  # the origin server_fastapi.py allows
+PORTAL_WRITER = "bob@acme.test"  # member of acme: hears (and may rename) acme's projects
+PORTAL_OTHER = "carol@globex.test"  # globex only: must hear nothing of acme
 
 
 def nofile_limit() -> int:
@@ -159,13 +170,19 @@ def measure(
         for started_server in servers:
             started_server.stop()
         raise
-    urls = [arg for server in servers for arg in ("--url", f"{server.url}/updates")]
+    path = STREAM_PATH.get(kind, "/updates")
+    urls = [arg for server in servers for arg in ("--url", f"{server.url}{path}")]
+    try:
+        options = loadgen_options(kind, servers[0])
+    except BaseException:
+        for started_server in servers:
+            started_server.stop()
+        raise
     cmd = [
         PYTHON,
         str(HERE / "loadgen.py"),
         *urls,
-        "--header",
-        f"Authorization: Bearer {TOKEN}",
+        *options,
         "--scenario",
         scenario,
         *loadgen_args,
@@ -205,6 +222,51 @@ def measure(
     label = scenario if instances == 1 else f"{scenario}x{instances}"
     print(f"  {kind:8} {label:10} n={result.get('n', '?')}: {short(result)}", flush=True)
     return result
+
+
+def local_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method)
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, data, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def loadgen_options(kind: str, server: Server) -> list[str]:
+    """What the load generator needs to speak to this server, beyond the bench token."""
+    if kind == "fastapi":
+        # A cross-origin app (server_fastapi.ORIGIN is allowed): CORS answers every stream.
+        return ["--header", f"Authorization: Bearer {TOKEN}", "--header", f"Origin: {ORIGIN}"]
+    if kind != "portal":
+        return ["--header", f"Authorization: Bearer {TOKEN}"]
+
+    def login(email: str) -> str:
+        answer = local_json(f"{server.url}/api/login", "POST", {"email": email, "password": "demo"})
+        return str(answer["token"])
+
+    writer, other = login(PORTAL_WRITER), login(PORTAL_OTHER)
+    projects = local_json(f"{server.url}/api/projects?tenant=acme", token=writer)
+    # Streams take turns: even ones are the acme member's, odd ones globex's (quiet).
+    return [
+        "--group",
+        f"Authorization: Bearer {writer}",
+        "--group",
+        f"Authorization: Bearer {other}",
+        "--quiet-groups",
+        "1",
+        "--trigger",
+        f"PATCH /api/projects/{projects[0]['id']}",
+        "--trigger-body",
+        '{"name": "bench-{n}"}',
+        "--trigger-header",
+        f"Authorization: Bearer {writer}",
+    ]
 
 
 def redis_client(url: str) -> Any:
@@ -340,6 +402,8 @@ def run(
             )
             for n in c["sizes"]
             for kind in servers
+            # Past 10k the portal measures SQLite session look-ups, not streams.
+            if not (kind == "portal" and n > 10_000)
         ]
     if "fanout" in wanted:
         c = p["fanout"]
@@ -372,6 +436,7 @@ def run(
                 timeout=300,
             )
             for kind in servers
+            if kind not in WRITE_PATH_ONLY
         ]
     if "storm" in wanted:
         c = p["storm"]
@@ -396,6 +461,7 @@ def run(
                 rss_limit=4 * 2**30,
             )
             for kind in servers
+            if kind not in WRITE_PATH_ONLY
         ]
     if "instances" in wanted:
         c = p["instances"]
@@ -464,6 +530,13 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
             n, base = row.get("n"), pick(res["fanout"], "baseline", row.get("n"))
             for key in ("p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"):
                 out[f"fanout n={n} {key}"] = ratio(base.get(key), row.get(key))
+            for app in ("fastapi", "portal"):
+                other = pick(res["fanout"], app, row.get("n"))
+                if other:
+                    for key in ("p99_ms", "server_cpu_us_per_delivery"):
+                        out[f"fanout n={n} {key} (baseline / {app})"] = ratio(
+                            base.get(key), other.get(key)
+                        )
     if res.get("saturation"):
         r = (pick(res["saturation"], "refetch").get("best") or {}).get("deliveries_per_s")
         b = (pick(res["saturation"], "baseline").get("best") or {}).get("deliveries_per_s")
@@ -552,7 +625,8 @@ def markdown(report: dict[str, Any]) -> str:
                 "missing",
                 "server CPU / delivery (µs)",
                 "of which user / sys (µs)",
-                "longest GC pause (ms)",
+                "longest GC pause in the rounds / since start (ms)",
+                "streams hearing / leaked deliveries",
                 "load generator CPU (%)",
             ],
             [
@@ -566,12 +640,47 @@ def markdown(report: dict[str, Any]) -> str:
                     r.get("missing", r.get("aborted")),
                     r.get("server_cpu_us_per_delivery"),
                     " / ".join(fmt(r.get(f"server_{k}_us_per_delivery")) for k in ("user", "sys")),
-                    r.get("server_gc_max_ms"),
+                    f"{fmt(r.get('server_gc_rounds_max_ms'))} / {fmt(r.get('server_gc_max_ms'))}",
+                    f"{fmt(r.get('hearing'))} / {fmt(r.get('leaked'))}",
                     r.get("loadgen_cpu_pct"),
                 ]
                 for r in res["fanout"]
             ],
         )
+        apps = [r for r in res["fanout"] if r["server"] in ("fastapi", "portal")]
+        if apps:
+            rows = []
+            for r in apps:
+                bare = pick(res["fanout"], "refetch", r.get("n"))
+                rows.append(
+                    [
+                        r.get("n"),
+                        r["server"],
+                        r.get("server_cpu_us_per_delivery"),
+                        ratio(
+                            r.get("server_cpu_us_per_delivery"),
+                            bare.get("server_cpu_us_per_delivery"),
+                        ),
+                        r.get("p99_ms"),
+                        ratio(r.get("p99_ms"), bare.get("p99_ms")),
+                        r.get("server_gc_rounds_max_ms"),
+                        r.get("server_gc_max_ms"),
+                    ]
+                )
+            table(
+                "2a. The apps against the bare server (same run; x bare = app / bare; the target is at most 1.15)",
+                [
+                    "N",
+                    "app",
+                    "CPU / delivery (µs)",
+                    "x bare",
+                    "p99 (ms)",
+                    "x bare",
+                    "longest GC pause in the rounds (ms)",
+                    "since start (ms)",
+                ],
+                rows,
+            )
     if "saturation" in res:
         rows = []
         for r in res["saturation"]:
@@ -746,7 +855,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=["smoke", "quick", "full"], default="quick")
-    parser.add_argument("--servers", default="refetch,baseline")
+    parser.add_argument("--servers", default="refetch,fastapi,portal,baseline")
     parser.add_argument("--only", default=None, help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument(
         "--redis", default=REDIS, help="Redis for scenario 5 (127.0.0.1 only; a stream per run)"

@@ -48,10 +48,36 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
         assert row["connected"] == 50
         assert row["connections_after_close"] == 0
         assert row["rss_per_connection_kb"] is not None
+    # Every variant side by side in the same run: the bare server, the ASGI write path,
+    # the FastAPI app with middleware, the portal, the naive baseline.
+    assert [row["server"] for row in results["idle"]] == [
+        "refetch",
+        "fastapi",
+        "portal",
+        "baseline",
+    ]
+    assert [row["server"] for row in results["fanout"]] == [
+        "refetch",
+        "refetch-asgi",
+        "fastapi",
+        "portal",
+        "baseline",
+    ]
     for row in results["fanout"]:
-        assert row["missing"] == 0 and row["delivered"] == row["expected"] == 150
+        # The portal's notify has a tenant audience: half of the streams (acme's) hear
+        # each of the 3 renames, the other half (globex's) hear none of them.
+        hearing = 25 if row["server"] == "portal" else 50
+        assert row["hearing"] == hearing and row["leaked"] == 0, row
+        assert row["missing"] == 0 and row["delivered"] == row["expected"] == 3 * hearing
         assert row["lost"] == 0 and row["connections_after_close"] == 0
-        assert {"p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"} <= row.keys()
+        assert {
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "server_cpu_us_per_delivery",
+            "server_gc_max_ms",
+            "server_gc_rounds_max_ms",
+        } <= row.keys()
     for row in results["saturation"]:
         assert row["steps"] and row["steps"][0]["missing"] == 0
     for row in results["storm"]:
