@@ -43,6 +43,8 @@ SERVERS = {
     "refetch-asgi": (HERE / "server_refetch.py", ["--asgi-send"]),
     # What users run: FastAPI, CORS, a raw ASGI middleware, the endpoint as the README mounts it.
     "fastapi": (HERE / "server_fastapi.py", []),
+    # The same app with the stream in front of its stack (refetch.mount).
+    "fastapi-mounted": (HERE / "server_fastapi.py", ["--mount"]),
     # The reference portal: its own authenticated stream, notifies through its API.
     "portal": (HERE / "server_portal.py", []),
     "baseline": (HERE / "server_baseline.py", []),
@@ -50,7 +52,7 @@ SERVERS = {
 #: The stream's path per server (the portal's is its own, filtered to the type it triggers).
 STREAM_PATH = {"portal": "/api/updates?types=projects"}
 #: Servers that take part in scenarios 3 and 4 (the app variants are measured in 1 and 2).
-WRITE_PATH_ONLY = {"fastapi", "portal"}
+WRITE_PATH_ONLY = {"fastapi", "fastapi-mounted", "portal"}
 ORIGIN = "http://127.0.0.1:5173"  # the origin server_fastapi.py allows
 PORTAL_WRITER = "bob@acme.test"  # member of acme: hears (and may rename) acme's projects
 PORTAL_OTHER = "carol@globex.test"  # globex only: must hear nothing of acme
@@ -240,7 +242,7 @@ def local_json(url: str, method: str = "GET", body: Any = None, token: str | Non
 
 def loadgen_options(kind: str, server: Server) -> list[str]:
     """What the load generator needs to speak to this server, beyond the bench token."""
-    if kind == "fastapi":
+    if kind.startswith("fastapi"):
         # A cross-origin app (server_fastapi.ORIGIN is allowed): CORS answers every stream.
         return ["--header", f"Authorization: Bearer {TOKEN}", "--header", f"Origin: {ORIGIN}"]
     if kind != "portal":
@@ -530,7 +532,7 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
             n, base = row.get("n"), pick(res["fanout"], "baseline", row.get("n"))
             for key in ("p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"):
                 out[f"fanout n={n} {key}"] = ratio(base.get(key), row.get(key))
-            for app in ("fastapi", "portal"):
+            for app in ("fastapi", "fastapi-mounted", "portal"):
                 other = pick(res["fanout"], app, row.get("n"))
                 if other:
                     for key in ("p99_ms", "server_cpu_us_per_delivery"):
@@ -647,7 +649,7 @@ def markdown(report: dict[str, Any]) -> str:
                 for r in res["fanout"]
             ],
         )
-        apps = [r for r in res["fanout"] if r["server"] in ("fastapi", "portal")]
+        apps = [r for r in res["fanout"] if r["server"] in ("fastapi", "fastapi-mounted", "portal")]
         if apps:
             rows = []
             for r in apps:
@@ -855,7 +857,7 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=["smoke", "quick", "full"], default="quick")
-    parser.add_argument("--servers", default="refetch,fastapi,portal,baseline")
+    parser.add_argument("--servers", default="refetch,fastapi,fastapi-mounted,portal,baseline")
     parser.add_argument("--only", default=None, help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument(
         "--redis", default=REDIS, help="Redis for scenario 5 (127.0.0.1 only; a stream per run)"

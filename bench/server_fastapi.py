@@ -10,6 +10,8 @@ The same routes as ``server_refetch.py`` (``GET /updates``, ``POST /trigger``,
 pass CORS untouched); ``RequestId`` is the kind of plain ASGI middleware apps add (it
 numbers requests and appends ``x-request-id`` to every response). Unlike the bare
 server, this app calls no ``gc.freeze()``: whatever GC policy it has is the library's.
+With ``--mount`` the stream is served by ``refetch.mount`` in front of the whole stack
+(with the same CORS answer), the way docs/server.md recommends for many streams.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+import refetch
 from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
 
 ORIGIN = "http://127.0.0.1:5173"
@@ -68,7 +71,8 @@ def build(args: Any) -> Any:
     app.add_middleware(
         CORSMiddleware, allow_origins=[ORIGIN], allow_credentials=True, allow_methods=["*"]
     )
-    app.add_route("/updates", endpoint)  # type: ignore[arg-type]
+    if not args.mount:
+        app.add_route("/updates", endpoint)  # type: ignore[arg-type]
 
     def notify() -> None:
         updates.notify("bench", key=str(time.time_ns()))
@@ -89,6 +93,10 @@ def build(args: Any) -> Any:
             )
         )
 
+    if args.mount:
+        return refetch.mount(
+            app, "/updates", endpoint, allow_origins=[ORIGIN], allow_credentials=True
+        )
     return app
 
 
@@ -96,6 +104,9 @@ if __name__ == "__main__":
     parser = arguments(__doc__ or "")
     parser.add_argument("--min-interval", type=float, default=0.1)
     parser.add_argument("--backend", default=None, help="UpdateService(backend=...)")
+    parser.add_argument(
+        "--mount", action="store_true", help="refetch.mount() the stream in front of the stack"
+    )
     parser.set_defaults(gc_freeze=False)
     arguments_ = parser.parse_args()
     serve(build(arguments_), arguments_.port)

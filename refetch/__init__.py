@@ -15,6 +15,7 @@ from ._exceptions import (
     UnknownUpdateType,
 )
 from ._hub import Statistics, UpdateService
+from ._mount import StreamMount, mount
 from ._poller import Lease, Poller, SharedLease, poller
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
@@ -39,10 +40,12 @@ __all__ = [
     "SharedLease",
     "Statistics",
     "StreamError",
+    "StreamMount",
     "StreamRejected",
     "UnknownUpdateType",
     "Update",
     "UpdateService",
     "UpdatesEndpoint",
+    "mount",
     "poller",
 ]

@@ -7,6 +7,7 @@ from collections.abc import Coroutine, Generator
 from typing import Any, cast
 
 from ._auth import Principal
+from ._mount import StartHeaders
 from ._types import Send
 
 NEVER = float("-inf")
@@ -144,6 +145,8 @@ def _uvicorn_cycle(send: Send) -> Any:
     is not paused, and the hub may do it directly. Anything else (another server,
     or middleware that wraps ``send``) goes through ``send()``.
     """
+    if isinstance(send, StartHeaders):  # refetch.mount's: bodies pass unchanged
+        send = send.body_send
     cycle = getattr(send, "__self__", None)
     if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
         return None

@@ -60,6 +60,7 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
         "refetch",
         "refetch-asgi",
         "fastapi",
+        "fastapi-mounted",
         "portal",
         "baseline",
     ]
