@@ -310,36 +310,29 @@ class Run:
             result["per_server"] = each
         return result
 
+    async def open_stream(self, i: int) -> Stream | None:
+        """Stream number ``i``: its URL and credentials by turns; None if it failed."""
+        slot = i % len(self.targets)
+        group = (i // len(self.targets)) % len(self.groups)
+        target = self.targets[slot]
+        extra = "Accept: text/event-stream\r\n" + (self.groups[group] or "")
+        request = target.request("GET", target.path, extra)
+        quiet = group in self.quiet
+        try:
+            async with asyncio.timeout(self.args.connect_timeout):
+                _, stream = await asyncio.get_running_loop().create_connection(
+                    lambda: Stream(self.stats, request, slot, quiet), target.host, target.port
+                )
+                await stream.hello
+                return stream
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.stats.errors.append(repr(exc)[:200])
+            return None
+
     async def connect(self, n: int) -> dict[str, Any]:
         """Open ``n`` streams at once; return how long until every hello arrived."""
-        loop = asyncio.get_running_loop()
-        requests = [
-            [
-                t.request("GET", t.path, "Accept: text/event-stream\r\n" + (group or ""))
-                for group in self.groups
-            ]
-            for t in self.targets
-        ]
         t0 = time.perf_counter()
-
-        async def one(i: int) -> Stream | None:
-            slot = i % len(self.targets)
-            group = (i // len(self.targets)) % len(self.groups)
-            target = self.targets[slot]
-            request = requests[slot][group]
-            quiet = group in self.quiet
-            try:
-                async with asyncio.timeout(self.args.connect_timeout):
-                    _, stream = await loop.create_connection(
-                        lambda: Stream(self.stats, request, slot, quiet), target.host, target.port
-                    )
-                    await stream.hello
-                    return stream
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                self.stats.errors.append(repr(exc)[:200])
-                return None
-
-        opened = await asyncio.gather(*(one(i) for i in range(n)))
+        opened = await asyncio.gather(*(self.open_stream(i) for i in range(n)))
         elapsed = time.perf_counter() - t0
         self.streams = [s for s in opened if s is not None]
         return {"connected": len(self.streams), "connect_s": elapsed}
@@ -530,6 +523,57 @@ class Run:
         result["lost"] = self.stats.lost
         return result
 
+    async def churn(self) -> dict[str, Any]:
+        """N streams for ``duration`` s while ``churn_rate`` per second are replaced
+        (the oldest closed, a new one opened) and one update to all goes out every
+        second; the server's RSS is sampled throughout (a leak shows as a slope)."""
+        a = self.args
+        result = await self.connect(a.n)
+        await asyncio.sleep(a.settle)
+        first = await self.server_stats()
+        samples = [(0.0, first["rss"] / 2**20)]
+        started = time.monotonic()
+        next_sample = next_trigger = started
+        opened = len(self.streams)
+        replaced = 0
+        tick = 0.1
+        while time.monotonic() - started < a.duration:
+            batch = max(1, round(a.churn_rate * tick))
+            for stream in self.streams[:batch]:
+                stream.close()
+            del self.streams[:batch]
+            fresh = await asyncio.gather(*(self.open_stream(opened + j) for j in range(batch)))
+            opened += batch
+            self.streams.extend(s for s in fresh if s is not None)
+            replaced += batch
+            now = time.monotonic()
+            if now >= next_trigger:
+                await self.trigger()
+                next_trigger += 1.0
+            if now >= next_sample:
+                stats = await self.server_stats()
+                samples.append((now - started, stats["rss"] / 2**20))
+                next_sample += a.sample
+            await asyncio.sleep(max(0.0, tick - (time.monotonic() - now)))
+        await asyncio.sleep(a.settle)
+        last = await self.server_stats()
+        samples.append((time.monotonic() - started, last["rss"] / 2**20))
+        pauses = [ms for at, ms, _ in last.get("gc_pauses", []) if at >= first["time"]]
+        result.update(
+            duration_s=time.monotonic() - started,
+            replaced=replaced,
+            streams_at_end=last["connections"],
+            rss_start_mb=first["rss"] / 2**20,
+            rss_end_mb=last["rss"] / 2**20,
+            rss_samples_mb=samples,
+            triggers=self.rounds_sent,
+            deliveries=self.stats.deliveries,
+            server_cpu_pct=100 * (last["cpu_s"] - first["cpu_s"]) / (last["time"] - first["time"]),
+            server_gc_max_ms=max(pauses, default=0.0),
+        )
+        result.update(await self.disconnect())
+        return result
+
     async def poll(self) -> dict[str, Any]:
         """A dashboard of ``queries`` queries polling every ``interval`` s, per client."""
         a = self.args
@@ -676,7 +720,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trigger-header", action="append", default=[], help="for the trigger only")
     p.add_argument(
         "--scenario",
-        choices=["idle", "fanout", "saturation", "storm", "poll", "push"],
+        choices=["idle", "fanout", "saturation", "storm", "churn", "poll", "push"],
         required=True,
     )
     p.add_argument("-n", type=int, default=100, help="connections (clients)")
@@ -692,6 +736,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, default=10_000, help="storm notifies")
     p.add_argument("--rate", type=float, default=1000.0, help="storm notifies per second")
     p.add_argument("--duration", type=float, default=10.0, help="storm deadline, seconds")
+    p.add_argument("--churn-rate", type=float, default=50.0, help="streams replaced per second")
+    p.add_argument("--sample", type=float, default=30.0, help="churn: seconds between RSS samples")
     p.add_argument("--queries", type=int, default=30)
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--changes", type=int, default=5)

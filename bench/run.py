@@ -36,7 +36,7 @@ ROOT = HERE.parent
 PYTHON = sys.executable
 TOKEN = "bench-token"
 REDIS = "redis://127.0.0.1:6379/0"
-SCENARIOS = ["idle", "fanout", "saturation", "storm", "instances", "polling"]
+SCENARIOS = ["idle", "fanout", "saturation", "storm", "instances", "workers", "churn", "polling"]
 SERVERS = {
     "refetch": (HERE / "server_refetch.py", []),
     # The same, with send() wrapped as Starlette's middleware does: the ASGI write path.
@@ -72,6 +72,8 @@ def profile(name: str) -> dict[str, Any]:
             "saturation": {"n": 50, "rates": [10, 20], "step": 0.5},
             "storm": {"n": 50, "count": 100, "rate": 200, "duration": 0.5},
             "instances": {"sizes": [50], "rounds": 3, "gap": 0.15},
+            "workers": {"sizes": [50], "rounds": 3, "gap": 0.15},
+            "churn": {"n": 50, "duration": 1.5, "rate": 20, "sample": 0.5},
             "polling": {"n": 5, "queries": 3, "interval": 0.5, "idle": 1.0, "changes": 2},
         }
     if name == "quick":
@@ -81,6 +83,8 @@ def profile(name: str) -> dict[str, Any]:
             "saturation": {"n": 1000, "rates": [5, 10, 20, 40, 60, 80, 120], "step": 2},
             "storm": {"n": 1000, "count": 2000, "rate": 1000, "duration": 2},
             "instances": {"sizes": [1000], "rounds": 10, "gap": 0.2},
+            "workers": {"sizes": [1000], "rounds": 10, "gap": 0.2},
+            "churn": {"n": 1000, "duration": 20, "rate": 50, "sample": 5},
             "polling": {"n": 20, "queries": 30, "interval": 2, "idle": 6, "changes": 3},
         }
     return {
@@ -93,6 +97,9 @@ def profile(name: str) -> dict[str, Any]:
         },
         "storm": {"n": 10_000, "count": 10_000, "rate": 1000, "duration": 10},
         "instances": {"sizes": [1000, 10_000], "rounds": 20, "gap": 0.3},
+        "workers": {"sizes": [10_000], "rounds": 20, "gap": 0.3},
+        # The soak the issue asks for: 10k streams, 50 replaced per second, 10 minutes.
+        "churn": {"n": 10_000, "duration": 600, "rate": 50, "sample": 30},
         "polling": {"n": 100, "queries": 30, "interval": 2, "idle": 10, "changes": 5},
     }
 
@@ -103,22 +110,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pin(cpu: int) -> Any:
+def pin(cpu: int | None) -> Any:
     def apply() -> None:
-        if len(os.sched_getaffinity(0)) > 1 and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+        if (
+            cpu is not None
+            and len(os.sched_getaffinity(0)) > 1
+            and os.cpu_count()
+            and os.cpu_count() > cpu
+        ):  # type: ignore[operator]
             os.sched_setaffinity(0, {cpu})
 
     return apply
 
 
 class Server:
-    def __init__(self, kind: str, options: list[str], log: Path) -> None:
+    def __init__(self, kind: str, options: list[str], log: Path, cpu: int | None = 0) -> None:
         self.port = free_port()
         self.log = log.open("ab")
         script, variant = SERVERS[kind]
         cmd = [PYTHON, str(script), "--port", str(self.port), "--token", TOKEN, *variant, *options]
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(0), cwd=HERE
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu), cwd=HERE
         )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -156,6 +168,7 @@ def measure(
     *,
     server_options: list[str] | None = None,
     instances: int = 1,
+    pinned: bool = True,
     timeout: float = 300,
     rss_limit: int = 6 * 2**30,
 ) -> dict[str, Any]:
@@ -167,7 +180,7 @@ def measure(
     servers: list[Server] = []
     try:
         for _ in range(instances):
-            servers.append(Server(kind, server_options or [], log))
+            servers.append(Server(kind, server_options or [], log, 0 if pinned else None))
     except BaseException:
         for started_server in servers:
             started_server.stop()
@@ -193,7 +206,9 @@ def measure(
     aborted = None
     peak_rss = 0
     with log.open("ab") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1))
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1 if pinned else None)
+        )
         try:
             while proc.poll() is None:
                 peak_rss = max(peak_rss, sum(server.rss() for server in servers))
@@ -488,6 +503,58 @@ def run(
                         timeout=300,
                     )
                 )
+    if "workers" in wanted:
+        # All the cores: the recommended deployment (FastAPI, stream mounted in front) on
+        # Redis as one worker and as two, nothing pinned (the load generator shares the
+        # cores with the workers, as it must on two cores); streams split evenly.
+        c = p["workers"]
+        res["workers"] = []
+        unreachable = redis_unreachable(redis_url)
+        for n in c["sizes"]:
+            for count in (1, 2):
+                if unreachable:
+                    res["workers"].append(
+                        {
+                            "server": "fastapi-mounted",
+                            "n": n,
+                            "workers": count,
+                            "aborted": unreachable,
+                        }
+                    )
+                    continue
+                with redis_stream(redis_url, stamp) as backend:
+                    row = measure(
+                        "fastapi-mounted",
+                        "fanout",
+                        ["-n", str(n), "--rounds", str(c["rounds"]), "--gap", str(c["gap"])],
+                        log,
+                        server_options=["--backend", backend],
+                        instances=count,
+                        pinned=False,
+                        timeout=300,
+                    )
+                row["workers"] = count
+                res["workers"].append(row)
+    if "churn" in wanted:
+        c = p["churn"]
+        res["churn"] = [
+            measure(
+                "fastapi",
+                "churn",
+                [
+                    "-n",
+                    str(c["n"]),
+                    "--duration",
+                    str(c["duration"]),
+                    "--churn-rate",
+                    str(c["rate"]),
+                    "--sample",
+                    str(c["sample"]),
+                ],
+                log,
+                timeout=c["duration"] + 240,
+            )
+        ]
     if "polling" in wanted:
         c = p["polling"]
         common = ["-n", str(c["n"]), "--idle", str(c["idle"]), "--changes", str(c["changes"])]
@@ -811,6 +878,70 @@ def markdown(report: dict[str, Any]) -> str:
                 "load generator CPU (%)",
             ],
             rows,
+        )
+    if "workers" in res:
+        table(
+            "5b. One worker or two (FastAPI, stream mounted in front, Redis; nothing pinned): "
+            "one update to all N",
+            [
+                "N",
+                "workers",
+                "streams per worker",
+                "p50 (ms)",
+                "p99 (ms)",
+                "max (ms)",
+                "missing",
+                "server CPU / delivery (µs, all workers)",
+                "longest GC pause in the rounds (ms)",
+                "load generator CPU (%)",
+            ],
+            [
+                [
+                    r.get("n"),
+                    r.get("workers"),
+                    " / ".join(str(u.get("connected")) for u in r.get("per_url", []))
+                    or r.get("connected"),
+                    r.get("p50_ms"),
+                    r.get("p99_ms"),
+                    r.get("max_ms"),
+                    r.get("missing", r.get("aborted")),
+                    r.get("server_cpu_us_per_delivery"),
+                    r.get("server_gc_rounds_max_ms"),
+                    r.get("loadgen_cpu_pct"),
+                ]
+                for r in res["workers"]
+            ],
+        )
+    if "churn" in res:
+        table(
+            "7. Churn soak (streams replaced while updates go out every second)",
+            [
+                "server",
+                "N",
+                "duration (s)",
+                "streams replaced",
+                "errors",
+                "RSS start / end (MB)",
+                "RSS samples (MB)",
+                "server CPU (%)",
+                "longest GC pause (ms)",
+                "connections after close",
+            ],
+            [
+                [
+                    r["server"],
+                    r.get("n"),
+                    r.get("duration_s"),
+                    r.get("replaced"),
+                    r.get("errors", r.get("aborted")),
+                    f"{fmt(r.get('rss_start_mb'))} / {fmt(r.get('rss_end_mb'))}",
+                    ", ".join(fmt(mb) for _, mb in r.get("rss_samples_mb", [])),
+                    r.get("server_cpu_pct"),
+                    r.get("server_gc_max_ms"),
+                    r.get("connections_after_close"),
+                ]
+                for r in res["churn"]
+            ],
         )
     if "polling" in res:
         poll, push = res["polling"]
