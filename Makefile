@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run run-example test lint typecheck pytest js-test ui ui-client-check generate-client e2e bench bench-full clean
+.PHONY: run run-example test lint typecheck pytest js-test ui ui-client-check generate-client e2e bench bench-full clean package-check
 UI := portal/ui
 
 $(VENV)/.synced: pyproject.toml uv.lock
@@ -67,7 +67,11 @@ ui-client-check: $(UI)/node_modules/.installed $(VENV)/.synced
 e2e: $(VENV)/.synced $(UI)/dist/index.html
 	$(VENV)/bin/pytest tests/e2e -m e2e -q
 
-test: lint typecheck ui-client-check pytest js-test
+# The published package as a user gets it: sdist + wheel, a fresh venv, import, CLI, mypy --strict.
+package-check: $(VENV)/.synced
+	UV="$(UV)" scripts/package-check
+
+test: lint typecheck ui-client-check pytest js-test package-check
 
 # Benchmarks (not part of `make test`): refetch against a naive baseline, in one invocation.
 bench: $(VENV)/.synced

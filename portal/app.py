@@ -23,7 +23,7 @@ from .etag import ETagMiddleware
 from .openapi import custom_openapi, operation_id
 from .pollers import portal_pollers
 from .provider import ComputeProvider
-from .routers import authentication, compute, gardener, images, progress, projects
+from .routers import admin, authentication, compute, gardener, images, progress, projects
 from .seed import all_tenant_slugs, seed_demo
 from .updates import create_update_service
 
@@ -63,8 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.secret = session_secret(settings)
+    app.state.metrics_registry = admin.metrics_registry(updates)
 
-    for module in (authentication, projects, compute, images, progress, gardener):
+    for module in (authentication, projects, compute, images, progress, gardener, admin):
         app.include_router(module.router)
     # A plain ASGI app, not a FastAPI route (Starlette's hint only names request handlers).
     app.add_route(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._auth import ANONYMOUS, Authenticate, Principal
+from ._connection import ConnectionInfo
 from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
     BackendUnavailable,
@@ -17,6 +18,7 @@ from ._exceptions import (
 from ._hub import Statistics, UpdateService
 from ._mount import StreamMount, mount
 from ._poller import Lease, Poller, SharedLease, poller
+from ._publisher import Publisher
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
@@ -29,12 +31,14 @@ __all__ = [
     "BackgroundWorker",
     "Cached",
     "ConfigurationError",
+    "ConnectionInfo",
     "Lease",
     "Notifier",
     "Poller",
     "PollerStatistics",
     "Principal",
     "PublishError",
+    "Publisher",
     "RefetchError",
     "ServiceClosed",
     "SharedLease",

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine, Generator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from ._auth import Principal
@@ -11,6 +14,25 @@ from ._mount import StartHeaders
 from ._types import Send
 
 NEVER = float("-inf")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One open stream as ``UpdateService.connections()`` reports it, for a debug page."""
+
+    #: ``Principal.subject`` (None for anonymous streams).
+    subject: str | None
+    scopes: frozenset[str]
+    #: The update types the stream listens to.
+    types: frozenset[str]
+    #: When the stream was opened (UTC).
+    since: datetime
+    #: ``invalidate`` frames written to it so far (hello, pings and resyncs not counted).
+    frames: int
+    #: Types its next frame will name: news it has not been sent yet.
+    pending: frozenset[str]
+    #: A write is waiting for the client's socket (a slow reader, or a replay on its way).
+    busy: bool
 
 
 class Connection:
@@ -27,14 +49,17 @@ class Connection:
         "busy_since",
         "closing",
         "cycle",
+        "frames",
         "last_invalidate",
         "last_write",
         "pending",
         "pending_cursor",
+        "pending_since",
         "principal",
         "scheduled",
         "scopes",
         "send",
+        "since",
         "task",
         "told",
         "types",
@@ -65,6 +90,11 @@ class Connection:
         self.busy_since = NEVER
         self.scheduled = False
         self.closing: str | None = None
+        self.since = time.time()
+        self.frames = 0
+        # time.monotonic() of the oldest update in ``pending``: how long it waited,
+        # when the frame goes out (the hub's latency histogram).
+        self.pending_since = 0.0
 
     def sees(self, type_: str, audience: frozenset[str] | None) -> bool:
         return type_ in self.types and (audience is None or not audience.isdisjoint(self.scopes))

@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import json
 import math
+import time
 from urllib.parse import parse_qs
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._exceptions import ServiceClosed
 from ._hub import NOT_STARTED_FIX, UpdateService
+from ._log import stream_closed, stream_opened, stream_rejected
 from ._types import Receive, Scope, Send
 
 
@@ -51,6 +53,7 @@ class UpdatesEndpoint:
             raise RuntimeError(f"UpdatesEndpoint serves HTTP, not {scope['type']!r}")
         if scope["method"] != "GET":
             await _json(
+                scope,
                 send,
                 405,
                 {"error": "method_not_allowed", "detail": "the update stream answers GET only"},
@@ -58,12 +61,13 @@ class UpdatesEndpoint:
             )
             return
         if not self.service.running:  # before authenticating: a draining server sheds load
-            await self._unavailable(send)
+            await self._unavailable(scope, send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         requested = _parse_types(query.get("types"))
         if isinstance(requested, str):
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -77,6 +81,7 @@ class UpdatesEndpoint:
         if unknown:
             detail = f"unknown update type(s): {', '.join(unknown)}"
             await _json(
+                scope,
                 send,
                 400,
                 {
@@ -92,6 +97,7 @@ class UpdatesEndpoint:
         principal = await self._authenticate(scope)
         if principal is None:
             await _json(
+                scope,
                 send,
                 401,
                 {
@@ -105,6 +111,7 @@ class UpdatesEndpoint:
         forbidden = [t for t in requested if t not in allowed]
         if forbidden:
             await _json(
+                scope,
                 send,
                 403,
                 {
@@ -116,12 +123,13 @@ class UpdatesEndpoint:
             return
         types = frozenset(requested) if requested else allowed
         if not self.service.running:  # shutdown began while authenticating
-            await self._unavailable(send)
+            await self._unavailable(scope, send)
             return
 
         unconfirmed = self.service.unavailable(principal)
         if unconfirmed is not None:
             await _json(
+                scope,
                 send,
                 503,
                 {"error": "unconfirmed", "detail": unconfirmed},
@@ -139,6 +147,8 @@ class UpdatesEndpoint:
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
+        opened = time.monotonic()
+        stream_opened(scope, conn.principal, conn.types, last_event_id)
         try:
             while (await receive())["type"] != "http.disconnect":
                 pass
@@ -149,21 +159,29 @@ class UpdatesEndpoint:
                 task.uncancel()
         finally:
             self.service.detach(conn)
+            stream_closed(
+                scope,
+                conn.principal,
+                conn.closing or "gone",
+                conn.frames,
+                time.monotonic() - opened,
+            )
         if conn.closing not in ("gone", "send failed", "slow"):
             # The hub ended the stream (shutdown): finish the response cleanly. A slow
             # reader's socket is full, so a last write to it would only hang.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _unavailable(self, send: Send) -> None:
+    async def _unavailable(self, scope: Scope, send: Send) -> None:
         if self.service.state == "new":
             # No Retry-After: waiting does not help, the app has to be fixed.
-            await _json(send, 503, {"error": "not_started", "detail": NOT_STARTED_FIX})
+            await _json(scope, send, 503, {"error": "not_started", "detail": NOT_STARTED_FIX})
             return
         # Draining (or closed): the process is on its way out. ``connection: close``
         # makes the client's retry open a new connection, which the load balancer
         # (or, once the server stops accepting, the refused connect) sends elsewhere.
         retry_after = str(max(1, math.ceil(self.service.retry_ms / 1000))).encode()
         await _json(
+            scope,
             send,
             503,
             {
@@ -213,8 +231,14 @@ def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
 
 
 async def _json(
-    send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None
+    scope: Scope,
+    send: Send,
+    status: int,
+    body: dict[str, object],
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """A refusal: logged on ``refetch.streams``, answered with a JSON body saying why."""
+    stream_rejected(scope, status, body)
     payload = json.dumps(body).encode()
     # A new list per response, like the stream's: middleware appends to it in place.
     await send(

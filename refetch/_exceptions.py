@@ -7,7 +7,7 @@ RefetchError
 ├── BackendUnavailable   (the broker cannot be reached at start; names its URL)
 ├── PublishError         (the backend did not accept an update)
 └── StreamError          (the Python client could not keep a stream open)
-    └── StreamRejected   (the server answered with a final 4xx: bad request, 401, 403)
+    └── StreamRejected   (a final answer: 400, 401, 403, 404, a redirect, or no event stream)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class StreamError(RefetchError):
 class StreamRejected(StreamError):
     """The server refused the stream with a status that retrying will not change."""
 
-    def __init__(self, status_code: int, body: object) -> None:
+    def __init__(self, status_code: int, body: object, message: str | None = None) -> None:
         self.status_code = status_code
         self.body = body
-        super().__init__(f"stream rejected with HTTP {status_code}: {body!r}")
+        super().__init__(message or f"stream rejected with HTTP {status_code}: {body!r}")

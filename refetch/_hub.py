@@ -10,17 +10,22 @@ import math
 import secrets
 import signal
 import threading
+import time
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
 from ._auth import Principal
-from ._connection import Connection
+from ._connection import Connection, ConnectionInfo
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._latency import BOUNDS, LatencyHistogram
+from ._log import update_delivered
 from ._processes import warn_if_split
 from ._relay import Relay
 from ._replay import ReplayLog
@@ -59,6 +64,21 @@ class Statistics:
     #: With a backend: why publishing / listening is failing right now (None: fine).
     publisher_down: str | None = None
     listener_down: str | None = None
+    #: Per update type: updates delivered, frames that named the type, open streams.
+    updates_by_type: dict[str, int] = field(default_factory=dict)
+    deliveries_by_type: dict[str, int] = field(default_factory=dict)
+    connections_by_type: dict[str, int] = field(default_factory=dict)
+    #: How long updates waited, from notify() (with a backend: from its publish) until
+    #: an invalidate frame carried them out: counts per bucket of ``latency_bounds``
+    #: seconds, the last one unbounded, and the sum. One count per live frame written
+    #: (not replays: what a resuming client missed is as old as its absence).
+    latency_bounds: tuple[float, ...] = BOUNDS
+    latency_counts: tuple[int, ...] = ()
+    latency_sum: float = 0.0
+    #: The backend's URL (without password); None: one process, no broker.
+    backend: str | None = None
+    #: With a backend: seconds from publishing an update to reading it back, last seen.
+    backend_lag: float | None = None
     #: "new", "running", "draining" (shutting down: no new streams) or "closed".
     state: str = "running"
 
@@ -137,7 +157,8 @@ class UpdateService:
         self._seq = 0
         self._replay = ReplayLog(replay_size, replay_age)
 
-        self._inbox: deque[tuple[Update | Control, asyncio.Future[str] | None]] = deque()
+        # (update or control message, future of publish(), time.monotonic() of the notify)
+        self._inbox: deque[tuple[Update | Control, asyncio.Future[str] | None, float]] = deque()
         self._wakeup_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -162,6 +183,14 @@ class UpdateService:
         self._type_keys: dict[str, deque[tuple[int, str]]] = {
             t: deque(maxlen=max_keys + 1) for t in names
         }
+        # (mark, time.monotonic() of its notify) of the newest updates for everyone,
+        # per type: how long the oldest news of a frame waited, for the histogram.
+        self._type_times: dict[str, deque[tuple[int, float]]] = {
+            t: deque(maxlen=max_keys + 1) for t in names
+        }
+        self._latency = LatencyHistogram()
+        self._updates_by_type: dict[str, int] = dict.fromkeys(names, 0)
+        self._deliveries_by_type: dict[str, int] = dict.fromkeys(names, 0)
         self._dirty: list[Connection] = []
         self._buckets: dict[float, tuple[asyncio.TimerHandle, list[Connection]]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -264,7 +293,7 @@ class UpdateService:
             control = self._relay.stamp(CloseStreams(subject, reason))
         ended = self._close_local(reason, subject)
         if control is not None:
-            self._inbox.append((control, None))
+            self._inbox.append((control, None, time.monotonic()))
             self._wake()
         return ended
 
@@ -338,13 +367,14 @@ class UpdateService:
             return
         if self._state == "new" and not self._warned_not_started:
             self._warned_not_started = True
-            logger.warning(
-                "notify(%r) before the UpdateService was started: it and later ones wait "
-                "for start(). %s",
-                update.type,
-                NOT_STARTED_FIX,
-            )
-        self._inbox.append((update, None))
+            if not _warn_if_never_started(update.type):
+                logger.warning(
+                    "notify(%r) before the UpdateService was started: it and later ones wait "
+                    "for start(). %s",
+                    update.type,
+                    NOT_STARTED_FIX,
+                )
+        self._inbox.append((update, None, time.monotonic()))
         self._wake()
 
     async def publish(
@@ -357,11 +387,14 @@ class UpdateService:
         """Like ``notify()``, but returns the update's cursor once it is published."""
         update = self._make_update(type, key, audience)
         if self._state == "new":
-            raise ServiceClosed(f"publish() before start(): {NOT_STARTED_FIX}")
+            raise ServiceClosed(
+                f"publish() before start(): {NOT_STARTED_FIX} (a process that serves no "
+                "streams publishes with refetch.Publisher(url))"
+            )
         if self._state == "closed":
             raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inbox.append((update, future))
+        self._inbox.append((update, future, time.monotonic()))
         self._wake()
         return await future
 
@@ -398,29 +431,28 @@ class UpdateService:
             return
         inbox = self._inbox
         while inbox:
-            update, future = inbox.popleft()
+            update, future, at = inbox.popleft()
             if not isinstance(update, Update):
                 continue  # control messages are queued for a backend only
             self._seq += 1
             cursor = f"{self._epoch}.{self._seq}"
             update = Update(update.type, update.key, update.audience, cursor)
             self._replay.append(self._seq, update)
-            reached = self._mark(update)
+            self._mark(update, at)
             self._updates += 1
-            if update_logger.isEnabledFor(logging.DEBUG):
-                update_logger.debug(
-                    "notify %s key=%s audience=%s cursor=%s reached=%d",
-                    update.type,
-                    update.key,
-                    sorted(update.audience) if update.audience is not None else "*",
-                    cursor,
-                    reached,
-                )
             if future is not None and not future.done():
                 future.set_result(cursor)
         self._flush()
 
-    def _mark(self, update: Update) -> int:
+    def _mark(self, update: Update, at: float | None = None) -> int:
+        """Merge one update in; ``at`` is when it was notified (time.monotonic()), else now."""
+        reached = self._merge(update, time.monotonic() if at is None else at)
+        self._updates_by_type[update.type] += 1
+        if update_logger.isEnabledFor(logging.DEBUG):
+            update_delivered(update, reached)
+        return reached
+
+    def _merge(self, update: Update, at: float) -> int:
         type_, key, cursor, audience = update.type, update.key, update.cursor, update.audience
         self._marks += 1
         if audience is None:
@@ -433,6 +465,7 @@ class UpdateService:
                 self._type_whole[type_] = mark
             else:
                 self._type_keys[type_].append((mark, key))
+            self._type_times[type_].append((mark, at))
             subscribers = len(self._by_type[type_])
             idle = self._idle[type_]
             self._coalesced += subscribers - len(idle)
@@ -451,6 +484,8 @@ class UpdateService:
         max_keys = self.max_keys
         for conn in candidates:
             reached += 1
+            if not conn.pending:
+                conn.pending_since = at
             if conn.add(type_, key, cursor, max_keys):
                 self._coalesced += 1
             if not conn.scheduled and conn.writer is None:
@@ -515,7 +550,7 @@ class UpdateService:
         if now is None:
             now = loop.time()
         dirty, self._dirty = self._dirty, []
-        frames: dict[object, tuple[bytes, int]] = {}
+        frames: dict[object, _Frame] = {}
         interval = self.min_interval
         for conn in dirty:
             if conn.closing is not None:
@@ -532,6 +567,19 @@ class UpdateService:
                 self._write_pending(conn, now, frames)
             else:
                 self._rest(conn)
+        if frames:
+            self._account(frames)
+
+    def _account(self, frames: dict[object, _Frame]) -> None:
+        # Once per distinct frame, not per stream: a fan-out to thousands of streams
+        # shares a handful of frames.
+        written = time.monotonic()
+        by_type = self._deliveries_by_type
+        for frame in frames.values():
+            for type_ in frame.types:
+                by_type[type_] += frame.uses
+            if frame.oldest is not None and frame.untargeted:
+                self._latency.observe(written - frame.oldest, frame.untargeted)
 
     def _defer(self, conn: Connection, due: float) -> None:
         # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
@@ -556,9 +604,7 @@ class UpdateService:
                 self._dirty.append(conn)
         self._flush(max(loop.time(), at))
 
-    def _write_pending(
-        self, conn: Connection, now: float, frames: dict[object, tuple[bytes, int]]
-    ) -> None:
+    def _write_pending(self, conn: Connection, now: float, frames: dict[object, _Frame]) -> None:
         # Everything merged so far is in this frame, so its id is the hub's cursor;
         # connections that were last told at the same mark share one encoded frame.
         told, conn.told = conn.told, self._marks
@@ -573,6 +619,7 @@ class UpdateService:
         cached = frames.get(signature)
         if cached is None:
             pending = self._news(told, conn.types)
+            oldest = self._oldest_news(told, pending)
             for type_, keys in targeted.items():
                 if type_ not in pending:
                     pending[type_] = keys
@@ -582,14 +629,41 @@ class UpdateService:
                     merged = pending[type_] or set()
                     merged |= keys
                     pending[type_] = None if len(merged) > self.max_keys else merged
-            cached = frames[signature] = (encode_invalidate(self.cursor, pending), len(pending))
-        frame, entries = cached
+            cached = frames[signature] = _Frame(
+                encode_invalidate(self.cursor, pending), tuple(pending), oldest
+            )
+        cached.uses += 1
+        if targeted:
+            waited = conn.pending_since
+            if cached.oldest is not None:
+                waited = min(waited, cached.oldest)
+            self._latency.observe(time.monotonic() - waited)
+        else:
+            cached.untargeted += 1
         conn.last_invalidate = now
+        conn.frames += 1
         self._frames += 1
-        self._deliveries += entries
-        self._write(conn, frame, now)
+        self._deliveries += len(cached.types)
+        self._write(conn, cached.body, now)
         if conn.writer is None:
             self._rest(conn)
+
+    def _oldest_news(self, told: int, news: dict[str, set[str] | None]) -> float | None:
+        """When the oldest update for everyone in ``news`` (marked after ``told``) was notified."""
+        oldest: float | None = None
+        for type_ in news:
+            times = self._type_times[type_]
+            if not times or times[-1][0] <= told:
+                continue
+            # Past the deque's reach the oldest kept one stands in (an underestimate).
+            at = times[-1][1]
+            for mark, when in reversed(times):
+                if mark <= told:
+                    break
+                at = when
+            if oldest is None or at < oldest:
+                oldest = at
+        return oldest
 
     def _write(self, conn: Connection, frame: bytes, now: float) -> None:
         try:
@@ -794,7 +868,7 @@ class UpdateService:
             control = self._relay.stamp(Reauthorize(subject, principal))
         changed = self._reauthorize_local(subject, principal)
         if control is not None:
-            self._inbox.append((control, None))
+            self._inbox.append((control, None, time.monotonic()))
             self._wake()
         return changed
 
@@ -864,8 +938,40 @@ class UpdateService:
             cursor=self.cursor,
             publisher_down=None if self._relay is None else self._relay.publisher_down,
             listener_down=None if self._relay is None else self._relay.listener_down,
+            updates_by_type=dict(self._updates_by_type),
+            deliveries_by_type=dict(self._deliveries_by_type),
+            connections_by_type={t: len(c) for t, c in self._by_type.items()},
+            latency_counts=tuple(self._latency.counts),
+            latency_sum=self._latency.total,
+            backend=None if self._relay is None else self._relay.backend.url,
+            backend_lag=None if self._relay is None else self._relay.lag,
             state=self._state,
         )
+
+    def connections(self) -> list[ConnectionInfo]:
+        """Who is connected right now, oldest stream first: for a debug or admin page.
+
+        A snapshot: it costs one pass over the open streams, so call it on demand,
+        not per request of a busy route.
+        """
+        found = []
+        for conn in sorted(self._connections, key=lambda c: c.since):
+            if conn.closing is not None:
+                continue
+            pending = set(conn.pending)
+            pending.update(self._news(conn.told, conn.types))
+            found.append(
+                ConnectionInfo(
+                    subject=conn.principal.subject,
+                    scopes=conn.scopes,
+                    types=conn.types,
+                    since=datetime.fromtimestamp(conn.since, UTC),
+                    frames=conn.frames,
+                    pending=frozenset(pending),
+                    busy=conn.writer is not None,
+                )
+            )
+        return found
 
     def allowed_types(self, principal: Principal) -> frozenset[str]:
         return self._type_set if principal.types is None else self._type_set & principal.types
@@ -903,6 +1009,46 @@ class UpdateService:
         self._replays += 1
         pending, cursor = conn.take()
         self._frames += 1
+        conn.frames += 1
         self._deliveries += len(pending)
+        for type_ in pending:
+            self._deliveries_by_type[type_] += 1
         conn.last_invalidate = now
         return encode_invalidate(cursor, pending)
+
+
+def _warn_if_never_started(type_: str) -> bool:
+    """Warn (True) when no event loop runs here: a process that will never start the hub."""
+    # Before start() a notify is held until the lifespan starts the hub. Called with
+    # no event loop in the thread, it is most likely a WSGI view, a script or a task
+    # queue worker, where that never happens and the update would vanish silently.
+    try:
+        asyncio.get_running_loop()
+        return False
+    except RuntimeError:
+        pass
+    warnings.warn(
+        f"notify({type_!r}) on an UpdateService that was never started: it is held "
+        "until start() (the ASGI lifespan). In a process that serves no streams "
+        "(Flask/WSGI, a cron job, a Celery task) that never happens: publish with "
+        "refetch.Publisher(backend_url) instead (docs/frameworks.md)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+class _Frame:
+    """One encoded invalidate frame of a flush, and the streams it went to."""
+
+    __slots__ = ("body", "oldest", "types", "untargeted", "uses")
+
+    def __init__(self, body: bytes, types: tuple[str, ...], oldest: float | None) -> None:
+        self.body = body
+        self.types = types
+        #: time.monotonic() of the oldest update for everyone it carries.
+        self.oldest = oldest
+        self.uses = 0
+        #: Streams it went to that had no update of their own in it: they all waited
+        #: as long as ``oldest``, so one weighted observation covers them.
+        self.untargeted = 0

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -74,6 +75,14 @@ class Relay:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.catch_up_timeout = 5.0
+        # position -> time.monotonic() when its publish was sent: the round trip to
+        # the broker and back (``lag``), and where the latency histogram starts. The
+        # listener can read an entry before the publisher hears its own reply, so
+        # reads during a publish are kept too (position -> when read).
+        self._sent_at: dict[int, float] = {}
+        self._read_at: dict[int, float] = {}
+        self._publishing = 0
+        self.lag: float | None = None
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
         #: Without the broker, an instance cannot hear revocations made elsewhere:
@@ -206,7 +215,7 @@ class Relay:
         backend = self.backend
         inbox = self.hub._inbox
         while inbox:
-            update, future = inbox.popleft()
+            update, future, _ = inbox.popleft()
             try:
                 payload = encode_entry(update)
             except PublishError as exc:
@@ -297,7 +306,7 @@ class Relay:
     ) -> list[int]:
         loop = self.hub._loop
         assert loop is not None
-        task = loop.create_task(backend.publish([payload for _, payload, _ in batch]))
+        task = loop.create_task(self._timed_publish(backend, [p for _, p, _ in batch]))
         done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
         if done:
             return task.result()
@@ -311,6 +320,25 @@ class Relay:
                 return await task
         except Exception as exc:
             raise _TimedOut from exc
+
+    async def _timed_publish(self, backend: Backend, payloads: list[bytes]) -> list[int]:
+        sent = time.monotonic()
+        self._publishing += 1
+        try:
+            positions = await backend.publish(payloads)
+        finally:
+            self._publishing -= 1
+        for position in positions:
+            read = self._read_at.pop(position, None)
+            if read is not None:
+                self.lag = read - sent
+            else:
+                self._sent_at[position] = sent
+        if len(self._sent_at) > 10_000:  # published but never read back: do not grow
+            self._sent_at.clear()
+        if not self._publishing:
+            self._read_at.clear()
+        return positions
 
     async def _send_unsent(self, backend: Backend) -> None:
         if self._lost:
@@ -436,7 +464,12 @@ class Relay:
                 continue
             update = Update(update.type, update.key, update.audience, f"{epoch}.{position}")
             self.hub._replay.append(position, update)
-            self.hub._mark(update)
+            sent = self._sent_at.pop(position, None)
+            if sent is not None:
+                self.lag = time.monotonic() - sent
+            elif self._publishing and len(self._read_at) < 10_000:
+                self._read_at[position] = time.monotonic()
+            self.hub._mark(update, sent)
             self.hub._updates += 1
         self.hub._flush()
         if self._waiters:

@@ -391,8 +391,9 @@ class _PollerRun:
         self.last_success = now
         if self.consecutive_failures:
             logger.info(
-                "poller %s: recovered after %d failed polls",
+                "poller %s (%s): recovered after %d failed polls",
                 self.spec.name,
+                source(self.spec),
                 self.consecutive_failures,
             )
         self.consecutive_failures = 0
@@ -429,10 +430,12 @@ class _PollerRun:
         self.cached = replace(old, stale=True, error=error)
         if failure.kind != self._failing_kind:
             logger.warning(
-                "poller %s: %s; %s",
+                "poller %s (%s): %s; %s",
                 self.spec.name,
+                source(self.spec),
                 error,
                 "serving the cached value" if old.has_value else "no value cached yet",
+                extra={"poller": self.spec.name, "source": source(self.spec), "error": error},
             )
             self._failing_kind = failure.kind
         else:
@@ -445,6 +448,20 @@ class _PollerRun:
             self._notifier.notify(spec.update_type, spec.key, audience=spec.audience)
         except Exception:
             logger.exception("poller %s: notify(%r) raised", spec.name, spec.update_type)
+
+
+def source(spec: Poller) -> str:
+    """Where a poller gets its value, for logs: the URL without password or query string.
+
+    Query strings carry API keys often enough that a log line must not repeat them.
+    """
+    if spec.url is None:
+        fetch = spec.fetch
+        return f"fetch={getattr(fetch, '__qualname__', None) or type(fetch).__name__}"
+    url = httpx.URL(spec.url)
+    if url.password:
+        url = url.copy_with(username=url.username, password="***")
+    return str(url.copy_with(query=b"...")) if url.query else str(url)
 
 
 def _iso(moment: datetime | None) -> str | None:

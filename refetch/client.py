@@ -5,7 +5,9 @@
             ...
 
 It resends the last cursor on reconnect (so the server replays what was missed),
-backs off with full jitter, and surfaces ``resync`` frames for the caller to act on.
+backs off with full jitter, treats twice the heartbeat of silence as a dead connection,
+and surfaces ``resync`` frames for the caller to act on. Every reconnect is logged on
+the ``refetch.client`` logger with its reason (``extra``: url, status, reason, delay).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import StreamError, StreamRejected
+from ._exceptions import ConfigurationError, StreamError, StreamRejected
 from ._parser import ServerSentEvent, SSEParser
 
 __all__ = ["Frame", "Invalidation", "listen"]
@@ -51,6 +53,22 @@ class Frame:
         ]
 
 
+#: The heartbeat the protocol defaults to, for the silence allowed before a ``hello`` says.
+DEFAULT_HEARTBEAT = 15.0
+#: Bytes of a non-stream answer kept for the error message.
+_BODY_LIMIT = 2000
+
+
+class _Retry(Exception):
+    """A failed attempt that retrying may fix (5xx, 408, 429, silence, a dropped connection)."""
+
+    def __init__(self, reason: str, status: int | None = None, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.delay = delay  # the server's Retry-After, if it gave one
+
+
 async def listen(
     url: str,
     *,
@@ -62,58 +80,185 @@ async def listen(
     max_backoff: float = 30.0,
     max_attempts: int | None = None,
     include_pings: bool = False,
+    read_timeout: float | None = None,
 ) -> AsyncIterator[Frame]:
     """Yield frames from a refetch stream forever, reconnecting as needed.
 
-    Final answers (400, 401, 403, 404, 405) raise ``StreamRejected``; after
-    ``max_attempts`` failed connection attempts in a row it raises ``StreamError``.
+    A stream silent for ``read_timeout`` seconds (default: twice the heartbeat its
+    ``hello`` announced) is dead: the client reconnects with its cursor. Final answers
+    (400, 401, 403, 404, 405, a redirect the client does not follow, a 200 that is not
+    ``text/event-stream``) raise ``StreamRejected``; after ``max_attempts`` attempts in a
+    row that opened no stream (no ``hello``) it raises ``StreamError``. The backoff
+    grows until a stream stays open for one heartbeat interval, not merely until a 200:
+    a server that accepts and drops every stream at once is backed off from, not hammered.
     """
+    if read_timeout is not None and read_timeout <= 0:
+        raise ConfigurationError("read_timeout must be > 0 seconds (or None: 2 x heartbeat)")
+    if max_attempts is not None and max_attempts < 1:
+        raise ConfigurationError("max_attempts must be >= 1 (or None: retry for ever)")
     params = {"types": ",".join(types)} if types else None
     own_client = client is None
-    http = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
+    http = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
+    # Silence on the stream is judged here, from the hello's heartbeat: a fixed httpx read
+    # timeout would either cut healthy idle streams or notice a dead one far too late.
+    timeout = httpx.Timeout(
+        http.timeout.connect, read=None, write=http.timeout.write, pool=http.timeout.pool
+    )
+    loop = asyncio.get_running_loop()
     cursor = last_event_id
-    failures = 0
+    failures = 0  # attempts in a row that opened no stream: bounded by max_attempts
+    unstable = 0  # attempts in a row whose stream did not last a heartbeat: the backoff
     reconnected = False
-    delay_ms: int | None = None
+    retry_ms: int | None = None
     try:
         while True:
-            request_headers = {"accept": "text/event-stream", **(headers or {})}
+            # identity: behind a compressing proxy a gzip stream arrives in lumps, if at
+            # all; a proxy that compresses anyway is decoded (aiter_bytes).
+            request_headers = {
+                "accept": "text/event-stream",
+                "accept-encoding": "identity",
+                **(headers or {}),
+            }
             if cursor is not None:
                 request_headers["last-event-id"] = cursor
+            heartbeat = DEFAULT_HEARTBEAT
+            silence = read_timeout if read_timeout is not None else 2 * heartbeat
+            opened_at: float | None = None  # when the hello arrived
+            server_delay: float | None = None
+            status: int | None = None
+            request = http.build_request(
+                "GET", url, params=params, headers=request_headers, timeout=timeout
+            )
             try:
-                async with http.stream("GET", url, params=params, headers=request_headers) as r:
-                    if r.status_code != 200:
-                        body = await _body(r)
-                        if 400 <= r.status_code < 500 and r.status_code not in (408, 429):
-                            raise StreamRejected(r.status_code, body)
-                        raise StreamError(f"HTTP {r.status_code}: {body!r}")
-                    failures = 0
+                try:
+                    async with asyncio.timeout(silence):
+                        response = await http.send(request, stream=True)
+                except TimeoutError:
+                    raise _Retry(f"no response within {silence:g} s") from None
+                try:
+                    await _check(response, url)
                     parser = SSEParser()
-                    async for chunk in r.aiter_raw():
+                    chunks = response.aiter_bytes()
+                    while (chunk := await _next(chunks, silence)) is not None:
                         for event in parser.feed(chunk):
                             frame = _frame(event, reconnected)
                             if parser.retry is not None:
-                                delay_ms = parser.retry
+                                retry_ms = parser.retry
                             if event.id is not None:
                                 cursor = event.id or None
+                            if frame.event == "hello":
+                                opened_at, failures = loop.time(), 0
+                                heartbeat = _heartbeat(frame, heartbeat)
+                                if read_timeout is None:
+                                    silence = 2 * heartbeat
                             if frame.event == "ping" and not include_pings:
                                 continue
                             yield frame
-                    logger.info("stream ended by the server; reconnecting")
+                finally:
+                    await response.aclose()
+                reason, status = "the server ended the stream", 200
             except StreamRejected:
                 raise
-            except (httpx.HTTPError, StreamError) as exc:
+            except _Retry as exc:
+                reason, status, server_delay = exc.reason, exc.status, exc.delay
+            except httpx.HTTPError as exc:
+                reason, status = _describe_error(exc), None
+            healthy = opened_at is not None and loop.time() - opened_at >= heartbeat
+            unstable = 0 if healthy else unstable + 1
+            if opened_at is None:
                 failures += 1
                 if max_attempts is not None and failures >= max_attempts:
-                    raise StreamError(f"gave up after {failures} attempts: {exc}") from exc
-                logger.info("stream lost (%s); reconnecting", exc)
+                    raise StreamError(
+                        f"gave up on {url} after {failures} failed attempt(s) in a row; "
+                        f"the last: {reason}"
+                    )
+            base = backoff if retry_ms is None else retry_ms / 1000
+            cap = min(max_backoff, base * 2 ** min(max(unstable - 1, 0), 16))
+            delay = random.uniform(0, cap)
+            if server_delay is not None:
+                delay = max(delay, min(server_delay, max_backoff))
+            # A stream the server ended (a deploy, a sign-out) is routine; anything else
+            # means the service is stale until the reconnect works.
+            ended = status == 200 and opened_at is not None
+            log = logger.info if ended and unstable <= 1 else logger.warning
+            log(
+                "%s: %s; reconnecting in %.2f s",
+                url,
+                reason,
+                delay,
+                extra={
+                    "url": url,
+                    "status": status,
+                    "reason": reason,
+                    "delay": delay,
+                    "attempt": unstable,
+                },
+            )
             reconnected = True
-            base = backoff if delay_ms is None else delay_ms / 1000
-            cap = min(max_backoff, base * 2 ** min(failures, 16))
-            await asyncio.sleep(random.uniform(0, cap) if failures else random.uniform(0, base))
+            await asyncio.sleep(delay)
     finally:
         if own_client:
             await http.aclose()
+
+
+async def _next(chunks: AsyncIterator[bytes], silence: float) -> bytes | None:
+    """The next chunk of the body, ``None`` at its end; raises ``_Retry`` after silence.
+
+    The timeout covers only the read: the generator's ``yield`` runs the caller's code,
+    which must never be cancelled for being slow.
+    """
+    try:
+        async with asyncio.timeout(silence):
+            return await anext(chunks, None)
+    except TimeoutError:
+        raise _Retry(f"no data for {silence:g} s, the stream is dead") from None
+
+
+async def _check(response: httpx.Response, url: str) -> None:
+    """Raise unless ``response`` is an event stream: final answers as ``StreamRejected``."""
+    status = response.status_code
+    if status == 200:
+        media = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if media == "text/event-stream":
+            return
+        body = await _body(response)
+        raise StreamRejected(
+            status,
+            body,
+            f"{url} answered 200 with content-type {media or '(none)'!r}, not "
+            f"'text/event-stream': is this the URL of the refetch endpoint? body: {body!r}",
+        )
+    body = await _body(response)
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        raise StreamRejected(
+            status,
+            body,
+            f"{url} redirects (HTTP {status}) to {location}: use that URL, or pass a client "
+            "with follow_redirects=True",
+        )
+    if 400 <= status < 500 and status not in (408, 429):
+        raise StreamRejected(
+            status, body, f"{url} rejected the stream with HTTP {status}: {body!r}"
+        )
+    raise _Retry(f"HTTP {status}: {body!r}", status, _retry_after(response))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isascii() and value.isdigit() else None
+
+
+def _heartbeat(hello: Frame, current: float) -> float:
+    value = hello.data.get("heartbeat")
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return current
+
+
+def _describe_error(exc: httpx.HTTPError) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _frame(event: ServerSentEvent, reconnected: bool) -> Frame:
@@ -127,7 +272,12 @@ def _frame(event: ServerSentEvent, reconnected: bool) -> Frame:
 
 
 async def _body(response: httpx.Response) -> object:
-    raw = await response.aread()
+    raw = b""
+    async for chunk in response.aiter_bytes():
+        raw += chunk
+        if len(raw) >= _BODY_LIMIT:
+            raw = raw[:_BODY_LIMIT]
+            break
     try:
         return json.loads(raw)
     except ValueError:

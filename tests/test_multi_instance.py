@@ -15,6 +15,7 @@ from refetch.backends.postgres import notify_in_transaction
 
 from .conftest import (
     POSTGRES_DSN,
+    TYPES,
     SharedStream,
     Stream,
     free_port,
@@ -142,10 +143,14 @@ async def _rollback_then_commit(stream: SharedStream, a: Instance, b: Instance) 
 
             with pytest.raises(Rollback):
                 async with conn.transaction():
-                    await notify_in_transaction(conn, "projects", "rolled-back", table=stream.name)
+                    await notify_in_transaction(
+                        conn, "projects", "rolled-back", types=TYPES, table=stream.name
+                    )
                     raise Rollback
             async with conn.transaction():
-                await notify_in_transaction(conn, "projects", "committed", table=stream.name)
+                await notify_in_transaction(
+                    conn, "projects", "committed", types=TYPES, table=stream.name
+                )
         finally:
             await conn.close()
         for s in (on_a, on_b):
@@ -161,7 +166,7 @@ async def test_notify_in_an_sqlalchemy_transaction_is_delivered_on_commit_only(
     from refetch import UpdatesEndpoint, UpdateService
     from refetch.backends.postgres import notify_in_sqlalchemy
 
-    from .conftest import TYPES, serve
+    from .conftest import serve
 
     shared = SharedStream("postgres", unique_name("refetch_sa"))
     engine = create_async_engine(POSTGRES_DSN.replace("postgresql://", "postgresql+asyncpg://"))
@@ -172,10 +177,14 @@ async def test_notify_in_an_sqlalchemy_transaction_is_delivered_on_commit_only(
             Stream(url) as client,
         ):
             async with engine.connect() as conn:
-                await notify_in_sqlalchemy(conn, "projects", "rolled-back", table=shared.name)
+                await notify_in_sqlalchemy(
+                    conn, "projects", "rolled-back", types=TYPES, table=shared.name
+                )
                 await conn.rollback()
             async with engine.begin() as conn:
-                await notify_in_sqlalchemy(conn, "projects", "committed", table=shared.name)
+                await notify_in_sqlalchemy(
+                    conn, "projects", "committed", types=TYPES, table=shared.name
+                )
             await wait_for(lambda: ("projects", "committed") in client.invalidated(), 10)
             assert ("projects", "rolled-back") not in client.invalidated()
     finally:

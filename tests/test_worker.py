@@ -382,10 +382,28 @@ async def test_log_once_per_state_change(caplog: pytest.LogCaptureFixture) -> No
             await clock.until_poll(len(steps))
     records = [r for r in caplog.records if r.levelno >= logging.INFO]
     assert [r.levelname for r in records] == ["WARNING", "WARNING", "INFO"]
-    assert "HTTP 500" in records[0].getMessage()
+    assert records[0].getMessage().startswith(f"poller progress ({URL}): HTTP 500")
     assert "serving the cached value" in records[0].getMessage()
+    assert all(f"({URL})" in r.getMessage() for r in records)
     assert "timeout" in records[1].getMessage()
     assert "recovered after 7 failed polls" in records[2].getMessage()
+
+
+async def test_a_failure_warning_names_the_url_but_never_its_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = "http://svc:hunter2@api.test/state?api_key=SECRET"
+    caplog.set_level(logging.INFO, logger="refetch.worker")
+    with harness(httpx.Response(503), url=url) as (worker, _, clock, _, client):
+        async with client, worker:
+            await clock.until_poll(1)
+    [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.getMessage() == (
+        "poller progress (http://svc:***@api.test/state?...): HTTP 503: Service Unavailable; "
+        "no value cached yet"
+    )
+    assert record.source == "http://svc:***@api.test/state?..."  # type: ignore[attr-defined]
+    assert "hunter2" not in caplog.text and "SECRET" not in caplog.text
 
 
 async def test_fetch_function_poller() -> None:

@@ -10,6 +10,7 @@ was wiped and recreated) is recognised as foreign and answered with ``resync``.
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -26,6 +27,8 @@ from .._update import Update
 MAX_PAYLOAD = 7900
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# SQLAlchemy names the driver in the scheme: postgresql+asyncpg://, postgres+psycopg://.
+_POSTGRES = re.compile(r"^postgres(ql)?(\+[a-z0-9_]+)?$")
 
 
 class Entry(NamedTuple):
@@ -93,6 +96,37 @@ def check_name(kind: str, name: str) -> str:
             "not starting with a digit"
         )
     return name
+
+
+def require_driver(module: str, extra: str, what: str) -> None:
+    """Import a backend's driver now: a missing extra is an error at construction, not at start."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{what} needs the {module!r} package, which is not installed: "
+            f"pip install 'refetch[{extra}]'"
+        ) from exc
+
+
+def is_postgres(url: str) -> bool:
+    return bool(_POSTGRES.match(urlsplit(url).scheme.lower()))
+
+
+def postgres_dsn(url: str) -> str:
+    """A libpq URL for asyncpg, also from SQLAlchemy's ``postgresql+asyncpg://...?ssl=require``.
+
+    Users copy their app's DATABASE_URL; the driver in the scheme means nothing to asyncpg
+    (refetch always talks asyncpg), and asyncpg's DSN spells SQLAlchemy's ``ssl=`` ``sslmode=``.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if "+" not in scheme or not _POSTGRES.match(scheme):
+        return url
+    from urllib.parse import parse_qsl, urlencode
+
+    query = [("sslmode" if k == "ssl" else k, v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
 
 
 def redact(url: str) -> str:
@@ -215,7 +249,7 @@ def backend_from_url(url: str) -> Backend | None:
         from .redis import RedisBackend
 
         return RedisBackend(url)
-    if scheme in ("postgres", "postgresql"):
+    if _POSTGRES.match(scheme):
         from .postgres import PostgresBackend
 
         return PostgresBackend(url)
@@ -226,7 +260,7 @@ def backend_from_url(url: str) -> Backend | None:
         return backend
     raise ConfigurationError(
         f"unknown backend URL {redact(url)!r}: use memory://, redis://host:6379/0, "
-        "postgresql://user@host/db or nats://host:4222"
+        "postgresql://user@host/db (postgresql+asyncpg:// too) or nats://host:4222"
     )
 
 

@@ -31,13 +31,20 @@ from urllib.parse import urlsplit
 
 from .._exceptions import ConfigurationError
 from .._poller import Poller
-from ._base import check_name, redact, split_options
+from ._base import check_name, is_postgres, postgres_dsn, redact, require_driver, split_options
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.client import PubSub
 
-__all__ = ["PostgresLease", "RedisLease", "lease_from_url", "lease_ttl", "with_leases"]
+__all__ = [
+    "PostgresLease",
+    "RedisLease",
+    "lease_from_url",
+    "lease_schema_sql",
+    "lease_ttl",
+    "with_leases",
+]
 
 logger = logging.getLogger("refetch.worker")
 
@@ -107,6 +114,8 @@ class RedisLease:
             raise ConfigurationError("give RedisLease a url or a client, not both")
         if ttl <= 0:
             raise ConfigurationError(f"RedisLease({name!r}): ttl must be > 0 seconds")
+        if url is not None:
+            require_driver("redis", "redis", "RedisLease")
         self.name = name
         self.ttl = ttl
         self.url = redact(url) if url is not None else "redis (client given by the app)"
@@ -231,6 +240,17 @@ def advisory_key(namespace: str, name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def lease_schema_sql(table: str = "refetch_pollers") -> str:
+    """The SQL that creates the snapshot table of ``PostgresLease(table=...)``, for a migration
+    (then pass ``create_tables=False``, or ``?create_tables=false`` in the backend URL)."""
+    return (
+        f'CREATE TABLE IF NOT EXISTS "{check_name("table name", table)}" (\n'
+        "    name text PRIMARY KEY,\n"
+        "    snapshot text NOT NULL,\n"
+        "    updated_at timestamptz NOT NULL DEFAULT now());\n"
+    )
+
+
 class PostgresLease:
     """Leadership of one poller as a PostgreSQL advisory lock, plus its shared snapshot.
 
@@ -247,22 +267,23 @@ class PostgresLease:
         *,
         table: str = "refetch_pollers",
         timeout: float = 5.0,
+        create_tables: bool = True,
     ) -> None:
+        require_driver("asyncpg", "postgres", "PostgresLease")
+        dsn = postgres_dsn(dsn)
         self.name = name
         self.table = check_name("table name", table)
         self.channel = self.table
         self.key = advisory_key(self.table, name)
         self.url = redact(dsn)
         self.timeout = timeout
+        self.create_tables = create_tables
         self._dsn = dsn
         self._conn: Any = None
         self._held = False
         self._signal = asyncio.Event()
         t = f'"{self.table}"'
-        self._create = f"""CREATE TABLE IF NOT EXISTS {t} (
-            name text PRIMARY KEY,
-            snapshot text NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now())"""
+        self._create = lease_schema_sql(self.table)
         self._upsert = f"""WITH u AS (
                 INSERT INTO {t} (name, snapshot) VALUES ($1, $2)
                 ON CONFLICT (name) DO UPDATE SET snapshot = EXCLUDED.snapshot, updated_at = now()
@@ -299,7 +320,8 @@ class PostgresLease:
             async with conn.transaction():
                 # instances start together: one creates the table at a time
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-                await conn.execute(self._create)
+                if self.create_tables:
+                    await conn.execute(self._create)
             await conn.add_listener(self.channel, self._on_notify)
             conn.add_termination_listener(self._on_terminated)
         except BaseException:
@@ -371,7 +393,7 @@ class PostgresLease:
         await self._drop()
 
 
-_BACKEND_OPTIONS = ("stream", "table", "channel", "max_entries")
+_BACKEND_OPTIONS = ("stream", "table", "channel", "max_entries", "create_tables")
 
 
 def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | PostgresLease:
@@ -388,9 +410,15 @@ def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | Po
         stream = options.get("stream")
         prefix = f"{stream}:poller:" if stream else "refetch:poller:"
         return RedisLease(name, base, ttl=ttl, prefix=prefix)
-    if scheme in ("postgres", "postgresql"):
+    if is_postgres(url):
         table = options.get("table")
-        return PostgresLease(name, base, table=f"{table}_pollers" if table else "refetch_pollers")
+        create = options.get("create_tables", "true").lower() not in ("false", "0")
+        return PostgresLease(
+            name,
+            base,
+            table=f"{table}_pollers" if table else "refetch_pollers",
+            create_tables=create,
+        )
     raise ConfigurationError(
         f"no lease for {redact(url)!r}: pollers share leadership through redis:// or "
         "postgresql:// (NATS and memory:// have no lease; without one every instance polls)"

@@ -10,11 +10,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap, check_name, redact, split_options
+from ._base import Backend, Entry, StreamGap, check_name, redact, require_driver, split_options
+
+#: How long ``connect()`` tries before it raises ``BackendUnavailable``.
+CONNECT_TIMEOUT = 5.0
 
 
 class NatsBackend(Backend):
@@ -37,6 +42,7 @@ class NatsBackend(Backend):
             raise ConfigurationError("give NatsBackend a url or a client, not both")
         options: dict[str, str] = {}
         if url is not None:
+            require_driver("nats", "nats", "NatsBackend")
             url, options = split_options(url, ("stream", "max_entries"))
         self.stream = check_name("stream name", options.get("stream", stream))
         self.subject = f"{self.stream}.updates"
@@ -58,19 +64,42 @@ class NatsBackend(Backend):
         import nats
         from nats.js.api import StreamConfig
 
+        errors: list[Exception] = []
+
+        async def remember(exc: Exception) -> None:
+            errors.append(exc)
+            await _log_error(exc)
+
         try:
             if self._nc is None or (self._owned and self._nc.is_closed):
+                secure = urlsplit(str(self._url)).scheme.lower() == "tls"
                 # nats-py retries the first connection forever with reconnects on:
                 # bound it, so an unreachable server is an error at start.
-                async with asyncio.timeout(5):
-                    self._nc = await nats.connect(
-                        servers=[str(self._url)],
-                        connect_timeout=2,
-                        allow_reconnect=True,
-                        max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,
-                        error_cb=_log_error,
+                try:
+                    async with asyncio.timeout(CONNECT_TIMEOUT):
+                        nc = await nats.connect(
+                            servers=[str(self._url)],
+                            connect_timeout=2,
+                            allow_reconnect=True,
+                            max_reconnect_attempts=-1,
+                            reconnect_time_wait=0.5,
+                            error_cb=remember,
+                            **({"tls": ssl.create_default_context()} if secure else {}),
+                        )
+                except TimeoutError:
+                    last = f"; the last error: {_explain(errors[-1])}" if errors else ""
+                    raise BackendUnavailable(
+                        f"cannot reach NATS JetStream at {self.url}: no connection within "
+                        f"{CONNECT_TIMEOUT:g} s{last}"
+                    ) from (errors[-1] if errors else None)
+                if secure and not _tls_used(nc):
+                    await nc.close()
+                    raise BackendUnavailable(
+                        f"NATS at {self.url} does not offer TLS: nats-py would have gone on in "
+                        "plain text. Enable TLS on the server, or use nats:// if plain text "
+                        "is what you want"
                     )
+                self._nc = nc
             config = StreamConfig(
                 name=self.stream, subjects=[self.subject], max_msgs=self.max_entries
             )
@@ -78,8 +107,12 @@ class NatsBackend(Backend):
                 info = await self._js.add_stream(config)
             except Exception:  # exists with another config: use it as it is
                 info = await self._js.stream_info(self.stream)
+        except BackendUnavailable:
+            raise
         except Exception as exc:
-            raise BackendUnavailable(f"cannot reach NATS JetStream at {self.url}: {exc!r}") from exc
+            raise BackendUnavailable(
+                f"cannot reach NATS JetStream at {self.url}: {_explain(exc)}"
+            ) from exc
         # The creation time names this incarnation of the stream.
         return hashlib.sha1(str(info.created).encode()).hexdigest()[:8]
 
@@ -154,6 +187,23 @@ class NatsBackend(Backend):
         if self._owned and self._nc is not None and not self._nc.is_closed:
             nc, self._nc = self._nc, None
             await nc.close()
+
+
+def _explain(exc: BaseException) -> str:
+    """What failed, in words: nats-py's errors often have an empty ``str``."""
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError):
+        return "timed out (no NATS INFO from the server: is it a NATS server, is the port right?)"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _tls_used(nc: Any) -> bool:
+    # nats-py upgrades a tls:// connection only when the server's INFO requires TLS and
+    # exposes no public flag for it; the INFO it keeps is the one place that says.
+    info = getattr(nc, "_server_info", None)
+    return isinstance(info, dict) and bool(info.get("tls_required") or info.get("tls_available"))
 
 
 async def _log_error(exc: Exception) -> None:

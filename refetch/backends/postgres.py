@@ -23,9 +23,20 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from .._exceptions import BackendUnavailable, ConfigurationError
+from .._exceptions import BackendUnavailable, ConfigurationError, UnknownUpdateType
+from .._hub import UpdateService
 from .._update import Update
-from ._base import Backend, Entry, StreamGap, check_name, encode_update, redact, split_options
+from ._base import (
+    Backend,
+    Entry,
+    StreamGap,
+    check_name,
+    encode_update,
+    postgres_dsn,
+    redact,
+    require_driver,
+    split_options,
+)
 
 # Position = xid * 10**19 + id: ids are bigints (< 9.3e18), so this keeps the
 # (xid, id) order in one int that still reads as both numbers.
@@ -89,6 +100,18 @@ class _Sql:
 _MAX = 2**63 - 1
 
 
+def schema_sql(table: str = "refetch_updates") -> str:
+    """The SQL that creates the tables of ``PostgresBackend(table=...)``, for a migration.
+
+    It is what the backend runs at start (idempotent: ``IF NOT EXISTS``), so a migration
+    and a backend that creates its own tables build the same schema.
+    """
+    statements = _Sql(check_name("table name", table)).create
+    return "".join(
+        "\n    ".join(line.strip() for line in s.splitlines()) + ";\n" for s in statements
+    )
+
+
 class PostgresBackend(Backend):
     """An updates table (``table``, plus ``<table>_meta``) and a NOTIFY channel.
 
@@ -107,12 +130,16 @@ class PostgresBackend(Backend):
         channel: str | None = None,
         max_entries: int = 100_000,
         poll_interval: float = 1.0,
+        create_tables: bool = True,
     ) -> None:
         if (dsn is None) == (pool is None):
             raise ConfigurationError("give PostgresBackend a dsn or a pool, not both")
         options: dict[str, str] = {}
         if dsn is not None:
-            dsn, options = split_options(dsn, ("table", "channel", "max_entries"))
+            require_driver("asyncpg", "postgres", "PostgresBackend")
+            dsn, options = split_options(
+                postgres_dsn(dsn), ("table", "channel", "max_entries", "create_tables")
+            )
         self.table = check_name("table name", options.get("table", table))
         self.channel = options.get("channel", channel or self.table)
         self.max_entries = int(options.get("max_entries", max_entries))
@@ -121,6 +148,10 @@ class PostgresBackend(Backend):
         if poll_interval <= 0:
             raise ConfigurationError("poll_interval must be > 0 seconds")
         self.poll_interval = poll_interval
+        flag = options.get("create_tables", "true" if create_tables else "false").lower()
+        if flag not in ("true", "false", "1", "0"):
+            raise ConfigurationError(f"create_tables={flag!r}: use true or false")
+        self.create_tables = flag in ("true", "1")
         self._dsn = dsn
         self._pool = pool
         self._owned = pool is None
@@ -140,11 +171,18 @@ class PostgresBackend(Backend):
             async with self._pool.acquire() as conn, conn.transaction():
                 # Several instances start at once: one creates the tables at a time.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", self.table)
-                for statement in self._sql.create:
-                    await conn.execute(statement)
+                if self.create_tables:
+                    for statement in self._sql.create:
+                        await conn.execute(statement)
                 await conn.execute(self._sql.init_epoch, secrets.token_hex(4))
                 epoch = await conn.fetchval(self._sql.epoch)
         except Exception as exc:
+            if type(exc).__name__ == "UndefinedTableError" and not self.create_tables:
+                raise BackendUnavailable(
+                    f"the tables {self.table} and {self.table}_meta are missing in {self.url}: "
+                    "create them with refetch.backends.postgres.schema_sql() in a migration "
+                    f"(docs/scaling.md), or drop create_tables=False ({exc})"
+                ) from exc
             raise BackendUnavailable(f"cannot reach PostgreSQL at {self.url}: {exc}") from exc
         return str(epoch)
 
@@ -237,14 +275,55 @@ class PostgresBackend(Backend):
             await pool.close()
 
 
+#: What ``types=`` accepts: the service, its declared types, or the enum they came from.
+DeclaredTypes = UpdateService | Iterable[str] | type[enum.Enum]
+
+
+def _declared(types: DeclaredTypes) -> frozenset[str]:
+    if isinstance(types, UpdateService):
+        return frozenset(types.types)
+    if isinstance(types, type) and issubclass(types, enum.Enum):
+        return frozenset(str(m.value) for m in types)
+    if isinstance(types, str):
+        raise ConfigurationError(
+            f"types={types!r} is one string: pass the UpdateService, its types or your enum"
+        )
+    return frozenset(str(t) for t in types)
+
+
 def _update(
-    update_type: str | enum.Enum, key: str | int | None, audience: Iterable[str] | str | None
+    who: str,
+    update_type: str | enum.Enum,
+    key: str | int | None,
+    audience: Iterable[str] | str | None,
+    types: DeclaredTypes | None,
 ) -> Update:
-    name = update_type.value if isinstance(update_type, enum.Enum) else update_type
+    """The update to write, after the checks ``notify()`` makes: a typo must raise here,
+    since nothing downstream would notice that no client ever hears it."""
+    if isinstance(update_type, enum.Enum):
+        name = str(update_type.value)
+    elif isinstance(update_type, str):
+        name = update_type
+        if types is None:
+            raise ConfigurationError(
+                f"{who}({update_type!r}): pass types= (your UpdateService, its types or your "
+                "enum) so that a misspelt type raises here instead of notifying no one, or "
+                "pass an enum member"
+            )
+    else:
+        raise ConfigurationError(
+            f"{who}: the update type is a str or an enum member, not {update_type!r}"
+        )
+    if types is not None:
+        known = _declared(types)
+        if name not in known:
+            raise UnknownUpdateType([name], sorted(known))
+    if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
+        raise ConfigurationError(f"{who}({name!r}): key is a str or an int, not {key!r}")
     scopes = None
     if audience is not None:
         scopes = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
-    return Update(str(name), None if key is None else str(key), scopes)
+    return Update(name, None if key is None else str(key), scopes)
 
 
 async def notify_in_transaction(
@@ -252,6 +331,7 @@ async def notify_in_transaction(
     update_type: str | enum.Enum,
     key: str | int | None = None,
     *,
+    types: DeclaredTypes | None = None,
     audience: Iterable[str] | str | None = None,
     table: str = "refetch_updates",
     channel: str | None = None,
@@ -259,11 +339,14 @@ async def notify_in_transaction(
     """Notify from inside the caller's asyncpg transaction: delivered only on commit.
 
     ``conn`` is the asyncpg connection the transaction runs on. The update is a row
-    in the updates table plus a ``pg_notify``; a rollback takes both back.
+    in the updates table plus a ``pg_notify``; a rollback takes both back. A type given
+    as a string is checked against ``types`` (the ``UpdateService``, its declared types
+    or their enum; required then): a typo raises ``UnknownUpdateType``, as ``notify()``
+    does. An enum member needs no ``types``.
     """
     sql = _Sql(check_name("table name", table))
-    payload = encode_update(_update(update_type, key, audience)).decode()
-    await conn.execute(sql.insert_one, payload, channel or table)
+    update = _update("notify_in_transaction", update_type, key, audience, types)
+    await conn.execute(sql.insert_one, encode_update(update).decode(), channel or table)
 
 
 async def notify_in_sqlalchemy(
@@ -271,6 +354,7 @@ async def notify_in_sqlalchemy(
     update_type: str | enum.Enum,
     key: str | int | None = None,
     *,
+    types: DeclaredTypes | None = None,
     audience: Iterable[str] | str | None = None,
     table: str = "refetch_updates",
     channel: str | None = None,
@@ -279,7 +363,8 @@ async def notify_in_sqlalchemy(
     from sqlalchemy import text
 
     sql = _Sql(check_name("table name", table))
-    payload = encode_update(_update(update_type, key, audience)).decode()
+    update = _update("notify_in_sqlalchemy", update_type, key, audience, types)
     await conn.execute(
-        text(sql.insert_one_named), {"payload": payload, "channel": channel or table}
+        text(sql.insert_one_named),
+        {"payload": encode_update(update).decode(), "channel": channel or table},
     )

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap, redact, split_options
+from ._base import Backend, Entry, StreamGap, redact, require_driver, split_options
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -60,6 +60,7 @@ class RedisBackend(Backend):
             raise ConfigurationError("give RedisBackend a url or a client, not both")
         options: dict[str, str] = {}
         if url is not None:
+            require_driver("redis", "redis", "RedisBackend")
             url, options = split_options(url, ("stream", "max_entries"))
         stream = options.get("stream", stream)
         max_entries = int(options.get("max_entries", max_entries))
@@ -99,7 +100,13 @@ class RedisBackend(Backend):
             await self.client.set(epoch_key, secrets.token_hex(4), nx=True)
             epoch = await self.client.get(epoch_key)
         except Exception as exc:
-            raise BackendUnavailable(f"cannot reach Redis at {self.url}: {exc}") from exc
+            from redis.exceptions import TimeoutError as RedisTimeout
+
+            hint = ""
+            if self.url.startswith("rediss:") and isinstance(exc, RedisTimeout | TimeoutError):
+                # A plain Redis reads the ClientHello as a command and waits for more.
+                hint = " (no answer to the TLS handshake: does this port speak TLS?)"
+            raise BackendUnavailable(f"cannot reach Redis at {self.url}: {exc}{hint}") from exc
         return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def _info(self) -> dict[str, Any] | None:

@@ -1,0 +1,88 @@
+"""Operator views of the update hub, for tenant admins: Prometheus metrics and open streams.
+
+Not in the OpenAPI schema (and so not in the UI's generated client): they are for
+operators and scrapers, not for the app's pages. Only a user who is an admin in at least
+one tenant gets them (403 otherwise). The metrics are the whole hub's counts by update
+type, never by tenant; the stream list shows only streams of the caller's admin tenants.
+A Prometheus scraper signs in like any client and sends ``Authorization: Bearer <token>``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from refetch import UpdateService
+from refetch.metrics import RefetchCollector
+
+from ..access import forbidden
+from ..auth import CurrentAuth, Database
+from ..models import Role, User
+from ..updates import tenant_scope
+
+router = APIRouter(prefix="/api/admin", include_in_schema=False)
+
+
+def metrics_registry(updates: UpdateService) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(RefetchCollector(updates))
+    return registry
+
+
+def admin_tenants(auth: CurrentAuth) -> list[str]:
+    slugs = [slug for slug, access in auth.tenants.items() if access.role is Role.admin]
+    if not slugs:
+        forbidden("only a tenant admin can see the update hub's metrics and streams")
+    return slugs
+
+
+@router.get("/metrics")
+async def metrics(request: Request, auth: CurrentAuth) -> Response:
+    admin_tenants(auth)
+    body = generate_latest(request.app.state.metrics_registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+class OpenStream(BaseModel):
+    user_id: int | None
+    email: str | None
+    #: The caller's admin tenants this stream belongs to.
+    tenants: list[str]
+    types: list[str]
+    since: str
+    frames: int
+    pending: list[str]
+    busy: bool
+
+
+class OpenStreams(BaseModel):
+    streams: list[OpenStream]
+
+
+@router.get("/connections")
+async def connections(request: Request, auth: CurrentAuth, db: Database) -> OpenStreams:
+    scopes = {tenant_scope(slug): slug for slug in admin_tenants(auth)}
+    updates: UpdateService = request.app.state.updates
+    mine = [c for c in updates.connections() if not c.scopes.isdisjoint(scopes)]
+    ids = {int(c.subject) for c in mine if c.subject and c.subject.isdigit()}
+    rows = await db.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    emails = {user_id: email for user_id, email in rows}
+    streams = []
+    for c in mine:
+        user_id = int(c.subject) if c.subject and c.subject.isdigit() else None
+        streams.append(
+            OpenStream(
+                user_id=user_id,
+                email=None if user_id is None else emails.get(user_id),
+                tenants=sorted(scopes[s] for s in c.scopes if s in scopes),
+                types=sorted(c.types),
+                since=c.since.isoformat(),
+                frames=c.frames,
+                pending=sorted(c.pending),
+                busy=c.busy,
+            )
+        )
+    return OpenStreams(streams=streams)
