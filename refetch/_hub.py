@@ -24,6 +24,7 @@ from ._auth import Principal
 from ._connection import Connection, ConnectionInfo
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from ._gc import FreezePolicy
 from ._latency import BOUNDS, LatencyHistogram
 from ._log import update_delivered
 from ._processes import warn_if_split
@@ -109,6 +110,7 @@ class UpdateService:
         send_timeout: float = 30.0,
         close_on_signals: bool = True,
         backend: str | Backend | None = None,
+        gc_freeze: bool = True,
     ) -> None:
         if isinstance(types, str):
             # A string is an iterable of its letters: "projects" would declare eight types.
@@ -168,6 +170,8 @@ class UpdateService:
         self._warned_not_started = False
 
         self._connections: set[Connection] = set()
+        # Open streams kept out of the cyclic GC's full collections (refetch/_gc.py).
+        self._gc = FreezePolicy() if gc_freeze else None
         self._by_type: dict[str, set[Connection]] = {t: set() for t in names}
         self._by_scope: dict[str, set[Connection]] = {}
         # Subscribers with nothing to write and no write scheduled: the only ones an
@@ -255,6 +259,8 @@ class UpdateService:
                 )
         if self._relay is not None:
             await self._relay.stop(grace)
+        if self._gc is not None:
+            self._gc.close()
 
     async def __aenter__(self) -> UpdateService:
         await self.start()
@@ -818,6 +824,8 @@ class UpdateService:
             else:
                 body += self._replay_frame(conn, missed, now)
         self._connections.add(conn)
+        if self._gc is not None:
+            self._gc.attached(len(self._connections))
         self._drained.clear()
         for type_ in types:
             self._by_type[type_].add(conn)
@@ -835,7 +843,10 @@ class UpdateService:
             conn.closing = "gone"
         if conn.writer is not None:
             conn.writer.cancel()
-        self._connections.discard(conn)
+        if conn in self._connections:
+            self._connections.discard(conn)
+            if self._gc is not None:
+                self._gc.detached(len(self._connections))
         for type_ in conn.types:
             self._by_type[type_].discard(conn)
             self._idle[type_].discard(conn)
