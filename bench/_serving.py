@@ -72,6 +72,7 @@ def stats(counters: Counters, connections: int, **extra: Any) -> dict[str, Any]:
         "gc_s": counters.gc.total,
         "gc_max_ms": counters.gc.longest * 1000,
         "gc_counts": gc.get_count(),
+        "gc_frozen": gc.get_freeze_count(),
         "gc_pauses": list(counters.gc.notable),  # [end time, ms, generation], >= 1 ms
         "pid": os.getpid(),
         **extra,

@@ -420,6 +420,11 @@ class Run:
             quiet_streams=len(self.streams) - n,
             leaked=self.stats.leaked,
             server_gc_rounds_max_ms=max(pauses, default=0.0),
+            # The longest pauses since the server started: [seconds before the rounds, ms, gen].
+            server_gc_worst=[
+                [round(before["time"] - at, 2), round(ms, 1), gen]
+                for at, ms, gen in sorted(after.get("gc_pauses", []), key=lambda p: p[1])[-5:]
+            ],
             server_gc_rounds_pauses=len(pauses),
             rounds=a.rounds,
             expected=a.rounds * n,

@@ -391,8 +391,12 @@ def run(
     only: list[str] | None,
     out: Path,
     redis_url: str = REDIS,
+    sizes: list[int] | None = None,
 ) -> dict[str, Any]:
     p = profile(profile_name)
+    if sizes:  # one size instead of the profile's, for a look at one row
+        for scenario in ("idle", "fanout", "instances", "workers"):
+            p[scenario]["sizes"] = sizes
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = out / f"{stamp}-{profile_name}.log"
     report: dict[str, Any] = {
@@ -994,6 +998,9 @@ def main(argv: list[str] | None = None) -> int:
         "--redis", default=REDIS, help="Redis for scenario 5 (127.0.0.1 only; a stream per run)"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--sizes", default=None, help="comma-separated N for idle/fanout/instances/workers"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = run(
@@ -1002,6 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
         args.only.split(",") if args.only else None,
         args.out,
         args.redis,
+        [int(n) for n in args.sizes.split(",")] if args.sizes else None,
     )
     text = markdown(report)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -9,9 +9,10 @@ generation that collections skip; it costs nothing (a list splice), but whatever
 frozen is never collected until ``gc.unfreeze()``, so cyclic garbage among frozen
 objects (a stream's, or the app's) waits for that.
 
-So: when the streams attached since the last freeze reach a tenth of those open (and
-at least ``floor``), collect the young generations (so fresh garbage is not frozen) and
-freeze. When as many streams have left as half of those open at the last recycle,
+So: once at start, a freeze (the app's imported modules and set-up are most of a young
+process's objects). Then, when the streams attached since the last freeze reach a tenth
+of those open (and at least ``floor``), collect the young generations (so fresh garbage
+is not frozen) and freeze. When as many streams have left as half of those open at the last recycle,
 recycle: unfreeze, one full collection, freeze again. That pause is the one a full
 collection would cost anyway, at a moment when at most half the streams are there, and
 it bounds what churn can leave behind: memory stays flat while streams come and go.
@@ -42,6 +43,17 @@ class FreezePolicy:
         self.freezes = 0
         self.longest_recycle = 0.0
 
+    def start(self) -> None:
+        """The app is imported and set up: freeze all of that once, before any stream.
+
+        A web app's modules (FastAPI, pydantic, an ORM) are a few hundred thousand
+        tracked objects; without this, each full collection of the first connect storm
+        walks all of them. No collection first (that would be a pause per start, and a
+        test suite starts hundreds of hubs): start-up garbage waits for the first recycle.
+        """
+        gc.freeze()
+        self.freezes += 1
+
     def attached(self, open_streams: int) -> None:
         self.since += 1
         if self.since >= max(self.floor, self.grow * open_streams):
@@ -70,7 +82,7 @@ class FreezePolicy:
 
     def close(self) -> None:
         """The hub stopped: hand everything back to the collector."""
-        if self.recycled_at or self.freezes:
+        if self.freezes:
             gc.unfreeze()
         self.recycled_at = 0
         self.since = 0

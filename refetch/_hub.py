@@ -225,6 +225,8 @@ class UpdateService:
         else:
             warn_if_split()
         self._state = "running"
+        if self._gc is not None:
+            self._gc.start()
         self._schedule_tick()
         if self.close_on_signals and threading.current_thread() is threading.main_thread():
             self._chain_signal_handlers()
