@@ -26,18 +26,14 @@ TICKS = 30
 
 
 class Schedule(Generic[T]):
-    """Items filed under the tick they are due at; ``due(now)`` takes the ones that came.
+    """Items filed under the tick they are due at; ``due(now)`` takes the ones that came."""
 
-    An item is filed at most once: filing it again moves it.
-    """
-
-    __slots__ = ("_next", "_ticks", "_where", "grain", "heartbeat")
+    __slots__ = ("_next", "_ticks", "grain", "heartbeat")
 
     def __init__(self, heartbeat: float) -> None:
         self.heartbeat = heartbeat
         self.grain = heartbeat / TICKS
-        self._ticks: dict[int, dict[T, None]] = {}
-        self._where: dict[T, int] = {}
+        self._ticks: dict[int, list[T]] = {}
         self._next: int | None = None  # the earliest tick not yet taken
 
     def add(self, item: T, now: float) -> None:
@@ -45,62 +41,36 @@ class Schedule(Generic[T]):
         self.at(item, now + self.heartbeat * random.uniform(0.5, 1.0))
 
     def at(self, item: T, when: float) -> None:
-        """File ``item`` at ``when`` (moving it if it was filed already)."""
         tick = math.ceil(when / self.grain)
         if self._next is not None and tick < self._next:
             tick = self._next
-        old = self._where.get(item)
-        if old == tick:
-            return
-        if old is not None:
-            self._remove(item, old)
-        self._where[item] = tick
         bucket = self._ticks.get(tick)
         if bucket is None:
-            self._ticks[tick] = {item: None}
+            self._ticks[tick] = [item]
         else:
-            bucket[item] = None
-
-    def sooner(self, item: T, when: float) -> None:
-        """File ``item`` at ``when`` unless it is filed earlier already."""
-        old = self._where.get(item)
-        if old is None or math.ceil(when / self.grain) < old:
-            self.at(item, when)
-
-    def discard(self, item: T) -> None:
-        tick = self._where.get(item)
-        if tick is not None:
-            self._remove(item, tick)
-
-    def _remove(self, item: T, tick: int) -> None:
-        del self._where[item]
-        bucket = self._ticks[tick]
-        del bucket[item]
-        if not bucket:
-            del self._ticks[tick]
+            bucket.append(item)
 
     def due(self, now: float) -> list[T]:
         """Everything filed at a tick up to ``now``, taken out of the schedule."""
         last = math.floor(now / self.grain)
-        first = self._next if self._next is not None else last
-        self._next = last + 1
         if not self._ticks:
+            self._next = last + 1
             return []
-        if last - first > len(self._ticks):  # a long sleep: look only at filled ticks
-            ticks = sorted(t for t in self._ticks if t <= last)
-        else:
-            ticks = [t for t in range(min(first, min(self._ticks)), last + 1) if t in self._ticks]
+        first = self._next if self._next is not None else min(self._ticks)
         taken: list[T] = []
-        for tick in ticks:
-            bucket = self._ticks.pop(tick)
-            for item in bucket:
-                del self._where[item]
-            taken.extend(bucket)
+        if last - first > len(self._ticks):  # a long sleep: look only at filled ticks
+            for tick in sorted(t for t in self._ticks if t <= last):
+                taken.extend(self._ticks.pop(tick))
+        else:
+            for tick in range(first, last + 1):
+                bucket = self._ticks.pop(tick, None)
+                if bucket is not None:
+                    taken.extend(bucket)
+        self._next = last + 1
         return taken
 
     def __len__(self) -> int:
-        return len(self._where)
+        return sum(len(bucket) for bucket in self._ticks.values())
 
     def clear(self) -> None:
         self._ticks.clear()
-        self._where.clear()

@@ -25,7 +25,6 @@ from ._connection import Connection, ConnectionInfo
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from ._gc import FreezePolicy
-from ._heartbeats import Schedule
 from ._latency import BOUNDS, LatencyHistogram
 from ._log import update_delivered
 from ._processes import warn_if_split
@@ -199,8 +198,6 @@ class UpdateService:
         self._dirty: list[Connection] = []
         self._buckets: dict[float, tuple[asyncio.TimerHandle, list[Connection]]] = {}
         self._tick_handle: asyncio.TimerHandle | None = None
-        # When each stream's ping may be due (refetch/_heartbeats.py).
-        self._ping_schedule: Schedule[Connection] = Schedule(heartbeat)
         self._drained = asyncio.Event()
         # subject -> (loop time, principal) of recent reauthorize() calls, for streams
         # authenticated just before one of them; forgotten after a minute.
@@ -250,7 +247,6 @@ class UpdateService:
         self.close_streams("shutdown")
         if self._tick_handle is not None:
             self._tick_handle.cancel()
-        self._ping_schedule.clear()
         for timer, _ in self._buckets.values():
             timer.cancel()
         self._buckets.clear()
@@ -686,9 +682,6 @@ class UpdateService:
             return
         if writer is not None:
             writer.add_done_callback(lambda task: self._after_write(conn, task))
-            # A write that waits for the client's socket: look at it again once it
-            # would count as stuck (unless its ping is due before that).
-            self._ping_schedule.sooner(conn, now + self.send_timeout)
 
     def _after_write(self, conn: Connection, task: asyncio.Task[None]) -> None:
         conn.writer = None
@@ -713,10 +706,9 @@ class UpdateService:
     def _schedule_tick(self) -> None:
         loop = self._loop
         assert loop is not None
-        # One timer for every connection's heartbeat, ticking at a thirtieth of it; each
-        # tick visits only the streams whose ping may be due: a ping goes out after at
-        # most ``heartbeat * (1 + 1/30)`` of silence, and a cohort's pings stay spread.
-        self._tick_handle = loop.call_later(self._ping_schedule.grain, self._tick)
+        # One timer for every connection's heartbeat; a ping goes out between
+        # ``heartbeat`` and ``1.1 * heartbeat`` seconds of silence.
+        self._tick_handle = loop.call_later(self.heartbeat / 10, self._tick)
 
     def _tick(self) -> None:
         if self._state not in ("running", "draining"):
@@ -728,28 +720,19 @@ class UpdateService:
             self._reauthorized = {
                 s: entry for s, entry in self._reauthorized.items() if entry[0] > now - 60
             }
-        heartbeat = self.heartbeat
-        schedule = self._ping_schedule
-        for conn in schedule.due(now):
+        silent_since = now - self.heartbeat
+        stuck_since = now - self.send_timeout
+        for conn in list(self._connections):
             if conn.closing is not None:
-                continue  # gone: dropped from the schedule here
+                continue
             if conn.writer is not None:
-                stuck_at = conn.busy_since + self.send_timeout
-                if stuck_at <= now:
+                if conn.busy_since < stuck_since:
                     self._slow += 1
                     logger.info("stream dropped: no write completed in %.0fs", self.send_timeout)
                     self._abort(conn, "slow")
-                else:
-                    schedule.at(conn, min(stuck_at, now + heartbeat))
-            elif conn.last_write <= now - heartbeat / 2:
-                # Silent for half an interval or more, and not to be looked at again
-                # for a whole one: ping now. (A stream's first visit comes at a random
-                # point of its first interval, which is what spreads a cohort.)
+            elif conn.last_write <= silent_since:
                 self._pings += 1
                 self._write(conn, PING, now)
-                schedule.at(conn, now + heartbeat)
-            else:
-                schedule.at(conn, conn.last_write + heartbeat)
         self._schedule_tick()
 
     # -- connections (used by the endpoint) ----------------------------------------
@@ -843,7 +826,6 @@ class UpdateService:
             else:
                 body += self._replay_frame(conn, missed, now)
         self._connections.add(conn)
-        self._ping_schedule.add(conn, now)
         if self._gc is not None:
             self._gc.attached(len(self._connections))
         self._drained.clear()
@@ -863,7 +845,6 @@ class UpdateService:
             conn.closing = "gone"
         if conn.writer is not None:
             conn.writer.cancel()
-        self._ping_schedule.discard(conn)
         if conn in self._connections:
             self._connections.discard(conn)
             if self._gc is not None:

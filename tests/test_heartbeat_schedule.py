@@ -1,6 +1,5 @@
 """The ping schedule against a model: every filed item comes back once, not before its tick,
-and at the first ``due()`` whose time reached it (however long the loop slept in between);
-filing again moves an item, ``sooner`` only moves it earlier, ``discard`` forgets it."""
+and at the first ``due()`` whose time reached it (however long the loop slept in between)."""
 
 from __future__ import annotations
 
@@ -18,9 +17,6 @@ steps = st.lists(
     st.one_of(
         st.tuples(st.just("file"), st.floats(0, 20, allow_nan=False)),
         st.tuples(st.just("add"), st.just(0.0)),
-        st.tuples(st.just("refile"), st.floats(0, 20, allow_nan=False)),
-        st.tuples(st.just("sooner"), st.floats(0, 20, allow_nan=False)),
-        st.tuples(st.just("discard"), st.just(0.0)),
         st.tuples(st.just("advance"), st.floats(0, 8, allow_nan=False)),
     ),
     max_size=60,
@@ -50,24 +46,6 @@ def test_every_item_comes_back_once_at_its_tick(ops: list[tuple[str, float]]) ->
         elif op == "add":
             schedule.add(n, now)
             window[n] = filed(now + HEARTBEAT / 2, now + HEARTBEAT)
-        elif op in ("refile", "sooner", "discard"):
-            if not window:
-                continue
-            item = min(window)  # the oldest item still filed
-            if op == "discard":
-                schedule.discard(item)
-                del window[item]
-            elif op == "refile":
-                schedule.at(item, now + value)
-                window[item] = filed(now + value, now + value)
-            else:
-                schedule.sooner(item, now + value)
-                earliest, latest = window[item]
-                new_earliest, new_latest = filed(now + value, now + value)
-                if new_latest < earliest:  # surely sooner: moved
-                    window[item] = (new_earliest, new_latest)
-                elif new_earliest < latest:  # maybe sooner (an add's random tick)
-                    window[item] = (min(earliest, new_earliest), latest)
         else:
             now += value
             got = schedule.due(now)
