@@ -44,7 +44,7 @@ js/dist/index.js: js/node_modules/.installed $(wildcard js/src/*.ts js/src/*.tsx
 
 # The JS package: types, unit tests, and integration tests against the real Python server.
 js-test: js/dist/index.js $(VENV)/.synced
-	cd js && npm run typecheck && npm test
+	cd js && npm run typecheck && REFETCH_REQUIRE_SERVER=1 npm test
 
 $(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
 	cd $(UI) && npm ci --no-audit --no-fund

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from refetch import UpdatesEndpoint, UpdateService
+from refetch import CursorHeaderMiddleware, UpdatesEndpoint, UpdateService
 
 updates = UpdateService(types=["progress", "projects", "compute"])
 progress = {"value": 0}
@@ -31,6 +31,10 @@ async def tick() -> None:
 
 async def get_progress(request: Request) -> JSONResponse:
     return JSONResponse(progress)
+
+
+async def list_projects(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.projects)
 
 
 async def create_project(request: Request) -> JSONResponse:
@@ -53,10 +57,13 @@ app = Starlette(
     routes=[
         Route("/api/updates", UpdatesEndpoint(updates)),
         Route("/api/progress", get_progress),
+        Route("/api/projects", list_projects),
         Route("/api/projects", create_project, methods=["POST"]),
     ],
     lifespan=lifespan,
 )
+# Every API response says which cursor its data was read at (docs/protocol.md).
+app.add_middleware(CursorHeaderMiddleware, service=updates)
 
 if __name__ == "__main__":
     uvicorn.run(

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.staticfiles import StaticFiles
 
-from refetch import BackgroundWorker, UpdatesEndpoint
+from refetch import BackgroundWorker, CursorHeaderMiddleware, UpdatesEndpoint
 
 from .auth import authenticate_stream
 from .config import Settings, session_secret
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         include_in_schema=False,
     )
     app.add_middleware(ETagMiddleware)
+    # Outside the ETag one, so a 304 carries the cursor its revalidation was read at too.
+    app.add_middleware(CursorHeaderMiddleware, service=updates)
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

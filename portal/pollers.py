@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, TypeAdapter
 
 from refetch import Poller, poller
-from refetch.backends import with_leases
+from refetch.leases import with_leases
 
 from .config import Settings
 from .schemas import Cluster, Image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._connection import ConnectionInfo
+from ._cursor_header import CursorHeaderMiddleware
 from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
     BackendUnavailable,
@@ -15,10 +16,11 @@ from ._exceptions import (
     StreamRejected,
     UnknownUpdateType,
 )
-from ._hub import Statistics, UpdateService
+from ._hub import UpdateService
 from ._mount import StreamMount, mount
 from ._poller import Lease, Poller, SharedLease, poller
 from ._publisher import Publisher
+from ._statistics import Statistics
 from ._update import Update
 from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
@@ -32,6 +34,7 @@ __all__ = [
     "Cached",
     "ConfigurationError",
     "ConnectionInfo",
+    "CursorHeaderMiddleware",
     "Lease",
     "Notifier",
     "Poller",

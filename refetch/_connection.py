@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine, Generator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from ._auth import Principal
-from ._mount import StartHeaders
+from ._changes import Changes, add_change
+from ._send import start_send
 from ._types import Send
+from ._uvicorn import direct_transport
 
 NEVER = float("-inf")
 
@@ -35,198 +36,116 @@ class ConnectionInfo:
     busy: bool
 
 
+class State:
+    """Where a connection is in its write cycle; exactly one at a time."""
+
+    IDLE = 0  #: nothing to write: it waits in the fan-out's idle sets
+    DUE = 1  #: something to write: queued for the next pass or a coalescing timer
+    WRITING = 2  #: a write waits for the client's socket: changes collect meanwhile
+    REPLAYING = 3  #: its catch-up replay is being fetched: changes collect meanwhile
+    CLOSED = 4  #: ended; ``closing`` says why
+    BUSY = (WRITING, REPLAYING)
+
+
 class Connection:
-    """The hub's state for one SSE stream.
+    """The fan-out's state for one SSE stream.
 
     It holds a *pending set* (type -> keys, ``None`` meaning the whole type) of the
     updates addressed to an audience, never a queue, so a slow client costs bounded
     memory and loses nothing: its next frame carries everything merged. Updates for
-    everyone are not copied into each pending set; the hub keeps them per type and
-    merges them in when it writes (``told``).
+    everyone are not copied into each pending set; the fan-out keeps them per type
+    (``Broadcasts``) and merges in what came after ``heard`` when it writes.
     """
 
     __slots__ = (
         "busy_since",
         "closing",
-        "cycle",
+        "direct",
+        "ended",
         "frames",
+        "heard",
+        "inflight",
         "last_invalidate",
         "last_write",
         "pending",
         "pending_cursor",
         "pending_since",
         "principal",
-        "scheduled",
-        "scopes",
         "send",
         "since",
-        "task",
-        "told",
+        "state",
         "types",
-        "writer",
     )
 
-    def __init__(
-        self,
-        send: Send,
-        principal: Principal,
-        types: frozenset[str],
-        task: asyncio.Task[Any] | None,
-    ) -> None:
+    def __init__(self, send: Send, principal: Principal, types: frozenset[str]) -> None:
         self.send = send
-        self.cycle = _uvicorn_cycle(send)
+        self.direct = direct_transport(send)
         self.principal = principal
-        self.scopes = principal.scopes
         self.types = types
-        self.task = task
-        self.pending: dict[str, set[str] | None] = {}
-        self.pending_cursor = ""
-        # The hub's mark count when this stream was last told everything sent to all
-        # of its types: what was broadcast since is computed per type at write time.
-        self.told = 0
-        self.last_invalidate = NEVER
-        self.last_write = NEVER
-        self.writer: asyncio.Task[None] | None = None
-        self.busy_since = NEVER
-        self.scheduled = False
-        self.closing: str | None = None
+        #: When it was opened (wall clock, for people) and frames written so far.
         self.since = time.time()
         self.frames = 0
-        # time.monotonic() of the oldest update in ``pending``: how long it waited,
-        # when the frame goes out (the hub's latency histogram).
+        self.pending: Changes = {}
+        #: time.monotonic() of the oldest update in ``pending``: how long it waited
+        #: when the frame goes out (the latency histogram).
         self.pending_since = 0.0
+        self.pending_cursor = ""
+        #: The broadcast serial this stream has heard everything up to.
+        self.heard = 0
+        self.last_invalidate = NEVER
+        self.last_write = NEVER
+        self.state = State.IDLE
+        #: The write task (WRITING) or catch-up fetch (REPLAYING) in flight.
+        self.inflight: asyncio.Future[Any] | None = None
+        self.busy_since = NEVER
+        self.closing: str | None = None
+        #: Done once the stream was ended by the fan-out (its owner then finishes it).
+        self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return self.principal.scopes
 
     def sees(self, type_: str, audience: frozenset[str] | None) -> bool:
-        return type_ in self.types and (audience is None or not audience.isdisjoint(self.scopes))
+        return type_ in self.types and (
+            audience is None or not audience.isdisjoint(self.principal.scopes)
+        )
 
     def add(self, type_: str, key: str | None, cursor: str, max_keys: int) -> bool:
         """Merge one update into the pending set; True if it was already covered."""
         self.pending_cursor = cursor
-        pending = self.pending
-        if type_ not in pending:
-            pending[type_] = None if key is None else {key}
-            return False
-        keys = pending[type_]
-        if keys is None:
-            return True
-        if key is None:
-            pending[type_] = None
-            return False
-        if key in keys:
-            return True
-        keys.add(key)
-        if len(keys) > max_keys:
-            # Past the cap the keys are worth less than the memory: the whole type.
-            pending[type_] = None
-        return False
+        return add_change(self.pending, type_, key, max_keys)
 
-    def take(self) -> tuple[dict[str, set[str] | None], str]:
+    def take(self) -> tuple[Changes, str]:
         pending, self.pending = self.pending, {}
         return pending, self.pending_cursor
 
-    def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
-        """Write ``body`` now, without a task switch when the transport accepts it at once.
-
-        ASGI servers complete ``send()`` without suspending unless the socket is
-        backed up. So the coroutine is driven by hand; only when it does suspend
-        (a slow reader) is the rest handed to a task, which the caller owns.
-        """
-        self.last_write = now
-        cycle = self.cycle
-        if (
-            cycle is not None
-            and cycle.chunked_encoding is True
-            and not cycle.flow.write_paused
-            and not cycle.disconnected
-            and not cycle.response_complete
-        ):
-            # Exactly what uvicorn's send() would write, minus a message dict, a
-            # coroutine and its checks per connection: on a fan-out to thousands of
-            # streams that overhead is most of the Python time per delivery.
-            cycle.transport.write(_chunk(body))
-            return None
-        coro = cast(
-            "Coroutine[Any, Any, None]",
-            self.send({"type": "http.response.body", "body": body, "more_body": True}),
-        )
-        try:
-            first = coro.send(None)
-        except StopIteration:
-            return None
-        self.busy_since = now
-        self.writer = asyncio.get_running_loop().create_task(_finish(coro, first))
-        return self.writer
+    def end(self, reason: str) -> None:
+        """Mark the stream ended (the first reason wins) and wake its owner."""
+        if self.closing is None:
+            self.closing = reason
+        self.state = State.CLOSED
+        if not self.ended.done():
+            self.ended.set_result(None)
 
     def drop(self) -> None:
         """Cut the socket under a write that cannot complete: the client stopped reading.
 
-        Ending the response is no use then (the end cannot be written either), and the
-        server would wait for it for ever, e.g. at shutdown. Possible on uvicorn's own
-        transport only; elsewhere the server's graceful-shutdown timeout is the bound.
+        Possible on uvicorn's own transport only; elsewhere the server's graceful
+        shutdown timeout is the bound.
         """
-        if self.cycle is not None:
-            self.cycle.transport.abort()
+        if self.direct is not None:
+            self.direct.abort()
 
-
-def _uvicorn_cycle(send: Send) -> Any:
-    """uvicorn's httptools request cycle, when ``send`` is its own bound method.
-
-    Then a body write is a plain chunked ``transport.write()`` while the transport
-    is not paused, and the hub may do it directly. Anything else (another server,
-    or middleware that wraps ``send``) goes through ``send()``.
-    """
-    if isinstance(send, StartHeaders):  # refetch.mount's: bodies pass unchanged
-        send = send.body_send
-    cycle = getattr(send, "__self__", None)
-    if type(cycle).__module__ != "uvicorn.protocols.http.httptools_impl":
-        return None
-    if getattr(send, "__func__", None) is not getattr(type(cycle), "send", None):
-        return None
-    names = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
-    if not all(hasattr(cycle, name) for name in names):
-        return None
-    return cycle
-
-
-_last_chunk: tuple[bytes, bytes] = (b"", b"")
-
-
-def _chunk(body: bytes) -> bytes:
-    """``body`` in HTTP/1.1 chunked framing; a fan-out frames the same bytes once."""
-    global _last_chunk
-    last = _last_chunk  # read once: hubs in other threads may swap it
-    if last[0] is body:
-        return last[1]
-    chunk = b"%x\r\n%b\r\n" % (len(body), body)
-    _last_chunk = (body, chunk)
-    return chunk
-
-
-async def _finish(coro: Coroutine[Any, Any, None], first: Any) -> None:
-    await _Resumed(coro, first)
-
-
-class _Resumed:
-    """Awaiting this continues a coroutine that already ran up to its first suspension."""
-
-    __slots__ = ("coro", "first")
-
-    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
-        self.coro = coro
-        self.first = first
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        to_yield = self.first
-        while True:
-            try:
-                sent = yield to_yield
-            except BaseException as exc:  # cancellation thrown in by the owning task
-                try:
-                    to_yield = self.coro.throw(exc)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    to_yield = self.coro.send(sent)
-                except StopIteration:
-                    return
+    def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
+        """Write ``body`` now: straight to uvicorn's transport when possible, else
+        through ``send()`` (``start_send``); returns the task of a write that has to
+        wait for the socket, which the caller owns."""
+        self.last_write = now
+        direct = self.direct
+        if direct is not None and direct.write(body):
+            return None
+        writer = start_send(self.send, body)
+        if writer is not None:
+            self.busy_since = now
+        return writer

@@ -139,25 +139,21 @@ class UpdatesEndpoint:
 
         last_event_id = _last_event_id(scope, query)
         await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
-        task = asyncio.current_task()
         try:
-            conn = self.service.attach(
-                send, principal, types, last_event_id, task, authenticated_at
-            )
+            conn = self.service.attach(send, principal, types, last_event_id, authenticated_at)
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         opened = time.monotonic()
         stream_opened(scope, conn.principal, conn.types, last_event_id)
+        # This task owns the stream: it waits for whichever comes first, the client
+        # going away or the hub ending the stream, and cleans up either way.
+        disconnected = asyncio.ensure_future(_until_disconnect(receive))
         try:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-        except asyncio.CancelledError:
-            if conn.closing is None:
-                raise  # not ours: the server is cancelling the request
-            if task is not None:
-                task.uncancel()
+            await asyncio.wait((disconnected, conn.ended), return_when=asyncio.FIRST_COMPLETED)
         finally:
+            disconnected.cancel()
+            await asyncio.gather(disconnected, return_exceptions=True)
             self.service.detach(conn)
             stream_closed(
                 scope,
@@ -167,8 +163,8 @@ class UpdatesEndpoint:
                 time.monotonic() - opened,
             )
         if conn.closing not in ("gone", "send failed", "slow"):
-            # The hub ended the stream (shutdown): finish the response cleanly. A slow
-            # reader's socket is full, so a last write to it would only hang.
+            # The hub ended the stream (shutdown, sign-out): finish the response cleanly.
+            # A slow reader's socket is full, so a last write to it would only hang.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _unavailable(self, scope: Scope, send: Send) -> None:
@@ -201,6 +197,11 @@ class UpdatesEndpoint:
         if result is not None and not isinstance(result, Principal):
             raise TypeError(f"authenticate() must return a Principal or None, not {result!r}")
         return result
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _parse_types(values: list[str] | None) -> list[str] | str:

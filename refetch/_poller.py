@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from ._exceptions import ConfigurationError
+from ._update import audience_of, type_name
 
 __all__ = ["Extract", "Fetch", "Lease", "Poller", "SharedLease", "poller"]
 
@@ -94,12 +95,11 @@ def poller(
     headers: Mapping[str, str] | None = None,
     max_backoff: float | None = None,
     jitter: float = 0.1,
-    audience: Iterable[str] | None = None,
+    audience: Iterable[str] | str | None = None,
     lease: Lease | None = None,
 ) -> Poller:
     """Describe one poller. Pass `url=` (GET, JSON body) or `fetch=` (an async function)."""
-    if isinstance(update_type, enum.Enum):
-        update_type = update_type.value
+    update_type = type_name(update_type)
     if not isinstance(update_type, str) or not update_type:
         raise ConfigurationError(
             "poller(): update_type must be a non-empty string, e.g. 'progress'"
@@ -148,11 +148,6 @@ def poller(
         raise ConfigurationError(
             f"poller({update_type!r}): jitter is a fraction of the interval in [0, 1), got {jitter}"
         )
-    if isinstance(audience, str):
-        raise ConfigurationError(
-            f"poller({update_type!r}): audience is a collection of scopes, "
-            f"e.g. audience={{{audience!r}}}, not a string"
-        )
     if name is None:
         name = update_type if key is None else f"{update_type}:{key}"
     return Poller(
@@ -167,6 +162,6 @@ def poller(
         max_backoff=float(max_backoff),
         jitter=float(jitter),
         headers=tuple((headers or {}).items()),
-        audience=None if audience is None else frozenset(audience),
+        audience=audience_of(audience),
         lease=lease,
     )

@@ -18,15 +18,17 @@ import warnings
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
+from ._codec import encode_entry
+from ._cursor import Cursor
 from ._exceptions import (
     ConfigurationError,
     PublishError,
     RefetchError,
     ServiceClosed,
-    UnknownUpdateType,
 )
-from ._update import Update
-from .backends._base import Backend, backend_from_url, encode_update
+from ._update import make_update, type_name
+from .backends._base import Backend, backend_from_url
+from .backends.memory import MemoryBackend
 
 T = TypeVar("T")
 
@@ -57,7 +59,7 @@ class Publisher:
         self._source_url = backend if isinstance(backend, str) else None
         if isinstance(backend, str):
             found = backend_from_url(backend)
-            if found is None:
+            if isinstance(found, MemoryBackend):  # private to this process: nobody hears it
                 raise ConfigurationError(
                     "memory:// has no broker for a Publisher to publish to: give the "
                     "redis://, postgresql:// or nats:// URL that the servers' "
@@ -111,7 +113,7 @@ class Publisher:
                 stacklevel=2,
             )
         positions = self._run(self._publish(payload))
-        return f"{self._epoch}.{positions[0]}"
+        return str(Cursor(self._epoch or "", positions[0]))  # set by the publish
 
     async def publish(
         self,
@@ -136,7 +138,7 @@ class Publisher:
             raise
         except Exception as exc:
             raise PublishError(f"cannot publish to {self.url}: {exc!r}") from exc
-        return f"{self._epoch}.{positions[0]}"
+        return str(Cursor(self._epoch or "", positions[0]))  # set by the publish
 
     def _payload(
         self,
@@ -144,14 +146,10 @@ class Publisher:
         key: str | int | None,
         audience: Iterable[str] | str | None,
     ) -> bytes:
-        name = type_.value if isinstance(type_, enum.Enum) else type_
-        if self.types is not None and name not in self.types:
-            raise UnknownUpdateType([str(name)], list(self.types))
+        name = type_name(type_)
         if not isinstance(name, str) or not name:
             raise ConfigurationError(f"an update type is a non-empty string, not {name!r}")
-        if audience is not None:
-            audience = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
-        return encode_update(Update(name, None if key is None else str(key), audience))
+        return encode_entry(make_update(name, key, audience, known=self.types))
 
     async def _publish(self, payload: bytes) -> list[int]:
         # Runs on the private loop. Threads that notify at once must not connect twice

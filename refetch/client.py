@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
+from ._backoff import full_jitter
 from ._exceptions import ConfigurationError, StreamError, StreamRejected
 from ._parser import ServerSentEvent, SSEParser
 
@@ -173,8 +173,7 @@ async def listen(
                         f"the last: {reason}"
                     )
             base = backoff if retry_ms is None else retry_ms / 1000
-            cap = min(max_backoff, base * 2 ** min(max(unstable - 1, 0), 16))
-            delay = random.uniform(0, cap)
+            delay = full_jitter(base, max_backoff, max(unstable - 1, 0))
             if server_delay is not None:
                 delay = max(delay, min(server_delay, max_backoff))
             # A stream the server ended (a deploy, a sign-out) is routine; anything else

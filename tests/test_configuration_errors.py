@@ -89,7 +89,7 @@ def test_a_missing_extra_is_named_for_leases_too(module: str, extra: str, url: s
         module,
         f"""
         from refetch import ConfigurationError
-        from refetch.backends import lease_from_url
+        from refetch.leases import lease_from_url
         try:
             lease_from_url({url!r}, "weather")
         except ConfigurationError as exc:
@@ -291,8 +291,8 @@ def doc_sql(marker: str) -> str:
 
 
 def test_the_documented_schema_is_what_the_backend_creates() -> None:
-    from refetch.backends.leases import lease_schema_sql
     from refetch.backends.postgres import schema_sql
+    from refetch.leases import lease_schema_sql
 
     assert doc_sql("schema_sql()") == schema_sql()
     assert doc_sql("lease_schema_sql()") == lease_schema_sql()
@@ -303,9 +303,8 @@ async def test_a_role_without_create_streams_through_tables_made_by_a_migration(
 ) -> None:
     import asyncpg
 
-    from refetch.backends import lease_from_url
-    from refetch.backends.leases import lease_schema_sql
     from refetch.backends.postgres import schema_sql
+    from refetch.leases import lease_from_url, lease_schema_sql
 
     schema, role, table = unique_name("pyc_schema"), unique_name("pyc_app"), unique_name("upd")
     grants = (

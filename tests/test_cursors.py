@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refetch import UpdatesEndpoint, UpdateService
+from refetch._broker import BrokerSequencer
 from refetch._parser import ServerSentEvent, SSEParser
 from refetch.backends import MemoryBackend
 
@@ -192,10 +193,11 @@ def test_any_cursor_bytes_get_a_resync_a_replay_or_a_4xx(kind: str, via: str) ->
     with asyncio.Runner() as runner:
         hub = make_hub(kind)
         runner.run(hub.start())
-        if hub._relay is not None:
+        sequencer = hub._sequencer
+        if isinstance(sequencer, BrokerSequencer):
             # A cursor ahead of this instance waits this long for the shared stream to
             # catch up before it gets its resync; the default 5 s would make this slow.
-            hub._relay.catch_up_timeout = 0.05
+            sequencer.catch_up_timeout = 0.05
         epoch = epoch_of(hub)
         history: list[str] = []  # the key of the update at each position (from 1)
 

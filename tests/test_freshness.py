@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refetch import Principal, UpdateService
-from refetch._connection import Connection
+from refetch._connection import Connection, State
 from refetch._parser import SSEParser
 
 from .conftest import Recorder, wait_for
@@ -112,7 +112,7 @@ async def run(ops: list[tuple[object, ...]]) -> None:
         for client in clients:
             if client.ever_connected and client.conn is None:
                 connect(client)
-        await wait_for(lambda: all(not c.pending and not c.scheduled for c in service._connections))
+        await wait_for(lambda: all(c.state == State.IDLE for c in service._fanout._connections))
         for client in clients:
             client.consume()
             assert not client.owed, f"client {clients.index(client)} is stale: {client.owed}"

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from refetch import BackgroundWorker, SharedLease, poller
-from refetch.backends import PostgresLease, RedisLease, lease_from_url, with_leases
+from refetch.leases import PostgresLease, RedisLease, lease_from_url, with_leases
 
 from .conftest import unique_name, wait_for
 from .test_worker_http import serve

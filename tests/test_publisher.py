@@ -7,11 +7,9 @@ what its stream client receives.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import subprocess
 import sys
 import threading
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -122,9 +120,28 @@ async def test_a_script_publishes_and_exits(redis_url: str) -> None:
         await SharedStream("redis", stream_name).cleanup()
 
 
-def _child_notifies(publisher: Publisher, key: str) -> None:
-    publisher.notify("projects", key=key)
+# Runs in a fresh interpreter: forking pytest itself (dozens of threads left by other
+# tests) can copy a lock some thread holds, and the child then hangs on it.
+_FORK_SCRIPT = """
+import multiprocessing, sys, warnings
+from refetch import Publisher
+
+def child(publisher):
+    publisher.notify("projects", key="child")
     publisher.close()
+
+publisher = Publisher(sys.argv[1])
+publisher.notify("projects", key="parent")
+process = multiprocessing.get_context("fork").Process(target=child, args=(publisher,))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
+    process.start()
+process.join(30)
+assert process.exitcode == 0, process.exitcode
+# The parent's connection still works after the child closed its own.
+publisher.notify("projects", key="again")
+publisher.close()
+"""
 
 
 async def test_a_forked_child_opens_its_own_connection(redis_url: str) -> None:
@@ -134,22 +151,18 @@ async def test_a_forked_child_opens_its_own_connection(redis_url: str) -> None:
     backend = f"{redis_url}?stream={stream_name}"
     try:
         async with asgi_server(backend) as (_, url), Stream(url) as stream:
-            publisher = Publisher(backend)
-            await asyncio.to_thread(publisher.notify, "projects", key="parent")
-            context = multiprocessing.get_context("fork")
-            child = context.Process(target=_child_notifies, args=(publisher, "child"))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads
-                child.start()
-            await asyncio.to_thread(child.join, 30)
-            assert child.exitcode == 0
-            await wait_for(
-                lambda: stream.saw("projects", "child") and stream.saw("projects", "parent")
+            result = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-c", _FORK_SCRIPT, backend],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                cwd=ROOT,
             )
-            # The parent's connection still works after the child closed its own.
-            await asyncio.to_thread(publisher.notify, "projects", key="again")
-            await wait_for(lambda: stream.saw("projects", "again"))
-            publisher.close()
+            assert result.returncode == 0, result.stderr
+            await wait_for(
+                lambda: all(stream.saw("projects", k) for k in ("parent", "child", "again"))
+            )
     finally:
         await SharedStream("redis", stream_name).cleanup()
 

@@ -357,7 +357,7 @@ async def test_shutdown_is_not_held_by_a_client_that_stopped_reading() -> None:
             stuck.sendall(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             await wait_for(lambda: hub.statistics().connections == 1)
             batch = 0
-            while not any(c.writer is not None for c in hub._connections):  # its socket is full
+            while not any(c.busy for c in hub.connections()):  # its socket is full
                 for i in range(60):
                     hub.notify("projects", key=f"{batch}-{i}-{'x' * 500}")
                 batch += 1

@@ -543,7 +543,6 @@ def test_statistics_before_start() -> None:
         ({"url": URL, "timeout": -1}, "timeout must be > 0"),
         ({"url": URL, "interval": 10, "max_backoff": 5}, "max_backoff"),
         ({"url": URL, "jitter": 1.5}, "jitter"),
-        ({"url": URL, "audience": "tenant:acme"}, "not a string"),
         ({"fetch": _none, "headers": {"A": "b"}}, "headers= only applies to url="),
         ({"url": URL, "extract": "value"}, "extract must be a function"),
     ],
@@ -551,6 +550,11 @@ def test_statistics_before_start() -> None:
 def test_misconfigured_poller_raises_with_advice(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         poller("progress", **kwargs)
+
+
+def test_an_audience_string_is_one_scope_as_in_notify() -> None:
+    # One rule for every entry point (notify, publish, poller, notify_in_transaction).
+    assert poller("progress", url=URL, audience="tenant:acme").audience == {"tenant:acme"}
 
 
 def test_empty_update_type_is_rejected() -> None:

@@ -1,8 +1,10 @@
 export interface BackoffOptions {
   /** First ceiling in ms; the server's `retry:` replaces it once a hello arrived. Default 1000. */
   initialMs?: number;
-  /** Largest ceiling in ms. Default 30000. */
+  /** Largest ceiling in ms. Default 30000. Also bounds the server's `retry:`. */
   maxMs?: number;
+  /** A connection open this long resets the backoff to its first ceiling. Default 10000. */
+  stableMs?: number;
 }
 
 /**

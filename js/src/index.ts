@@ -1,5 +1,12 @@
 export { fullJitterDelay, type BackoffOptions } from "./backoff.js";
 export {
+  compareCursors,
+  CURSOR_HEADER,
+  CursorTracker,
+  type CursorListener,
+  type CursorSummary,
+} from "./cursors.js";
+export {
   parseHello,
   parseUpdates,
   type FrameListener,
@@ -7,6 +14,7 @@ export {
   type HelloData,
   type Register,
   type StatusListener,
+  type StreamFailure,
   type StreamStatus,
   type Update,
   type UpdateEvent,

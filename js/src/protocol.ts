@@ -5,7 +5,7 @@
  * Augment to narrow update types everywhere in this package:
  *
  * ```ts
- * declare module "refetch" {
+ * declare module "refetch-sse" {
  *   interface Register { updateType: "projects" | "progress" }
  * }
  * ```
@@ -21,7 +21,21 @@ export interface Update {
   keys?: string[];
 }
 
-export type StreamStatus = "connecting" | "open" | "reconnecting" | "closed" | "unauthorized";
+/**
+ * `error`: the server gave a final answer (400, 403, ...) that retrying soon cannot change; the
+ * stream retries slowly (a deploy may fix it) and `error` on the source says what it was.
+ */
+export type StreamStatus = "connecting" | "open" | "reconnecting" | "closed" | "unauthorized" | "error";
+
+/** A final answer of the server, as the source reports it with status "error" or "unauthorized". */
+export interface StreamFailure {
+  /** The HTTP status, e.g. 400 or 403. */
+  status: number;
+  /** The server's `error` code, e.g. "unknown_type" or "forbidden_type"; null if it sent none. */
+  code: string | null;
+  /** The server's human `detail`, or the start of the body. */
+  detail: string;
+}
 
 /** What listeners receive. `invalidate-all` means: refetch everything you show. */
 export type UpdateEvent =
@@ -50,6 +64,8 @@ export type FrameListener = (frame: FrameLogEntry) => void;
 export interface UpdateSource {
   readonly status: StreamStatus;
   readonly cursor: string | null;
+  /** What the server answered when status is "error" or "unauthorized"; null otherwise. */
+  readonly failure?: StreamFailure | null;
   /** The most recent frames, oldest first. */
   readonly log: readonly FrameLogEntry[];
   /** Starts connecting; calling it again does nothing. */

@@ -1,85 +1,33 @@
-import { useQueryClient, type QueryClient } from "@tanstack/react-query";
+"use client";
+// The React adapter: hooks over the framework-free core (session.ts, invalidator.ts). Nothing
+// here decides what to invalidate; it only ties the core's lifetime to components.
+import { focusManager, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 
-import { QueryInvalidator, type UpdateTag } from "./invalidator.js";
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions, type UpdateTag } from "./invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { createUpdateStream, type CreateUpdateStreamOptions } from "./shared.js";
+import { queryUpdates as coreQueryUpdates, type ConnectOptions, type QueryUpdates } from "./session.js";
 
-export { QueryInvalidator, type QueryInvalidatorOptions, type UpdateTag, type UpdatesMeta } from "./invalidator.js";
+export { CursorTracker } from "./cursors.js";
+export { type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
 
-export interface UseSSEUpdatesOptions extends Partial<CreateUpdateStreamOptions> {
-  /** Default "/api/updates". */
-  url?: string | URL;
-  /** Use this stream instead of creating one; it is started but not closed on unmount. */
-  stream?: UpdateSource;
-  /** Updates arriving within this window share one invalidation pass. Default 25 ms. */
-  coalesceMs?: number;
+/** The invalidator, following react-query's focusManager unless told otherwise. */
+export class QueryInvalidator extends CoreInvalidator {
+  constructor(client: QueryClient, options: QueryInvalidatorOptions = {}) {
+    super(client, { focusManager, ...options });
+  }
+}
+
+export interface UseSSEUpdatesOptions extends ConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */
   queryClient?: QueryClient;
-  /** false: no connection (e.g. while signed out). Default true. */
+  /** false: no connection (e.g. while signed out). Default true. The cursor carries across. */
   enabled?: boolean;
 }
 
-/**
- * Everything the hooks share for one QueryClient. Keyed by the client, not by a React context,
- * so useAutoRefetch works anywhere below the QueryClientProvider, also outside UpdatesProvider.
- */
-class Hub {
-  readonly invalidator: QueryInvalidator;
-  source: UpdateSource | null = null;
-  log: readonly FrameLogEntry[] = [];
-  readonly #listeners = new Set<() => void>();
-
-  constructor(client: QueryClient) {
-    this.invalidator = new QueryInvalidator(client);
-  }
-
-  attach(source: UpdateSource, coalesceMs: number | undefined): () => void {
-    if (this.source && this.source !== source) {
-      console.warn("refetch: useSSEUpdates() runs twice for one QueryClient; call it once per app");
-    }
-    this.source = source;
-    const invalidator = this.invalidator;
-    if (coalesceMs !== undefined) invalidator.coalesceMs = coalesceMs;
-    invalidator.start();
-    this.log = [...source.log];
-    const offEvents = source.subscribe((event) => invalidator.handle(event));
-    const offStatus = source.onStatus(() => this.#notify());
-    const offFrames = source.onFrame(() => {
-      this.log = [...source.log];
-      this.#notify();
-    });
-    this.#notify();
-    return () => {
-      offEvents();
-      offStatus();
-      offFrames();
-      invalidator.stop();
-      if (this.source === source) this.source = null;
-      this.#notify();
-    };
-  }
-
-  subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  };
-
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
-  }
-
-}
-
-const hubs = new WeakMap<QueryClient, Hub>();
-
-function hubFor(client: QueryClient): Hub {
-  let hub = hubs.get(client);
-  if (!hub) {
-    hub = new Hub(client);
-    hubs.set(client, hub);
-  }
-  return hub;
+/** The core session of this client, with react-query's focusManager (one copy even if query-core is not deduped). */
+function sessionFor(client: QueryClient): QueryUpdates {
+  return coreQueryUpdates(client, { focusManager });
 }
 
 /**
@@ -87,39 +35,29 @@ function hubFor(client: QueryClient): Hub {
  * changed. Returns the stream, or null before it is attached.
  */
 export function useSSEUpdates(options: UseSSEUpdatesOptions = {}): UpdateSource | null {
-  const client = useQueryClient(options.queryClient);
-  const hub = hubFor(client);
+  const session = sessionFor(useQueryClient(options.queryClient));
   const latest = useRef(options);
   latest.current = options;
-  const { stream, enabled = true, share = true, credentials } = options;
+  const { stream, enabled = true, share = true, credentials, cursors } = options;
   const url = String(options.url ?? "/api/updates");
   const types = options.types ? [...options.types].join(",") : "";
 
   useEffect(() => {
     if (!enabled) return undefined;
-    const { stream: _stream, coalesceMs, queryClient: _client, enabled: _enabled, ...streamOptions } =
-      latest.current;
-    const source =
-      stream ??
-      createUpdateStream({
-        ...streamOptions,
-        url,
-        share,
-        // Read at connect time, so a new token needs no reconnect of the hook.
-        headers: async () => {
-          const headers = latest.current.headers;
-          return (typeof headers === "function" ? await headers() : headers) ?? {};
-        },
-      });
-    const detach = hub.attach(source, coalesceMs);
-    source.start();
-    return () => {
-      detach();
-      if (!stream) source.close();
-    };
-  }, [hub, stream, enabled, url, types, share, credentials]);
+    const { queryClient: _client, enabled: _enabled, ...connectOptions } = latest.current;
+    return session.connect({
+      ...connectOptions,
+      url,
+      share,
+      // Read at connect time, so a new token needs no reconnect of the hook.
+      headers: async () => {
+        const headers = latest.current.headers;
+        return (typeof headers === "function" ? await headers() : headers) ?? {};
+      },
+    });
+  }, [session, stream, enabled, url, types, share, credentials, cursors]);
 
-  return useSyncExternalStore(hub.subscribe, () => hub.source, () => null);
+  return useSyncExternalStore(session.subscribe, () => session.source, () => null);
 }
 
 export interface UpdatesProviderProps extends UseSSEUpdatesOptions {
@@ -140,39 +78,36 @@ export interface AutoRefetchOptions {
 
 /**
  * Declares which update types a query depends on and returns the query unchanged. It does not
- * refetch by itself: the app-wide invalidator does, once per burst for all components.
+ * refetch by itself: the app-wide invalidator does, once per burst for all components. The tags
+ * stay on the query after the component unmounts, until the query leaves the cache.
  */
 export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }>(
   query: Q,
   types: UpdateType | readonly UpdateType[],
   options: AutoRefetchOptions = {},
 ): Q {
-  const hub = hubFor(useQueryClient(options.queryClient));
+  const session = sessionFor(useQueryClient(options.queryClient));
   const list: readonly UpdateType[] = Array.isArray(types) ? types : [types as UpdateType];
   const tags: UpdateTag[] = list.map((type) => (options.keys ? { type, keys: options.keys } : type));
   const signature = JSON.stringify(tags);
   const refetch = query.refetch;
   useEffect(
-    () => hub.invalidator.tagObserver(refetch, JSON.parse(signature) as UpdateTag[]),
-    [hub, refetch, signature],
+    () => session.invalidator.tagObserver(refetch, JSON.parse(signature) as UpdateTag[]),
+    [session, refetch, signature],
   );
   return query;
 }
 
 /** The stream's status for a connection indicator: "closed" while no stream is attached. */
 export function useUpdateStatus(queryClient?: QueryClient): StreamStatus {
-  const hub = hubFor(useQueryClient(queryClient));
-  return useSyncExternalStore(
-    hub.subscribe,
-    () => hub.source?.status ?? "closed",
-    () => "connecting",
-  );
+  const session = sessionFor(useQueryClient(queryClient));
+  return useSyncExternalStore(session.subscribe, () => session.status, () => "connecting");
 }
 
 /** The recent frames, oldest first, for a debug view. */
 export function useUpdateLog(queryClient?: QueryClient): readonly FrameLogEntry[] {
-  const hub = hubFor(useQueryClient(queryClient));
-  return useSyncExternalStore(hub.subscribe, () => hub.log, () => EMPTY);
+  const session = sessionFor(useQueryClient(queryClient));
+  return useSyncExternalStore(session.subscribe, () => session.log, () => EMPTY);
 }
 
 const EMPTY: readonly FrameLogEntry[] = [];

@@ -7,6 +7,7 @@ import {
   type UpdateListener,
   type UpdateSource,
 } from "./protocol.js";
+import { parseRelayMessage, RELAY_VERSION, type RelayMessage } from "./relay.js";
 import { UpdateStream, type UpdateStreamOptions } from "./stream.js";
 
 /** The part of the Web Locks API this package uses (so tests can pass a fake). */
@@ -27,19 +28,18 @@ export interface BroadcastChannelLike {
 export type BroadcastChannelConstructor = new (name: string) => BroadcastChannelLike;
 
 export interface SharedStreamOptions extends UpdateStreamOptions {
-  /** Lock and channel name; tabs with the same name share one connection. Default from url+types. */
+  /**
+   * Lock and channel name; tabs with the same name share one connection. Default: from the relay
+   * version, url, types, `credentials` and a hash of the request headers (per-tab tokens), so
+   * tabs of another deploy or with other credentials never share a stream.
+   */
   channelName?: string;
   locks?: LockManagerLike;
   BroadcastChannel?: BroadcastChannelConstructor;
 }
 
-type RelayMessage =
-  | { t: "event"; event: UpdateEvent; cursor: string | null }
-  | { t: "status"; status: StreamStatus; cursor: string | null }
-  | { t: "frame"; frame: FrameLogEntry; cursor: string | null }
-  | { t: "state"; status: StreamStatus; cursor: string | null; log: FrameLogEntry[] }
-  | { t: "sync" }
-  | { t: "reconnect" };
+// What #post takes: a relay message without its version, which #post adds.
+type Outgoing = RelayMessage extends infer M ? (M extends RelayMessage ? Omit<M, "v"> : never) : never;
 
 /**
  * One connection per browser: the tab holding a Web Lock is the leader and runs an UpdateStream;
@@ -51,7 +51,7 @@ export class SharedUpdateStream implements UpdateSource {
   readonly #options: SharedStreamOptions;
   readonly #locks: LockManagerLike;
   readonly #Channel: BroadcastChannelConstructor;
-  readonly #name: string;
+  #name: string;
   readonly #logger: Pick<Console, "warn" | "error">;
   readonly #logSize: number;
   readonly #listeners = new Set<UpdateListener>();
@@ -80,10 +80,10 @@ export class SharedUpdateStream implements UpdateSource {
     this.#options = options;
     this.#locks = locks;
     this.#Channel = Channel;
-    this.#name = options.channelName ?? defaultChannelName(options);
+    this.#name = options.channelName ?? "";
     this.#logger = options.logger ?? console;
     this.#logSize = options.logSize ?? 100;
-    this.#cursor = options.cursor ?? null;
+    this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
   }
 
   get status(): StreamStatus {
@@ -106,8 +106,25 @@ export class SharedUpdateStream implements UpdateSource {
   start(): void {
     if (this.#started || this.#closed) return;
     this.#started = true;
+    void this.#join();
+  }
+
+  async #join(): Promise<void> {
+    if (!this.#name) {
+      let key = "";
+      try {
+        key = await credentialsKey(this.#options);
+      } catch (error) {
+        this.#logger.error("refetch: the headers option failed; sharing the stream by url alone", error);
+      }
+      this.#name = `${defaultChannelName(this.#options)}#${key}`;
+    }
+    if (this.#closed) return;
     const channel = new this.#Channel(this.#name);
-    channel.onmessage = (event) => this.#receive(event.data as RelayMessage);
+    channel.onmessage = (event) => {
+      const message = parseRelayMessage(event.data);
+      if (message) this.#receive(message);
+    };
     this.#channel = channel;
     this.#locks
       .request(this.#name, { signal: this.#lockAbort.signal }, () => this.#lead())
@@ -160,23 +177,30 @@ export class SharedUpdateStream implements UpdateSource {
     if (this.#closed) return Promise.resolve();
     const inner = new UpdateStream({
       ...this.#options,
-      cursor: this.#cursor,
+      // The cursor heard from the previous leader, else whatever the app's option says.
+      cursor: this.#cursor ?? this.#options.cursor ?? null,
       // A tab that followed a live stream may have shown data that changed since the cursor.
       resume: this.#options.resume === true || this.#heardLeader,
       logger: this.#logger,
     });
     this.#inner = inner;
+    // A leader that closed itself still hears its inner stream's "closed": that is not news for
+    // the followers, who wait for the next leader (they were told "reconnecting").
+    const current = () => this.#inner === inner;
     inner.subscribe((event) => {
+      if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "event", event, cursor: this.#cursor });
       this.#deliver(event);
     });
     inner.onStatus((status) => {
+      if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "status", status, cursor: this.#cursor });
       this.#setStatus(status);
     });
     inner.onFrame((frame) => {
+      if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "frame", frame, cursor: this.#cursor });
       this.#pushFrame(frame);
@@ -231,9 +255,9 @@ export class SharedUpdateStream implements UpdateSource {
     this.#cursor = cursor;
   }
 
-  #post(message: RelayMessage): void {
+  #post(message: Outgoing): void {
     try {
-      this.#channel?.postMessage(message);
+      this.#channel?.postMessage({ ...message, v: RELAY_VERSION });
     } catch (error) {
       this.#logger.error("refetch: could not relay to other tabs", error);
     }
@@ -295,5 +319,32 @@ function globalBroadcastChannel(): BroadcastChannelConstructor | undefined {
 
 function defaultChannelName(options: UpdateStreamOptions): string {
   const types = options.types ? [...options.types].sort().join(",") : "*";
-  return `refetch:${String(options.url)}?types=${types}`;
+  return `refetch:v${RELAY_VERSION}:${String(options.url)}?types=${types}`;
+}
+
+/**
+ * A short hash of what authenticates the stream (credentials mode and request headers), so two
+ * tabs share a connection only when they would open the same one. Not a secret: the name never
+ * leaves the origin, but a raw token does not belong in it.
+ */
+async function credentialsKey(options: UpdateStreamOptions): Promise<string> {
+  const option = options.headers;
+  const headers = new Headers(typeof option === "function" ? await option() : option);
+  const parts: string[] = [options.credentials ?? "same-origin"];
+  headers.forEach((value, name) => {
+    if (name !== "accept" && name !== "last-event-id") parts.push(`${name}:${value}`);
+  });
+  return fnv1a(parts.sort().join("\n"));
+}
+
+function fnv1a(text: string): string {
+  // Two 32-bit FNV-1a passes with different seeds: 64 bits, enough to tell tokens apart.
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ 0x5bd1e995;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    a = Math.imul(a ^ code, 0x01000193) >>> 0;
+    b = Math.imul(b ^ code, 0x01000193 ^ 0x27d4eb2d) >>> 0;
+  }
+  return a.toString(16).padStart(8, "0") + b.toString(16).padStart(8, "0");
 }

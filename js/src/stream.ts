@@ -7,6 +7,7 @@ import {
   type FrameListener,
   type FrameLogEntry,
   type StatusListener,
+  type StreamFailure,
   type StreamStatus,
   type UpdateEvent,
   type UpdateListener,
@@ -30,8 +31,11 @@ export interface UpdateStreamOptions {
   logSize?: number;
   /** Heartbeat assumed until `hello` says otherwise, in seconds. Default 15. */
   heartbeat?: number;
-  /** Resume after this cursor on the first connect. */
-  cursor?: string | null;
+  /**
+   * Resume after this cursor on the first connect, or a function asked for one on every connect
+   * while the stream has no cursor of its own (e.g. `QueryInvalidator.startCursor`).
+   */
+  cursor?: string | null | (() => string | null | Promise<string | null>);
   /**
    * Treat the first connect as a reconnect: if the server cannot resume, emit "invalidate-all".
    * Used when a tab takes over the shared stream from another one.
@@ -42,9 +46,20 @@ export interface UpdateStreamOptions {
   logger?: Pick<Console, "warn" | "error">;
 }
 
-type Outcome = "ended" | "error" | "unauthorized" | "superseded";
+type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded";
 
+// The server's `retry:` and `heartbeat` are clamped: a 1 ms heartbeat would reconnect many times a
+// second, and a huge one overflows setTimeout (2^31 ms) into an immediate timeout.
 const MIN_RETRY_MS = 100;
+const MIN_HEARTBEAT_S = 1;
+const MAX_HEARTBEAT_S = 600;
+/** A connection that stayed open this long resets the backoff (unless backoff.stableMs says otherwise). */
+const STABLE_MS = 10_000;
+
+/** 4xx answers that retrying soon cannot change (408 and 429 are worth a normal retry). */
+function isFinal(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 401 && status !== 408 && status !== 429;
+}
 
 /** One SSE connection over `fetch`, kept alive for as long as it is not closed. */
 export class UpdateStream implements UpdateSource {
@@ -59,6 +74,7 @@ export class UpdateStream implements UpdateSource {
   readonly #frameListeners = new Set<FrameListener>();
 
   #status: StreamStatus = "connecting";
+  #failure: StreamFailure | null = null;
   #cursor: string | null;
   #log: FrameLogEntry[] = [];
   #started = false;
@@ -90,8 +106,8 @@ export class UpdateStream implements UpdateSource {
     this.#logSize = options.logSize ?? 100;
     this.#retryMs = options.backoff?.initialMs ?? 1000;
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
-    this.#heartbeatMs = (options.heartbeat ?? 15) * 1000;
-    this.#cursor = options.cursor ?? null;
+    this.#heartbeatMs = clampHeartbeat(options.heartbeat ?? 15) * 1000;
+    this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
   }
 
   get status(): StreamStatus {
@@ -100,6 +116,10 @@ export class UpdateStream implements UpdateSource {
 
   get cursor(): string | null {
     return this.#cursor;
+  }
+
+  get failure(): StreamFailure | null {
+    return this.#failure;
   }
 
   get log(): readonly FrameLogEntry[] {
@@ -168,6 +188,12 @@ export class UpdateStream implements UpdateSource {
         this.#setStatus("unauthorized");
         return;
       }
+      if (outcome === "final") {
+        // Slowly, not never: a deploy of the server (a new type, new permissions) may fix it.
+        this.#setStatus("error");
+        await this.#sleep(Math.floor(this.#maxMs / 2 + (this.#random() * this.#maxMs) / 2));
+        continue;
+      }
       this.#setStatus("reconnecting");
       const delay = fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
       await this.#sleep(delay);
@@ -192,6 +218,7 @@ export class UpdateStream implements UpdateSource {
     const controller = new AbortController();
     this.#controller = controller;
     let watchdog: ReturnType<typeof setTimeout> | undefined;
+    let stable: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
     const arm = () => {
       clearTimeout(watchdog);
@@ -204,7 +231,8 @@ export class UpdateStream implements UpdateSource {
     const current = () => generation === this.#generation;
     arm();
     try {
-      const sentCursor = this.#cursor;
+      const sentCursor = await this.#startCursor();
+      if (!current()) return "superseded";
       const response = await this.#fetch(this.#requestUrl(), {
         method: "GET",
         headers: await this.#requestHeaders(sentCursor),
@@ -215,12 +243,13 @@ export class UpdateStream implements UpdateSource {
         void response.body?.cancel().catch(() => {});
         return "superseded";
       }
-      if (response.status === 401) {
-        this.#logger.warn(`refetch: 401 from the update stream: ${await errorText(response)}`);
-        return "unauthorized";
-      }
       if (!response.ok) {
-        this.#logger.warn(`refetch: ${response.status} from the update stream: ${await errorText(response)}`);
+        const failure = await readFailure(response);
+        this.#logger.warn(`refetch: ${response.status} from the update stream: ${failure.detail}`);
+        if (response.status === 401 || isFinal(response.status)) {
+          this.#failure = failure;
+          return response.status === 401 ? "unauthorized" : "final";
+        }
         return "error";
       }
       const contentType = response.headers.get("content-type") ?? "";
@@ -232,14 +261,22 @@ export class UpdateStream implements UpdateSource {
       const parser = createParser({
         onEvent: (message) => {
           if (!current()) return;
+          const wasOpen = this.#status === "open";
           this.#handle(message, sentCursor);
           arm();
+          if (!wasOpen && this.#status === "open") {
+            // Only a connection that stays up resets the backoff: a server that closes right after
+            // hello must not be hammered.
+            stable = setTimeout(() => {
+              if (current()) this.#attempt = 0;
+            }, this.#options.backoff?.stableMs ?? STABLE_MS);
+          }
         },
         onComment: () => {
           if (current()) arm();
         },
         onRetry: (ms) => {
-          this.#retryMs = Math.max(MIN_RETRY_MS, ms);
+          this.#retryMs = Math.min(this.#maxMs, Math.max(MIN_RETRY_MS, ms));
         },
       });
       const reader = response.body.getReader();
@@ -260,9 +297,23 @@ export class UpdateStream implements UpdateSource {
       return "error";
     } finally {
       clearTimeout(watchdog);
+      clearTimeout(stable);
       controller.abort();
       if (this.#controller === controller) this.#controller = null;
     }
+  }
+
+  /** The stream's own cursor, else the one the `cursor` option function gives (kept from then on). */
+  async #startCursor(): Promise<string | null> {
+    const option = this.#options.cursor;
+    if (this.#cursor !== null || typeof option !== "function") return this.#cursor;
+    try {
+      const cursor = await option();
+      if (this.#cursor === null && cursor) this.#cursor = cursor;
+    } catch (error) {
+      this.#logger.error("refetch: the cursor option failed; starting without a cursor", error);
+    }
+    return this.#cursor;
   }
 
   #requestUrl(): string {
@@ -305,9 +356,9 @@ export class UpdateStream implements UpdateSource {
     switch (event) {
       case "hello": {
         const hello = parseHello(data);
-        if (hello) this.#heartbeatMs = hello.heartbeat * 1000;
+        if (hello) this.#heartbeatMs = clampHeartbeat(hello.heartbeat) * 1000;
         else this.#logger.warn("refetch: malformed hello frame", message.data);
-        this.#attempt = 0;
+        this.#failure = null;
         // The server sends an id on hello only when it did not resume: anything may have been
         // missed since the previous connection (or since the cursor another tab handed over).
         const notResumed =
@@ -365,17 +416,25 @@ export class UpdateStream implements UpdateSource {
   }
 }
 
-async function errorText(response: Response): Promise<string> {
+function clampHeartbeat(seconds: number): number {
+  return Math.min(MAX_HEARTBEAT_S, Math.max(MIN_HEARTBEAT_S, seconds));
+}
+
+/** The server's JSON error body (docs/protocol.md): `error` code and human `detail`. */
+async function readFailure(response: Response): Promise<StreamFailure> {
+  let text: string;
   try {
-    const text = await response.text();
-    try {
-      const body = JSON.parse(text) as { error?: unknown };
-      if (typeof body.error === "string") return body.error;
-    } catch {
-      // not JSON: show the raw text
-    }
-    return text.slice(0, 200);
+    text = await response.text();
   } catch {
-    return response.statusText;
+    return { status: response.status, code: null, detail: response.statusText };
+  }
+  try {
+    const body = JSON.parse(text) as { error?: unknown; detail?: unknown };
+    const code = typeof body.error === "string" ? body.error : null;
+    const detail = typeof body.detail === "string" ? body.detail : (code ?? text.slice(0, 200));
+    return { status: response.status, code, detail: code && detail !== code ? `${code}: ${detail}` : detail };
+  } catch {
+    // not JSON: show the raw text
+    return { status: response.status, code: null, detail: text.slice(0, 200) };
   }
 }

@@ -1,89 +1,19 @@
-// Against the real Python server, started by this file: no mocked stream.
-// REFETCH_TEST_SERVER_CMD overrides the command (run from the repo root, with PORT and HOST set);
-// it must serve the update stream at /api/updates, GET /api/progress and POST /api/projects.
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
-import { createServer } from "node:net";
-import { dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-
+// Against the real Python server (test/python-server.ts), started by this file: no mocked stream.
 import { QueryClient, QueryObserver } from "@tanstack/react-query";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 
+import { CursorTracker } from "../src/cursors.js";
 import { QueryInvalidator } from "../src/invalidator.js";
+import { queryUpdates } from "../src/query-core.js";
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
 import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
+import { PythonServer, serverAvailable } from "./python-server.js";
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const command = process.env.REFETCH_TEST_SERVER_CMD ?? ".venv/bin/python -m examples.timer";
-
-let port = 0;
+const python = new PythonServer();
 let base = "";
-let server: ChildProcess | null = null;
-let output = "";
 const streams: UpdateStream[] = [];
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const address = probe.address();
-      probe.close(() => done(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
-
-async function startServer(): Promise<void> {
-  if (!process.env.REFETCH_TEST_SERVER_CMD && !existsSync(resolve(repoRoot, ".venv/bin/python"))) {
-    throw new Error("no .venv: run `make` targets (uv sync) first, or set REFETCH_TEST_SERVER_CMD");
-  }
-  output = "";
-  // Its own process group, so stopping it also stops what the shell started.
-  server = spawn(command, {
-    cwd: repoRoot,
-    shell: true,
-    detached: true,
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1" },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  server.stdout?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  server.stderr?.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (server.exitCode !== null) throw new Error(`server command exited (${command}):\n${output}`);
-    try {
-      if ((await fetch(`${base}/api/progress`)).ok) return;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`server did not answer within 20 s (${command}):\n${output}`);
-    await new Promise((done) => setTimeout(done, 100));
-  }
-}
-
-async function stopServer(): Promise<void> {
-  const child = server;
-  server = null;
-  if (!child || child.pid === undefined) return;
-  const group = -child.pid;
-  const alive = () => {
-    try {
-      process.kill(group, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  // The whole group, not just the shell: a server left draining its streams would keep the
-  // client's connection open while a new server takes the port.
-  if (alive()) process.kill(group, "SIGTERM");
-  const deadline = Date.now() + 5000;
-  while (alive()) {
-    if (Date.now() > deadline) process.kill(group, "SIGKILL");
-    await new Promise((done) => setTimeout(done, 50));
-  }
-}
+const startServer = () => python.start();
+const stopServer = () => python.stop();
 
 function open(options: Partial<UpdateStreamOptions> = {}) {
   const events: UpdateEvent[] = [];
@@ -110,21 +40,20 @@ async function createProject(): Promise<string> {
 
 const waitFor = (check: () => void | Promise<void>) => vi.waitFor(check, { timeout: 15_000, interval: 20 });
 
-beforeAll(async () => {
-  port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  await startServer();
-}, 30_000);
+describe.skipIf(!serverAvailable())("against the real server", () => {
+  beforeAll(async () => {
+    await startServer();
+    base = python.base;
+  }, 30_000);
 
-afterEach(() => {
-  for (const stream of streams.splice(0)) stream.close();
-});
+  afterEach(() => {
+    for (const stream of streams.splice(0)) stream.close();
+  });
 
-afterAll(async () => {
-  await stopServer();
-}, 15_000);
+  afterAll(async () => {
+    await stopServer();
+  }, 15_000);
 
-describe("against the real server", () => {
   it("test_a_notify_reaches_the_client_as_an_invalidate", async () => {
     const { stream, events } = open();
     await waitFor(() => expect(stream.status).toBe("open"));
@@ -162,11 +91,12 @@ describe("against the real server", () => {
     expect(stream.cursor).not.toBe("0000dead.3");
   });
 
-  it("test_an_unknown_type_is_a_clear_400_and_the_client_keeps_trying", async () => {
-    const warnings: string[] = [];
-    const { stream } = open({ types: ["no-such-type"], logger: { warn: (m: string) => warnings.push(m), error: () => {} } });
-    await waitFor(() => expect(warnings.some((w) => w.includes("400"))).toBe(true));
-    expect(stream.status).toBe("reconnecting");
+  it("test_an_unknown_type_is_status_error_with_the_http_status_and_the_servers_code", async () => {
+    const { stream, statuses } = open({ types: ["no-such-type"] });
+    await waitFor(() => expect(stream.status).toBe("error"));
+    expect(stream.failure).toMatchObject({ status: 400, code: "unknown_type" });
+    expect(stream.failure?.detail).toContain("no-such-type");
+    expect(statuses).toEqual(["error"]);
   });
 
   it("test_the_invalidator_keeps_a_query_fresh_from_the_real_stream", async () => {
@@ -211,7 +141,7 @@ describe("against the real server", () => {
     await waitFor(() => expect(stream.status).toBe("open"));
     // A new server run has a new epoch: the old cursor cannot be resumed.
     await waitFor(() =>
-      expect(events, JSON.stringify({ statuses, log: stream.log, output })).toContainEqual(
+      expect(events, JSON.stringify({ statuses, log: stream.log, output: python.output })).toContainEqual(
         expect.objectContaining({ kind: "invalidate-all" }),
       ),
     );
@@ -220,4 +150,65 @@ describe("against the real server", () => {
       expect(events).toContainEqual(expect.objectContaining({ kind: "invalidate", updates: [{ type: "projects", keys: [id] }] })),
     );
   }, 40_000);
+});
+
+describe.skipIf(!serverAvailable())("page load against the real server, with Refetch-Cursor", () => {
+  const python2 = new PythonServer();
+  let client: QueryClient;
+  const stops: Array<() => void> = [];
+
+  beforeAll(() => python2.start(), 30_000);
+  afterAll(() => python2.stop(), 15_000);
+  afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
+    client.clear();
+  });
+
+  /** A page: a query on /api/projects tagged `projects`, and the stream opened with the tracker. */
+  async function page(beforeStream?: () => Promise<void>) {
+    client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+    const cursors = new CursorTracker();
+    const api = cursors.wrap();
+    let fetches = 0;
+    const observer = new QueryObserver(client, {
+      queryKey: ["projects"],
+      queryFn: async () => {
+        fetches++;
+        return ((await (await api(`${python2.base}/api/projects`)).json()) as string[]).length;
+      },
+      meta: { updates: ["projects"] },
+    });
+    stops.push(observer.subscribe(() => {}));
+    await waitFor(() => expect(observer.getCurrentResult().status).toBe("success"));
+    await beforeStream?.();
+    const updates = queryUpdates(client);
+    stops.push(
+      updates.connect({ url: `${python2.base}/api/updates`, types: ["projects"], share: false, cursors, coalesceMs: 5 }),
+    );
+    await waitFor(() => expect(updates.status).toBe("open"));
+    return { observer, updates, fetches: () => fetches };
+  }
+
+  it("test_nothing_changed_means_one_fetch_and_a_resumed_stream", async () => {
+    const { updates, fetches } = await page();
+    expect(updates.log[0]).toMatchObject({ event: "hello" });
+    expect(updates.log[0]!.id).toBeUndefined(); // resumed from the response's cursor
+    // Something after the page loaded still arrives, and costs exactly one fetch.
+    const before = fetches();
+    const response = await fetch(`${python2.base}/api/projects`, { method: "POST" });
+    expect(response.status).toBe(201);
+    await waitFor(() => expect(fetches()).toBe(before + 1));
+    expect(before).toBe(1);
+  });
+
+  it("test_a_change_between_the_read_and_the_hello_is_replayed_and_shown", async () => {
+    let expected = 0;
+    const { observer, fetches } = await page(async () => {
+      const response = await fetch(`${python2.base}/api/projects`, { method: "POST" });
+      expect(response.status).toBe(201);
+      expected = ((await (await fetch(`${python2.base}/api/projects`)).json()) as string[]).length;
+    });
+    await waitFor(() => expect(observer.getCurrentResult().data).toBe(expected));
+    expect(fetches()).toBe(2);
+  });
 });

@@ -178,6 +178,74 @@ describe("SharedUpdateStream", () => {
   });
 });
 
+describe("SharedUpdateStream across deploys and credentials", () => {
+  it("test_messages_of_another_version_or_garbage_are_ignored_and_crash_nothing", async () => {
+    const a = tab();
+    const b = tab();
+    await vi.waitFor(() => expect(server.connections).toHaveLength(1));
+    const stranger = new BroadcastChannel(channelName);
+    try {
+      // An older deploy's unversioned relay, a future version, and plain garbage.
+      stranger.postMessage({ t: "event", event: { kind: "invalidate-all", reason: "old" }, cursor: "x.1" });
+      stranger.postMessage({ v: 99, t: "status", status: "open", cursor: "x.1" });
+      stranger.postMessage({ v: 2, t: "event", event: { kind: "invalidate", updates: "nope" }, cursor: null });
+      stranger.postMessage({ v: 2, t: "status", status: "closed", cursor: null });
+      stranger.postMessage({ v: 2, t: "state", status: "open", cursor: null, log: [{ at: "soon" }] });
+      stranger.postMessage(null);
+      stranger.postMessage("reconnect");
+      server.last.write(hello("e1.1"));
+      server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.2"));
+      await vi.waitFor(() => expect(b.events).toHaveLength(1));
+      expect(b.events).toEqual([{ kind: "invalidate", updates: [{ type: "projects" }], cursor: "e1.2" }]);
+      expect(a.events).toEqual(b.events);
+      expect(b.stream.status).toBe("open");
+      expect(b.stream.cursor).toBe("e1.2");
+      expect(server.connections).toHaveLength(1);
+    } finally {
+      stranger.close();
+    }
+  });
+
+  it("test_followers_never_report_closed_when_the_leader_tab_closes", async () => {
+    const a = tab();
+    const b = tab();
+    const seen: string[] = [];
+    b.stream.onStatus((status) => seen.push(status));
+    await vi.waitFor(() => expect(server.connections).toHaveLength(1));
+    server.last.write(hello("e1.1"));
+    await vi.waitFor(() => expect(b.stream.status).toBe("open"));
+    a.stream.close();
+    await vi.waitFor(() => expect(server.connections).toHaveLength(2));
+    server.last.write(hello("e1.1", { id: false }));
+    await vi.waitFor(() => expect(b.stream.status).toBe("open"));
+    expect(seen).not.toContain("closed");
+    expect(seen).toContain("reconnecting");
+  });
+
+  it("test_tabs_with_different_tokens_never_share_one_stream", async () => {
+    const url = `http://app.test/api/updates?run=${Math.random()}`;
+    const open = (token: string, asFunction = false) => {
+      const headers = { Authorization: `Bearer ${token}` };
+      const stream = new SharedUpdateStream({
+        url,
+        fetch: server.fetch,
+        locks,
+        headers: asFunction ? async () => headers : headers,
+        logger: silentLogger(),
+      });
+      stream.start();
+      tabs.push(stream);
+      return stream;
+    };
+    open("alice");
+    open("alice", true);
+    await vi.waitFor(() => expect(server.connections).toHaveLength(1));
+    open("bob");
+    await vi.waitFor(() => expect(server.connections).toHaveLength(2));
+    expect(server.connections.map((c) => c.headers.get("authorization")).sort()).toEqual(["Bearer alice", "Bearer bob"]);
+  });
+});
+
 describe("createUpdateStream", () => {
   it("test_falls_back_to_one_connection_per_tab_without_web_locks", () => {
     // Node 20 has BroadcastChannel but no navigator.locks.

@@ -235,9 +235,9 @@ describe("UpdateStream", () => {
     expect(stream.status).toBe("reconnecting");
   });
 
-  it("test_a_hello_resets_the_backoff_and_its_retry_field_sets_the_base", async () => {
+  it("test_only_a_connection_that_stays_up_resets_the_backoff_and_retry_sets_the_base", async () => {
     server.autoRespond = false;
-    open({ backoff: { initialMs: 1000 } });
+    open({ backoff: { initialMs: 1000, stableMs: 5000 } });
     await settle();
     server.last.respond(500);
     await settle();
@@ -245,16 +245,87 @@ describe("UpdateStream", () => {
     server.last.respond(500);
     await settle();
     await vi.advanceTimersByTimeAsync(1000);
+    // Attempt 2 gets a hello with retry: 200, then the server hangs up at once: no reset.
     server.last.respond();
     await settle();
     server.last.write(hello("e1.1", { retry: 200 }));
     await settle();
     server.last.end();
     await settle();
-    await vi.advanceTimersByTimeAsync(99);
+    // random() = 0.5 of min(maxMs, 200 * 2^2): 400 ms, not the 100 ms of a reset backoff.
+    await vi.advanceTimersByTimeAsync(399);
     expect(server.connections).toHaveLength(3);
     await vi.advanceTimersByTimeAsync(1);
     expect(server.connections).toHaveLength(4);
+    // This one stays up for stableMs: the next reconnect starts from the first ceiling again.
+    server.last.respond();
+    await settle();
+    server.last.write(hello("e1.1", { id: false, retry: 200 }));
+    await settle();
+    await vi.advanceTimersByTimeAsync(5000);
+    server.last.write(frame("ping", {}));
+    server.last.end();
+    await settle();
+    await vi.advanceTimersByTimeAsync(99);
+    expect(server.connections).toHaveLength(4);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(server.connections).toHaveLength(5);
+  });
+
+  it("test_server_heartbeat_and_retry_are_clamped_to_sane_ranges", async () => {
+    const stream = open({ backoff: { initialMs: 1000, maxMs: 8000 } });
+    await settle();
+    server.last.write(hello("e1.1", { heartbeat: 0.001, retry: 1 }));
+    await settle();
+    expect(stream.watchdogMs).toBe(2000); // heartbeat at least 1 s
+    // No reconnect storm: a 1 ms heartbeat would have timed out twenty times by now.
+    await vi.advanceTimersByTimeAsync(1999);
+    expect(server.connections).toHaveLength(1);
+    server.last.write(hello("e1.1", { id: false, heartbeat: 3e6, retry: 3e9 }));
+    await settle();
+    expect(stream.watchdogMs).toBe(1_200_000); // at most 600 s, well inside setTimeout's range
+    server.last.end();
+    await settle();
+    // retry: 3e9 ms is bounded by maxMs: random() = 0.5 of 8000.
+    await vi.advanceTimersByTimeAsync(3999);
+    expect(server.connections).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(server.connections).toHaveLength(2);
+  });
+
+  it("test_400_and_403_are_final_answers_reported_as_error_with_status_and_code", async () => {
+    server.autoRespond = false;
+    const stream = open({ backoff: { initialMs: 100, maxMs: 10_000 } });
+    await settle();
+    server.last.respond(
+      403,
+      JSON.stringify({ error: "forbidden_type", detail: "not allowed to watch: audit", forbidden: ["audit"] }),
+      "application/json",
+    );
+    await settle();
+    expect(stream.status).toBe("error");
+    expect(stream.failure).toEqual({
+      status: 403,
+      code: "forbidden_type",
+      detail: "forbidden_type: not allowed to watch: audit",
+    });
+    // Slowly: not before half of maxMs (random() = 0.5: 7500 ms), and the status stays "error".
+    await vi.advanceTimersByTimeAsync(7499);
+    expect(server.connections).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(server.connections).toHaveLength(2);
+    server.last.respond(400, JSON.stringify({ error: "unknown_type", detail: "unknown update type(s): x" }), "application/json");
+    await settle();
+    expect(stream.failure?.code).toBe("unknown_type");
+    expect(statuses).toEqual(["error"]);
+    // A deploy fixed it: the next attempt opens and clears the failure.
+    await vi.advanceTimersByTimeAsync(7500);
+    server.last.respond();
+    await settle();
+    server.last.write(hello("e1.1"));
+    await settle();
+    expect(stream.status).toBe("open");
+    expect(stream.failure).toBeNull();
   });
 
   it("test_a_non_event_stream_answer_is_retried", async () => {

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._base import Backend, Entry, backend_from_url
-from .leases import PostgresLease, RedisLease, lease_from_url, lease_ttl, with_leases
 from .memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -25,13 +24,8 @@ __all__ = [
     "MemoryBackend",
     "NatsBackend",
     "PostgresBackend",
-    "PostgresLease",
     "RedisBackend",
-    "RedisLease",
     "backend_from_url",
-    "lease_from_url",
-    "lease_ttl",
-    "with_leases",
 ]
 
 _LAZY = {

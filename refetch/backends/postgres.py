@@ -23,15 +23,15 @@ import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
-from .._exceptions import BackendUnavailable, ConfigurationError, UnknownUpdateType
+from .._codec import encode_entry
+from .._exceptions import BackendUnavailable, ConfigurationError
 from .._hub import UpdateService
-from .._update import Update
+from .._update import Update, make_update
 from ._base import (
     Backend,
     Entry,
     StreamGap,
     check_name,
-    encode_update,
     postgres_dsn,
     redact,
     require_driver,
@@ -314,16 +314,9 @@ def _update(
         raise ConfigurationError(
             f"{who}: the update type is a str or an enum member, not {update_type!r}"
         )
-    if types is not None:
-        known = _declared(types)
-        if name not in known:
-            raise UnknownUpdateType([name], sorted(known))
     if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
         raise ConfigurationError(f"{who}({name!r}): key is a str or an int, not {key!r}")
-    scopes = None
-    if audience is not None:
-        scopes = frozenset((audience,)) if isinstance(audience, str) else frozenset(audience)
-    return Update(name, None if key is None else str(key), scopes)
+    return make_update(name, key, audience, known=None if types is None else _declared(types))
 
 
 async def notify_in_transaction(
@@ -346,7 +339,7 @@ async def notify_in_transaction(
     """
     sql = _Sql(check_name("table name", table))
     update = _update("notify_in_transaction", update_type, key, audience, types)
-    await conn.execute(sql.insert_one, encode_update(update).decode(), channel or table)
+    await conn.execute(sql.insert_one, encode_entry(update).decode(), channel or table)
 
 
 async def notify_in_sqlalchemy(
@@ -366,5 +359,5 @@ async def notify_in_sqlalchemy(
     update = _update("notify_in_sqlalchemy", update_type, key, audience, types)
     await conn.execute(
         text(sql.insert_one_named),
-        {"payload": encode_update(update).decode(), "channel": channel or table},
+        {"payload": encode_entry(update).decode(), "channel": channel or table},
     )

@@ -12,6 +12,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -248,3 +249,30 @@ def test_pages_render(stack: Stack, new_context) -> None:
     expect(page.get_by_role("menu", name="Account")).to_contain_text("Acme Corp")
     page.keyboard.press("Escape")
     expect(page.get_by_role("menu", name="Account")).to_have_count(0)
+
+
+def test_page_load_fetches_each_query_once_and_the_stream_resumes_from_its_cursor(
+    stack: Stack, new_context
+) -> None:
+    """Refetch-Cursor end to end: the page's data, then a stream opened from the data's cursor."""
+    page = sign_in(new_context(), stack, "bob")
+    expect(project_rows(page)).to_have_count(2)
+    network = NetworkLog(page)
+    page.reload()
+    expect(project_rows(page)).to_have_count(2)
+    wait_live(page)
+    stack.set_progress(41)  # a later update through the same stream: the page load is over
+    wait_progress(page, 41)
+    streams = network.gets("/api/updates")
+    assert len(streams) == 1
+    resume = streams[0].all_headers().get("last-event-id")
+    assert resume and re.fullmatch(r"[0-9a-f]+\.\d+", resume), streams[0].all_headers()
+    reads = [httpx.URL(r.url).path for r in network.requests if r.method == "GET"]
+    api = [path for path in reads if path.startswith("/api/") and path != "/api/updates"]
+    assert api, reads
+    # One fetch per query while nothing changed, plus the progress refetch the update caused.
+    counts = {path: api.count(path) for path in set(api)}
+    assert counts.pop("/api/progress", 0) <= 2
+    assert set(counts.values()) == {1}, counts
+    # The reload aborts the previous page's stream; nothing else fails.
+    assert [url for url, _ in network.failed if not url.endswith("/api/updates")] == []

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from ..conftest import wait_for
 from .conftest import PortalHandle
 
 ALICE, BOB, CAROL = "alice@acme.test", "bob@acme.test", "carol@globex.test"
@@ -260,6 +261,21 @@ async def test_gets_send_an_etag_and_answer_304_when_unchanged(portal: PortalHan
     changed = await bob.get("/api/projects", headers={"If-None-Match": etag})
     assert changed.status_code == 200 and changed.headers["etag"] != etag
     assert "fresh" in [p["name"] for p in changed.json()]
+
+
+async def test_api_responses_carry_the_refetch_cursor_their_data_was_read_at(
+    portal: PortalHandle,
+) -> None:
+    bob = await portal.client(BOB)
+    r = await bob.get("/api/projects")
+    read_at = r.headers["refetch-cursor"]
+    again = await bob.get("/api/projects", headers={"If-None-Match": r.headers["etag"]})
+    assert again.status_code == 304 and again.headers["refetch-cursor"]
+    await bob.post("/api/projects", json={"name": "stamped"})
+    updates = portal.app.state.updates
+    await wait_for(lambda: updates.cursor != read_at)
+    after = await bob.get("/api/projects")
+    assert after.headers["refetch-cursor"] == updates.cursor != read_at
 
 
 async def test_compute_lifecycle_notifies_once_per_committed_step(portal: PortalHandle) -> None:

@@ -15,7 +15,7 @@ import pytest
 from portal.app import create_app
 from portal.config import Settings
 from portal.pollers import portal_pollers
-from refetch.backends import PostgresLease, RedisLease
+from refetch.leases import PostgresLease, RedisLease
 
 from ..conftest import serve, unique_name, wait_for
 from .conftest import PortalHandle, SimulatorHandle, Stream, portal_settings

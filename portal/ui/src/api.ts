@@ -1,17 +1,30 @@
 // The generated client, configured for the browser: same-origin cookie, the CSRF header on
 // mutations, errors as ApiError (status + the server's message), and queries tagged with the
 // update types they depend on.
-import type { UpdateTag, UpdatesMeta } from "refetch/react";
+import { CursorTracker, type UpdateTag, type UpdatesMeta } from "refetch-sse/react";
 
 import { client } from "./client/client.gen";
 import { getMe } from "./client/sdk.gen";
 import type { Me, UpdateType } from "./client/types.gen";
 
-declare module "refetch" {
+declare module "refetch-sse" {
   interface Register {
     updateType: UpdateType;
   }
 }
+
+// `meta: { updates }` is checked: a misspelt key or type is a compile error.
+declare module "@tanstack/react-query" {
+  interface Register {
+    queryMeta: UpdatesMeta;
+  }
+}
+
+/**
+ * The `Refetch-Cursor` of every API response: the update stream starts from the oldest, so what
+ * changed between a page's first fetch and the stream's hello is replayed, not lost.
+ */
+export const cursors = new CursorTracker();
 
 export class ApiError extends Error {
   constructor(
@@ -32,6 +45,11 @@ client.interceptors.request.use((request) => {
     request.headers.set("X-CSRF-Token", csrfToken);
   }
   return request;
+});
+
+client.interceptors.response.use((response) => {
+  cursors.note(response);
+  return response;
 });
 
 client.interceptors.error.use((error, response) => {

@@ -1,12 +1,14 @@
-import { useSSEUpdates } from "refetch/react";
-import type { UpdateSource } from "refetch";
+import { useSSEUpdates } from "refetch-sse/react";
+import type { UpdateSource } from "refetch-sse";
 import { createContext, useContext, type ReactNode } from "react";
+
+import { cursors } from "./api";
 
 const StreamContext = createContext<UpdateSource | null>(null);
 
 /** Opens the one update stream of the app and lets the indicator see it. */
 export function LiveUpdates({ children }: { children: ReactNode }) {
-  const source = useSSEUpdates({ url: "/api/updates" });
+  const source = useSSEUpdates({ url: "/api/updates", cursors });
   return <StreamContext.Provider value={source}>{children}</StreamContext.Provider>;
 }
 

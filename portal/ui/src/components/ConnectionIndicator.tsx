@@ -1,5 +1,5 @@
-import { useUpdateStatus } from "refetch/react";
-import type { StreamStatus } from "refetch";
+import { useUpdateStatus } from "refetch-sse/react";
+import type { StreamStatus } from "refetch-sse";
 
 import { isLeader, useStream } from "../stream";
 
@@ -9,6 +9,7 @@ const LABELS: Record<StreamStatus, { text: string; hint: string }> = {
   reconnecting: { text: "Reconnecting", hint: "The update stream dropped; retrying. Data may lag until it is back." },
   closed: { text: "Offline", hint: "No update stream." },
   unauthorized: { text: "Signed out", hint: "The session ended; sign in again." },
+  error: { text: "Not live", hint: "The server refused the update stream; retrying slowly. Reload to be sure." },
 };
 
 export function ConnectionIndicator() {

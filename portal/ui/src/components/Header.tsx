@@ -1,5 +1,5 @@
 import { useQueryClient } from "@tanstack/react-query";
-import { useUpdateLog } from "refetch/react";
+import { useUpdateLog } from "refetch-sse/react";
 import { useEffect, useRef, useState } from "react";
 
 import { rememberCsrfToken } from "../api";

@@ -1,5 +1,5 @@
-import { useUpdateLog } from "refetch/react";
-import type { FrameLogEntry } from "refetch";
+import { useUpdateLog } from "refetch-sse/react";
+import type { FrameLogEntry } from "refetch-sse";
 import { useEffect, useRef, useState } from "react";
 
 /** The notifications this browser received: the note's "centralized logging", seen from the client. */

@@ -29,9 +29,16 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .._exceptions import ConfigurationError
-from .._poller import Poller
-from ._base import check_name, is_postgres, postgres_dsn, redact, require_driver, split_options
+from ._exceptions import ConfigurationError
+from ._poller import Poller
+from .backends._base import (
+    check_name,
+    is_postgres,
+    postgres_dsn,
+    redact,
+    require_driver,
+    split_options,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,0 +1,38 @@
+import { describe, expect, it } from "vitest";
+
+import { compareCursors, CURSOR_HEADER, CursorTracker } from "../src/cursors.js";
+
+describe("cursors", () => {
+  it("test_cursors_of_one_run_order_by_their_number_and_others_do_not_order", () => {
+    expect(compareCursors("5f0c.9", "5f0c.10")).toBe(-1);
+    expect(compareCursors("5f0c.10", "5f0c.9")).toBe(1);
+    expect(compareCursors("5f0c.7", "5f0c.7")).toBe(0);
+    expect(compareCursors("a.b.12", "a.b.3")).toBe(1); // the epoch is everything before the last dot
+    expect(compareCursors("5f0c.1", "9e1d.2")).toBeNull(); // another server run
+    expect(compareCursors("garbage", "5f0c.1")).toBeNull();
+    expect(compareCursors("5f0c.x", "5f0c.1")).toBeNull();
+  });
+
+  it("test_the_tracker_keeps_the_oldest_from_responses_headers_and_strings", async () => {
+    const tracker = new CursorTracker();
+    const heard: string[] = [];
+    tracker.subscribe((cursor) => heard.push(cursor));
+    tracker.note(new Response("[]", { headers: { [CURSOR_HEADER]: "e1.7" } }));
+    tracker.note(new Headers({ "refetch-cursor": "e1.3" }));
+    tracker.note("e1.5");
+    tracker.note(new Response("[]")); // no header: not a refetch response, nothing to note
+    tracker.note(null);
+    expect(heard).toEqual(["e1.7", "e1.3", "e1.5"]);
+    expect(tracker.summary).toEqual({ count: 3, oldest: "e1.3", mixed: false });
+    tracker.note("e2.1"); // read across a restart: no oldest can be told
+    expect(tracker.summary).toEqual({ count: 4, oldest: null, mixed: true });
+  });
+
+  it("test_wrap_notes_every_response_of_a_fetch", async () => {
+    const tracker = new CursorTracker();
+    const fetchImpl = async () => new Response("{}", { headers: { "Refetch-Cursor": "e1.2" } });
+    const response = await tracker.wrap(fetchImpl)("http://app.test/api/projects");
+    expect(await response.text()).toBe("{}");
+    expect(tracker.summary.oldest).toBe("e1.2");
+  });
+});

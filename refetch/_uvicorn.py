@@ -1,0 +1,80 @@
+"""The one place refetch knows a server's internals: uvicorn's httptools request cycle.
+
+On a fan-out to thousands of streams, building a message dict and driving a ``send()``
+coroutine per connection is most of the Python time per delivery. When ``send`` is
+uvicorn's own (no middleware wrapped it) and the response is chunked, a body message is
+exactly one ``transport.write()`` of the chunk while the transport is not paused: this
+module does that write directly. Anything else, or any uvicorn whose cycle does not look
+as expected, gets ``None`` and the caller uses plain ``send()``. Pinned by
+``tests/test_uvicorn_fast_path.py`` to the uvicorn versions it was checked against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._mount import StartHeaders
+from ._types import Send
+
+#: uvicorn releases whose httptools cycle was checked to match what ``DirectTransport`` writes.
+KNOWN_VERSIONS = ("0.54",)
+_MODULE = "uvicorn.protocols.http.httptools_impl"
+_FIELDS = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
+
+
+class DirectTransport:
+    """Writes (and, for a reader that stopped reading, cuts) uvicorn's transport directly."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+
+    def write(self, body: bytes) -> bool:
+        """True when ``body`` went out as a chunk; False when ``send()`` must do it."""
+        cycle = self._cycle
+        if (
+            cycle.chunked_encoding is not True
+            or cycle.flow.write_paused
+            or cycle.disconnected
+            or cycle.response_complete
+        ):
+            return False
+        cycle.transport.write(_chunk(body))
+        return True
+
+    def abort(self) -> None:
+        """Cut the connection under a write that cannot complete (the client stopped reading).
+
+        Ending the response is no use then (the end cannot be written either), and the
+        server would wait for it for ever, e.g. at shutdown.
+        """
+        self._cycle.transport.abort()
+
+
+def direct_transport(send: Send) -> DirectTransport | None:
+    """Direct access for ``send``, or None when ``send`` is not uvicorn's own."""
+    if isinstance(send, StartHeaders):  # refetch.mount's: body messages pass unchanged
+        send = send.body_send
+    cycle: Any = getattr(send, "__self__", None)
+    if type(cycle).__module__ != _MODULE:
+        return None
+    if getattr(send, "__func__", None) is not getattr(type(cycle), "send", None):
+        return None
+    if not all(hasattr(cycle, name) for name in _FIELDS):
+        return None
+    return DirectTransport(cycle)
+
+
+_last_chunk: tuple[bytes, bytes] = (b"", b"")
+
+
+def _chunk(body: bytes) -> bytes:
+    """``body`` in HTTP/1.1 chunked framing; a fan-out frames the same bytes once."""
+    global _last_chunk
+    last = _last_chunk  # read once: hubs in other threads may swap it
+    if last[0] is body:
+        return last[1]
+    chunk = b"%x\r\n%b\r\n" % (len(body), body)
+    _last_chunk = (body, chunk)
+    return chunk
