@@ -12,12 +12,16 @@ objects (a stream's, or the app's) waits for that.
 So: once at start, a freeze (the app's imported modules and set-up are most of a young
 process's objects). Then, when the streams attached since the last freeze reach a tenth
 of those open (and at least ``floor``), collect the young generations (so fresh garbage
-is not frozen) and freeze. When as many streams have left as half of those open at the last recycle,
-recycle: unfreeze, one full collection, freeze again. That pause is the one a full
-collection would cost anyway, at a moment when at most half the streams are there, and
-it bounds what churn can leave behind: memory stays flat while streams come and go.
-The policy is process-wide (``gc.freeze`` is): several hubs in one process each freeze
-for their own streams, which is harmless.
+is not frozen) and freeze: under churn too, so the streams that replaced frozen ones do
+not pile up in the old generation. A stream that ends is freed by reference counting,
+frozen or not (measured: 12,000 replacements at 1,000 streams leave RSS flat with no full
+collection at all), so churn needs no unfreezing. Only when the open streams fall to half
+of their peak (a mass disconnect, a deploy) does the policy recycle: unfreeze, one full
+collection, freeze again, so that cyclic garbage frozen along with them (an app's, say)
+is collected after all. That pause is a full collection's (it walks the whole heap: up to
+a second at 10,000 streams in a FastAPI app), taken when at most half the streams are
+left. The policy is process-wide (``gc.freeze`` is): several hubs in one process each
+freeze for their own streams, which is harmless.
 """
 
 from __future__ import annotations
@@ -32,14 +36,13 @@ logger = logging.getLogger("refetch")
 class FreezePolicy:
     """Freeze as streams come, recycle as they go; see the module docstring."""
 
-    __slots__ = ("floor", "freezes", "gone", "grow", "longest_recycle", "recycled_at", "since")
+    __slots__ = ("floor", "freezes", "grow", "longest_recycle", "peak", "since")
 
     def __init__(self, *, grow: float = 0.1, floor: int = 100) -> None:
         self.grow = grow
         self.floor = floor
         self.since = 0  # streams attached since the last freeze
-        self.gone = 0  # streams detached since the last recycle
-        self.recycled_at = 0  # open streams at the last recycle (or first freeze)
+        self.peak = 0  # the most streams open since the last recycle (0: none frozen yet)
         self.freezes = 0
         self.longest_recycle = 0.0
 
@@ -61,14 +64,11 @@ class FreezePolicy:
             gc.freeze()
             self.freezes += 1
             self.since = 0
-            if not self.recycled_at:
-                self.recycled_at = open_streams
+        if open_streams > self.peak and self.freezes > 1:
+            self.peak = open_streams
 
     def detached(self, open_streams: int) -> None:
-        if not self.recycled_at:
-            return
-        self.gone += 1
-        if self.gone * 2 >= self.recycled_at:
+        if open_streams * 2 <= self.peak and self.peak - open_streams >= self.floor:
             started = time.perf_counter()
             gc.unfreeze()
             gc.collect()
@@ -76,14 +76,12 @@ class FreezePolicy:
             pause = time.perf_counter() - started
             self.longest_recycle = max(self.longest_recycle, pause)
             logger.debug("gc recycle at %d streams: %.1f ms", open_streams, pause * 1000)
-            self.gone = 0
             self.since = 0
-            self.recycled_at = open_streams
+            self.peak = open_streams
 
     def close(self) -> None:
         """The hub stopped: hand everything back to the collector."""
         if self.freezes:
             gc.unfreeze()
-        self.recycled_at = 0
+        self.peak = 0
         self.since = 0
-        self.gone = 0
