@@ -9,6 +9,7 @@ import json
 import os
 import resource
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,15 +19,25 @@ import uvicorn
 
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class GCTimer:
-    """Total and longest cyclic-GC pause of this process, via ``gc.callbacks``."""
+    """Total and longest cyclic-GC pause of this process, via ``gc.callbacks``.
+
+    Pauses of a millisecond or more are also kept with the time they ended
+    (``time.monotonic()``, the clock of ``/stats``), so the load generator can tell the
+    longest pause *during* its rounds from one while the clients connected.
+    """
+
+    NOTABLE = 0.001
+    KEEP = 2000
 
     def __init__(self) -> None:
         self.total = 0.0
         self.longest = 0.0
         self.started = 0.0
+        self.notable: deque[tuple[float, float, int]] = deque(maxlen=self.KEEP)
         gc.callbacks.append(self.callback)
 
     def callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -36,6 +47,8 @@ class GCTimer:
             pause = time.perf_counter() - self.started
             self.total += pause
             self.longest = max(self.longest, pause)
+            if pause >= self.NOTABLE:
+                self.notable.append((time.monotonic(), pause * 1000, info["generation"]))
 
 
 class Counters:
@@ -59,6 +72,8 @@ def stats(counters: Counters, connections: int, **extra: Any) -> dict[str, Any]:
         "gc_s": counters.gc.total,
         "gc_max_ms": counters.gc.longest * 1000,
         "gc_counts": gc.get_count(),
+        "gc_frozen": gc.get_freeze_count(),
+        "gc_pauses": list(counters.gc.notable),  # [end time, ms, generation], >= 1 ms
         "pid": os.getpid(),
         **extra,
     }

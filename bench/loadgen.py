@@ -11,6 +11,12 @@ the server put in the update key when it notified. Both ends are on one machine.
 the URLs in turn, the trigger goes to the first one, server statistics are summed over
 all of them and latencies are also reported per URL. Prints one JSON object on stdout.
 Only loopback URLs are accepted.
+
+An application's own API as the trigger (``--trigger 'PATCH /api/projects/1'`` with
+``--trigger-body``): its keys are not timestamps, so a delivery's latency is then counted
+from the moment the trigger request was sent. ``--group HEADER`` (repeatable) gives the
+streams different credentials in turn; streams of a ``--quiet-groups`` group must hear
+nothing (an audience filter), and anything they do hear is counted as ``leaked``.
 """
 
 from __future__ import annotations
@@ -73,15 +79,18 @@ class Stats:
         self.by_target: list[array[int]] = []  # the same latencies, per --url
         self.errors: list[str] = []
         self.lost = 0  # streams the server ended that we did not close
+        self.leaked = 0  # deliveries to streams of a quiet group
+        self.trigger_ns = 0  # with --trigger: when the current trigger was sent
         self.on_invalidate: Callable[[Stream], None] | None = None
 
 
 class Stream(asyncio.Protocol):
     """One SSE response over HTTP/1.1 with chunked transfer encoding."""
 
-    def __init__(self, stats: Stats, request: bytes, slot: int = 0) -> None:
+    def __init__(self, stats: Stats, request: bytes, slot: int = 0, quiet: bool = False) -> None:
         self.stats = stats
         self.own = stats.by_target[slot]
+        self.quiet = quiet
         self.request = request
         self.transport: asyncio.Transport | None = None
         self.head = b""
@@ -177,7 +186,10 @@ class Stream(asyncio.Protocol):
             while found >= 0:
                 close = text.find(b"]", found)
                 for key in text[found + 9 : close - 1].split(b'","'):
-                    latency = now - int(key)
+                    if self.quiet:
+                        stats.leaked += 1
+                        continue
+                    latency = now - (stats.trigger_ns or int(key))
                     stats.latencies.append(latency)
                     self.own.append(latency)
                     stats.deliveries += 1
@@ -203,26 +215,57 @@ class Target:
         self.base = f"{parts.scheme}://{parts.netloc}"
         self.headers = "".join(f"{h}\r\n" for h in headers)
 
-    def request(self, method: str, path: str, extra: str = "", close: bool = False) -> bytes:
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self.headers}{extra}"
+    def request(
+        self,
+        method: str,
+        path: str,
+        extra: str = "",
+        close: bool = False,
+        headers: str | None = None,
+    ) -> bytes:
+        own = self.headers if headers is None else headers
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{own}{extra}"
         if close:
             head += "Connection: close\r\n"
         return (head + "\r\n").encode()
 
 
-async def http(target: Target, method: str, path: str, timeout: float = 120.0) -> Any:
+async def http(
+    target: Target,
+    method: str,
+    path: str,
+    timeout: float = 120.0,
+    body: bytes = b"",
+    headers: str | None = None,
+) -> Any:
     """One request on its own connection; returns the decoded JSON body."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(target.host, target.port)
         try:
-            writer.write(target.request(method, path, "Content-Length: 0\r\n", close=True))
+            extra = f"Content-Length: {len(body)}\r\n"
+            if body:
+                extra += "Content-Type: application/json\r\n"
+            writer.write(target.request(method, path, extra, close=True, headers=headers) + body)
             raw = await reader.read(-1)
         finally:
             writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
+    head, _, answer = raw.partition(b"\r\n\r\n")
     if b" 200 " not in head.split(b"\r\n", 1)[0] + b" ":
-        raise RuntimeError(f"{method} {path}: {head[:80]!r} {body[:200]!r}")
-    return json.loads(body)
+        raise RuntimeError(f"{method} {path}: {head[:80]!r} {answer[:200]!r}")
+    if b"transfer-encoding: chunked" in head.lower():
+        answer = dechunk(answer)
+    return json.loads(answer)
+
+
+def dechunk(data: bytes) -> bytes:
+    out, pos = [], 0
+    while True:
+        eol = data.index(b"\r\n", pos)
+        length = int(data[pos:eol].split(b";", 1)[0], 16)
+        if length == 0:
+            return b"".join(out)
+        out.append(data[eol + 2 : eol + 2 + length])
+        pos = eol + 4 + length
 
 
 class Run:
@@ -233,6 +276,25 @@ class Run:
         self.stats = Stats()
         self.stats.by_target = [array("q") for _ in self.targets]
         self.streams: list[Stream] = []
+        self.groups = [f"{header}\r\n" for header in args.group] or [None]
+        self.quiet = {int(g) for g in args.quiet_groups.split(",") if g}
+        self.rounds_sent = 0
+
+    def hearing(self) -> int:
+        """Streams that should hear a trigger (those not in a quiet group)."""
+        return sum(1 for s in self.streams if not s.quiet)
+
+    async def trigger(self) -> None:
+        """One update to all: the bench route, or the application's API (``--trigger``)."""
+        self.rounds_sent += 1
+        if not self.args.trigger:
+            await http(self.target, "POST", "/trigger?count=1")
+            return
+        method, _, path = self.args.trigger.partition(" ")
+        body = self.args.trigger_body.replace("{n}", str(self.rounds_sent)).encode()
+        headers = "".join(f"{h}\r\n" for h in self.args.trigger_header)
+        self.stats.trigger_ns = time_ns()
+        await http(self.target, method, path, body=body, headers=headers or None)
 
     async def server_stats(self) -> dict[str, Any]:
         """The first server's statistics; with several URLs, counters summed over all."""
@@ -244,30 +306,33 @@ class Run:
             for key in ("cpu_s", "user_s", "sys_s", "rss", "connections", "requests", "gc_s"):
                 result[key] = sum(s.get(key, 0) for s in each)
             result["gc_max_ms"] = max(s.get("gc_max_ms", 0) for s in each)
+            result["gc_pauses"] = [p for s in each for p in s.get("gc_pauses", [])]
             result["per_server"] = each
         return result
 
+    async def open_stream(self, i: int) -> Stream | None:
+        """Stream number ``i``: its URL and credentials by turns; None if it failed."""
+        slot = i % len(self.targets)
+        group = (i // len(self.targets)) % len(self.groups)
+        target = self.targets[slot]
+        extra = "Accept: text/event-stream\r\n" + (self.groups[group] or "")
+        request = target.request("GET", target.path, extra)
+        quiet = group in self.quiet
+        try:
+            async with asyncio.timeout(self.args.connect_timeout):
+                _, stream = await asyncio.get_running_loop().create_connection(
+                    lambda: Stream(self.stats, request, slot, quiet), target.host, target.port
+                )
+                await stream.hello
+                return stream
+        except (OSError, TimeoutError, ConnectionError) as exc:
+            self.stats.errors.append(repr(exc)[:200])
+            return None
+
     async def connect(self, n: int) -> dict[str, Any]:
         """Open ``n`` streams at once; return how long until every hello arrived."""
-        loop = asyncio.get_running_loop()
-        requests = [t.request("GET", t.path, "Accept: text/event-stream\r\n") for t in self.targets]
         t0 = time.perf_counter()
-
-        async def one(i: int) -> Stream | None:
-            slot = i % len(self.targets)
-            target = self.targets[slot]
-            try:
-                async with asyncio.timeout(self.args.connect_timeout):
-                    _, stream = await loop.create_connection(
-                        lambda: Stream(self.stats, requests[slot], slot), target.host, target.port
-                    )
-                    await stream.hello
-                    return stream
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                self.stats.errors.append(repr(exc)[:200])
-                return None
-
-        opened = await asyncio.gather(*(one(i) for i in range(n)))
+        opened = await asyncio.gather(*(self.open_stream(i) for i in range(n)))
         elapsed = time.perf_counter() - t0
         self.streams = [s for s in opened if s is not None]
         return {"connected": len(self.streams), "connect_s": elapsed}
@@ -319,7 +384,7 @@ class Run:
     async def fanout(self) -> dict[str, Any]:
         a = self.args
         result = await self.connect(a.n)
-        n = len(self.streams)
+        n = self.hearing()
         await asyncio.sleep(a.settle)
         before = await self.server_stats()
         expected = 0
@@ -328,7 +393,7 @@ class Run:
         for _ in range(a.rounds):
             expected += n
             start_index = len(self.stats.latencies)
-            await http(self.target, "POST", "/trigger?count=1")
+            await self.trigger()
             if not await self.wait_deliveries(expected, a.round_timeout):
                 incomplete += 1
                 expected = self.stats.deliveries
@@ -347,7 +412,20 @@ class Run:
                 }
                 for t, own in zip(self.targets, self.stats.by_target, strict=True)
             ]
+        pauses = [
+            ms for at, ms, _ in after.get("gc_pauses", []) if before["time"] <= at <= after["time"]
+        ]
         result.update(
+            hearing=n,
+            quiet_streams=len(self.streams) - n,
+            leaked=self.stats.leaked,
+            server_gc_rounds_max_ms=max(pauses, default=0.0),
+            # The longest pauses since the server started: [seconds before the rounds, ms, gen].
+            server_gc_worst=[
+                [round(before["time"] - at, 2), round(ms, 1), gen]
+                for at, ms, gen in sorted(after.get("gc_pauses", []), key=lambda p: p[1])[-5:]
+            ],
+            server_gc_rounds_pauses=len(pauses),
             rounds=a.rounds,
             expected=a.rounds * n,
             delivered=delivered,
@@ -448,6 +526,57 @@ class Run:
         )
         result.update(await self.disconnect())
         result["lost"] = self.stats.lost
+        return result
+
+    async def churn(self) -> dict[str, Any]:
+        """N streams for ``duration`` s while ``churn_rate`` per second are replaced
+        (the oldest closed, a new one opened) and one update to all goes out every
+        second; the server's RSS is sampled throughout (a leak shows as a slope)."""
+        a = self.args
+        result = await self.connect(a.n)
+        await asyncio.sleep(a.settle)
+        first = await self.server_stats()
+        samples = [(0.0, first["rss"] / 2**20)]
+        started = time.monotonic()
+        next_sample = next_trigger = started
+        opened = len(self.streams)
+        replaced = 0
+        tick = 0.1
+        while time.monotonic() - started < a.duration:
+            batch = max(1, round(a.churn_rate * tick))
+            for stream in self.streams[:batch]:
+                stream.close()
+            del self.streams[:batch]
+            fresh = await asyncio.gather(*(self.open_stream(opened + j) for j in range(batch)))
+            opened += batch
+            self.streams.extend(s for s in fresh if s is not None)
+            replaced += batch
+            now = time.monotonic()
+            if now >= next_trigger:
+                await self.trigger()
+                next_trigger += 1.0
+            if now >= next_sample:
+                stats = await self.server_stats()
+                samples.append((now - started, stats["rss"] / 2**20))
+                next_sample += a.sample
+            await asyncio.sleep(max(0.0, tick - (time.monotonic() - now)))
+        await asyncio.sleep(a.settle)
+        last = await self.server_stats()
+        samples.append((time.monotonic() - started, last["rss"] / 2**20))
+        pauses = [ms for at, ms, _ in last.get("gc_pauses", []) if at >= first["time"]]
+        result.update(
+            duration_s=time.monotonic() - started,
+            replaced=replaced,
+            streams_at_end=last["connections"],
+            rss_start_mb=first["rss"] / 2**20,
+            rss_end_mb=last["rss"] / 2**20,
+            rss_samples_mb=samples,
+            triggers=self.rounds_sent,
+            deliveries=self.stats.deliveries,
+            server_cpu_pct=100 * (last["cpu_s"] - first["cpu_s"]) / (last["time"] - first["time"]),
+            server_gc_max_ms=max(pauses, default=0.0),
+        )
+        result.update(await self.disconnect())
         return result
 
     async def poll(self) -> dict[str, Any]:
@@ -581,8 +710,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        help="a header for every k-th stream ('Name: value'), repeatable: streams take turns",
+    )
+    p.add_argument(
+        "--quiet-groups", default="", help="comma-separated group indices that must hear nothing"
+    )
+    p.add_argument(
+        "--trigger", default=None, help="'METHOD /path' of the app's own API (default: /trigger)"
+    )
+    p.add_argument("--trigger-body", default="", help="JSON body; {n} is the round number")
+    p.add_argument("--trigger-header", action="append", default=[], help="for the trigger only")
+    p.add_argument(
         "--scenario",
-        choices=["idle", "fanout", "saturation", "storm", "poll", "push"],
+        choices=["idle", "fanout", "saturation", "storm", "churn", "poll", "push"],
         required=True,
     )
     p.add_argument("-n", type=int, default=100, help="connections (clients)")
@@ -598,6 +741,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--count", type=int, default=10_000, help="storm notifies")
     p.add_argument("--rate", type=float, default=1000.0, help="storm notifies per second")
     p.add_argument("--duration", type=float, default=10.0, help="storm deadline, seconds")
+    p.add_argument("--churn-rate", type=float, default=50.0, help="streams replaced per second")
+    p.add_argument("--sample", type=float, default=30.0, help="churn: seconds between RSS samples")
     p.add_argument("--queries", type=int, default=30)
     p.add_argument("--interval", type=float, default=2.0)
     p.add_argument("--changes", type=int, default=5)

@@ -36,13 +36,26 @@ ROOT = HERE.parent
 PYTHON = sys.executable
 TOKEN = "bench-token"
 REDIS = "redis://127.0.0.1:6379/0"
-SCENARIOS = ["idle", "fanout", "saturation", "storm", "instances", "polling"]
+SCENARIOS = ["idle", "fanout", "saturation", "storm", "instances", "workers", "churn", "polling"]
 SERVERS = {
     "refetch": (HERE / "server_refetch.py", []),
     # The same, with send() wrapped as Starlette's middleware does: the ASGI write path.
     "refetch-asgi": (HERE / "server_refetch.py", ["--asgi-send"]),
+    # What users run: FastAPI, CORS, a raw ASGI middleware, the endpoint as the README mounts it.
+    "fastapi": (HERE / "server_fastapi.py", []),
+    # The same app with the stream in front of its stack (refetch.mount).
+    "fastapi-mounted": (HERE / "server_fastapi.py", ["--mount"]),
+    # The reference portal: its own authenticated stream, notifies through its API.
+    "portal": (HERE / "server_portal.py", []),
     "baseline": (HERE / "server_baseline.py", []),
 }
+#: The stream's path per server (the portal's is its own, filtered to the type it triggers).
+STREAM_PATH = {"portal": "/api/updates?types=projects"}
+#: Servers that take part in scenarios 3 and 4 (the app variants are measured in 1 and 2).
+WRITE_PATH_ONLY = {"fastapi", "fastapi-mounted", "portal"}
+ORIGIN = "http://127.0.0.1:5173"  # the origin server_fastapi.py allows
+PORTAL_WRITER = "bob@acme.test"  # member of acme: hears (and may rename) acme's projects
+PORTAL_OTHER = "carol@globex.test"  # globex only: must hear nothing of acme
 
 
 def nofile_limit() -> int:
@@ -59,6 +72,8 @@ def profile(name: str) -> dict[str, Any]:
             "saturation": {"n": 50, "rates": [10, 20], "step": 0.5},
             "storm": {"n": 50, "count": 100, "rate": 200, "duration": 0.5},
             "instances": {"sizes": [50], "rounds": 3, "gap": 0.15},
+            "workers": {"sizes": [50], "rounds": 3, "gap": 0.15},
+            "churn": {"n": 50, "duration": 1.5, "rate": 20, "sample": 0.5},
             "polling": {"n": 5, "queries": 3, "interval": 0.5, "idle": 1.0, "changes": 2},
         }
     if name == "quick":
@@ -68,6 +83,8 @@ def profile(name: str) -> dict[str, Any]:
             "saturation": {"n": 1000, "rates": [5, 10, 20, 40, 60, 80, 120], "step": 2},
             "storm": {"n": 1000, "count": 2000, "rate": 1000, "duration": 2},
             "instances": {"sizes": [1000], "rounds": 10, "gap": 0.2},
+            "workers": {"sizes": [1000], "rounds": 10, "gap": 0.2},
+            "churn": {"n": 1000, "duration": 20, "rate": 50, "sample": 5},
             "polling": {"n": 20, "queries": 30, "interval": 2, "idle": 6, "changes": 3},
         }
     return {
@@ -80,6 +97,9 @@ def profile(name: str) -> dict[str, Any]:
         },
         "storm": {"n": 10_000, "count": 10_000, "rate": 1000, "duration": 10},
         "instances": {"sizes": [1000, 10_000], "rounds": 20, "gap": 0.3},
+        "workers": {"sizes": [10_000], "rounds": 20, "gap": 0.3},
+        # The soak the issue asks for: 10k streams, 50 replaced per second, 10 minutes.
+        "churn": {"n": 10_000, "duration": 600, "rate": 50, "sample": 30},
         "polling": {"n": 100, "queries": 30, "interval": 2, "idle": 10, "changes": 5},
     }
 
@@ -90,22 +110,27 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def pin(cpu: int) -> Any:
+def pin(cpu: int | None) -> Any:
     def apply() -> None:
-        if len(os.sched_getaffinity(0)) > 1 and os.cpu_count() and os.cpu_count() > cpu:  # type: ignore[operator]
+        if (
+            cpu is not None
+            and len(os.sched_getaffinity(0)) > 1
+            and os.cpu_count()
+            and os.cpu_count() > cpu
+        ):  # type: ignore[operator]
             os.sched_setaffinity(0, {cpu})
 
     return apply
 
 
 class Server:
-    def __init__(self, kind: str, options: list[str], log: Path) -> None:
+    def __init__(self, kind: str, options: list[str], log: Path, cpu: int | None = 0) -> None:
         self.port = free_port()
         self.log = log.open("ab")
         script, variant = SERVERS[kind]
         cmd = [PYTHON, str(script), "--port", str(self.port), "--token", TOKEN, *variant, *options]
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(0), cwd=HERE
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=pin(cpu), cwd=HERE
         )
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
@@ -143,6 +168,7 @@ def measure(
     *,
     server_options: list[str] | None = None,
     instances: int = 1,
+    pinned: bool = True,
     timeout: float = 300,
     rss_limit: int = 6 * 2**30,
 ) -> dict[str, Any]:
@@ -154,18 +180,24 @@ def measure(
     servers: list[Server] = []
     try:
         for _ in range(instances):
-            servers.append(Server(kind, server_options or [], log))
+            servers.append(Server(kind, server_options or [], log, 0 if pinned else None))
     except BaseException:
         for started_server in servers:
             started_server.stop()
         raise
-    urls = [arg for server in servers for arg in ("--url", f"{server.url}/updates")]
+    path = STREAM_PATH.get(kind, "/updates")
+    urls = [arg for server in servers for arg in ("--url", f"{server.url}{path}")]
+    try:
+        options = loadgen_options(kind, servers[0])
+    except BaseException:
+        for started_server in servers:
+            started_server.stop()
+        raise
     cmd = [
         PYTHON,
         str(HERE / "loadgen.py"),
         *urls,
-        "--header",
-        f"Authorization: Bearer {TOKEN}",
+        *options,
         "--scenario",
         scenario,
         *loadgen_args,
@@ -174,7 +206,9 @@ def measure(
     aborted = None
     peak_rss = 0
     with log.open("ab") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1))
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, preexec_fn=pin(1 if pinned else None)
+        )
         try:
             while proc.poll() is None:
                 peak_rss = max(peak_rss, sum(server.rss() for server in servers))
@@ -205,6 +239,51 @@ def measure(
     label = scenario if instances == 1 else f"{scenario}x{instances}"
     print(f"  {kind:8} {label:10} n={result.get('n', '?')}: {short(result)}", flush=True)
     return result
+
+
+def local_json(url: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method)
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, data, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def loadgen_options(kind: str, server: Server) -> list[str]:
+    """What the load generator needs to speak to this server, beyond the bench token."""
+    if kind.startswith("fastapi"):
+        # A cross-origin app (server_fastapi.ORIGIN is allowed): CORS answers every stream.
+        return ["--header", f"Authorization: Bearer {TOKEN}", "--header", f"Origin: {ORIGIN}"]
+    if kind != "portal":
+        return ["--header", f"Authorization: Bearer {TOKEN}"]
+
+    def login(email: str) -> str:
+        answer = local_json(f"{server.url}/api/login", "POST", {"email": email, "password": "demo"})
+        return str(answer["token"])
+
+    writer, other = login(PORTAL_WRITER), login(PORTAL_OTHER)
+    projects = local_json(f"{server.url}/api/projects?tenant=acme", token=writer)
+    # Streams take turns: even ones are the acme member's, odd ones globex's (quiet).
+    return [
+        "--group",
+        f"Authorization: Bearer {writer}",
+        "--group",
+        f"Authorization: Bearer {other}",
+        "--quiet-groups",
+        "1",
+        "--trigger",
+        f"PATCH /api/projects/{projects[0]['id']}",
+        "--trigger-body",
+        '{"name": "bench-{n}"}',
+        "--trigger-header",
+        f"Authorization: Bearer {writer}",
+    ]
 
 
 def redis_client(url: str) -> Any:
@@ -312,8 +391,12 @@ def run(
     only: list[str] | None,
     out: Path,
     redis_url: str = REDIS,
+    sizes: list[int] | None = None,
 ) -> dict[str, Any]:
     p = profile(profile_name)
+    if sizes:  # one size instead of the profile's, for a look at one row
+        for scenario in ("idle", "fanout", "instances", "workers"):
+            p[scenario]["sizes"] = sizes
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     log = out / f"{stamp}-{profile_name}.log"
     report: dict[str, Any] = {
@@ -340,6 +423,9 @@ def run(
             )
             for n in c["sizes"]
             for kind in servers
+            # Past 10k: the bare server, the recommended app and the baseline (the portal
+            # would measure SQLite session look-ups; the routed app adds nothing new).
+            if not (kind in ("portal", "fastapi") and n > 10_000)
         ]
     if "fanout" in wanted:
         c = p["fanout"]
@@ -372,6 +458,7 @@ def run(
                 timeout=300,
             )
             for kind in servers
+            if kind not in WRITE_PATH_ONLY
         ]
     if "storm" in wanted:
         c = p["storm"]
@@ -396,6 +483,7 @@ def run(
                 rss_limit=4 * 2**30,
             )
             for kind in servers
+            if kind not in WRITE_PATH_ONLY
         ]
     if "instances" in wanted:
         c = p["instances"]
@@ -420,6 +508,58 @@ def run(
                         timeout=300,
                     )
                 )
+    if "workers" in wanted:
+        # All the cores: the recommended deployment (FastAPI, stream mounted in front) on
+        # Redis as one worker and as two, nothing pinned (the load generator shares the
+        # cores with the workers, as it must on two cores); streams split evenly.
+        c = p["workers"]
+        res["workers"] = []
+        unreachable = redis_unreachable(redis_url)
+        for n in c["sizes"]:
+            for count in (1, 2):
+                if unreachable:
+                    res["workers"].append(
+                        {
+                            "server": "fastapi-mounted",
+                            "n": n,
+                            "workers": count,
+                            "aborted": unreachable,
+                        }
+                    )
+                    continue
+                with redis_stream(redis_url, stamp) as backend:
+                    row = measure(
+                        "fastapi-mounted",
+                        "fanout",
+                        ["-n", str(n), "--rounds", str(c["rounds"]), "--gap", str(c["gap"])],
+                        log,
+                        server_options=["--backend", backend],
+                        instances=count,
+                        pinned=False,
+                        timeout=300,
+                    )
+                row["workers"] = count
+                res["workers"].append(row)
+    if "churn" in wanted:
+        c = p["churn"]
+        res["churn"] = [
+            measure(
+                "fastapi",
+                "churn",
+                [
+                    "-n",
+                    str(c["n"]),
+                    "--duration",
+                    str(c["duration"]),
+                    "--churn-rate",
+                    str(c["rate"]),
+                    "--sample",
+                    str(c["sample"]),
+                ],
+                log,
+                timeout=c["duration"] + 240,
+            )
+        ]
     if "polling" in wanted:
         c = p["polling"]
         common = ["-n", str(c["n"]), "--idle", str(c["idle"]), "--changes", str(c["changes"])]
@@ -464,6 +604,13 @@ def ratios(res: dict[str, Any]) -> dict[str, float | None]:
             n, base = row.get("n"), pick(res["fanout"], "baseline", row.get("n"))
             for key in ("p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"):
                 out[f"fanout n={n} {key}"] = ratio(base.get(key), row.get(key))
+            for app in ("fastapi", "fastapi-mounted", "portal"):
+                other = pick(res["fanout"], app, row.get("n"))
+                if other:
+                    for key in ("p99_ms", "server_cpu_us_per_delivery"):
+                        out[f"fanout n={n} {key} (baseline / {app})"] = ratio(
+                            base.get(key), other.get(key)
+                        )
     if res.get("saturation"):
         r = (pick(res["saturation"], "refetch").get("best") or {}).get("deliveries_per_s")
         b = (pick(res["saturation"], "baseline").get("best") or {}).get("deliveries_per_s")
@@ -552,7 +699,8 @@ def markdown(report: dict[str, Any]) -> str:
                 "missing",
                 "server CPU / delivery (µs)",
                 "of which user / sys (µs)",
-                "longest GC pause (ms)",
+                "longest GC pause in the rounds / since start (ms)",
+                "streams hearing / leaked deliveries",
                 "load generator CPU (%)",
             ],
             [
@@ -566,12 +714,47 @@ def markdown(report: dict[str, Any]) -> str:
                     r.get("missing", r.get("aborted")),
                     r.get("server_cpu_us_per_delivery"),
                     " / ".join(fmt(r.get(f"server_{k}_us_per_delivery")) for k in ("user", "sys")),
-                    r.get("server_gc_max_ms"),
+                    f"{fmt(r.get('server_gc_rounds_max_ms'))} / {fmt(r.get('server_gc_max_ms'))}",
+                    f"{fmt(r.get('hearing'))} / {fmt(r.get('leaked'))}",
                     r.get("loadgen_cpu_pct"),
                 ]
                 for r in res["fanout"]
             ],
         )
+        apps = [r for r in res["fanout"] if r["server"] in ("fastapi", "fastapi-mounted", "portal")]
+        if apps:
+            rows = []
+            for r in apps:
+                bare = pick(res["fanout"], "refetch", r.get("n"))
+                rows.append(
+                    [
+                        r.get("n"),
+                        r["server"],
+                        r.get("server_cpu_us_per_delivery"),
+                        ratio(
+                            r.get("server_cpu_us_per_delivery"),
+                            bare.get("server_cpu_us_per_delivery"),
+                        ),
+                        r.get("p99_ms"),
+                        ratio(r.get("p99_ms"), bare.get("p99_ms")),
+                        r.get("server_gc_rounds_max_ms"),
+                        r.get("server_gc_max_ms"),
+                    ]
+                )
+            table(
+                "2a. The apps against the bare server (same run; x bare = app / bare; the target is at most 1.15)",
+                [
+                    "N",
+                    "app",
+                    "CPU / delivery (µs)",
+                    "x bare",
+                    "p99 (ms)",
+                    "x bare",
+                    "longest GC pause in the rounds (ms)",
+                    "since start (ms)",
+                ],
+                rows,
+            )
     if "saturation" in res:
         rows = []
         for r in res["saturation"]:
@@ -701,6 +884,70 @@ def markdown(report: dict[str, Any]) -> str:
             ],
             rows,
         )
+    if "workers" in res:
+        table(
+            "5b. One worker or two (FastAPI, stream mounted in front, Redis; nothing pinned): "
+            "one update to all N",
+            [
+                "N",
+                "workers",
+                "streams per worker",
+                "p50 (ms)",
+                "p99 (ms)",
+                "max (ms)",
+                "missing",
+                "server CPU / delivery (µs, all workers)",
+                "longest GC pause in the rounds (ms)",
+                "load generator CPU (%)",
+            ],
+            [
+                [
+                    r.get("n"),
+                    r.get("workers"),
+                    " / ".join(str(u.get("connected")) for u in r.get("per_url", []))
+                    or r.get("connected"),
+                    r.get("p50_ms"),
+                    r.get("p99_ms"),
+                    r.get("max_ms"),
+                    r.get("missing", r.get("aborted")),
+                    r.get("server_cpu_us_per_delivery"),
+                    r.get("server_gc_rounds_max_ms"),
+                    r.get("loadgen_cpu_pct"),
+                ]
+                for r in res["workers"]
+            ],
+        )
+    if "churn" in res:
+        table(
+            "7. Churn soak (streams replaced while updates go out every second)",
+            [
+                "server",
+                "N",
+                "duration (s)",
+                "streams replaced",
+                "errors",
+                "RSS start / end (MB)",
+                "RSS samples (MB)",
+                "server CPU (%)",
+                "longest GC pause (ms)",
+                "connections after close",
+            ],
+            [
+                [
+                    r["server"],
+                    r.get("n"),
+                    r.get("duration_s"),
+                    r.get("replaced"),
+                    r.get("errors", r.get("aborted")),
+                    f"{fmt(r.get('rss_start_mb'))} / {fmt(r.get('rss_end_mb'))}",
+                    ", ".join(fmt(mb) for _, mb in r.get("rss_samples_mb", [])),
+                    r.get("server_cpu_pct"),
+                    r.get("server_gc_max_ms"),
+                    r.get("connections_after_close"),
+                ]
+                for r in res["churn"]
+            ],
+        )
     if "polling" in res:
         poll, push = res["polling"]
         table(
@@ -746,12 +993,15 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=["smoke", "quick", "full"], default="quick")
-    parser.add_argument("--servers", default="refetch,baseline")
+    parser.add_argument("--servers", default="refetch,fastapi,fastapi-mounted,portal,baseline")
     parser.add_argument("--only", default=None, help="comma-separated: " + ",".join(SCENARIOS))
     parser.add_argument(
         "--redis", default=REDIS, help="Redis for scenario 5 (127.0.0.1 only; a stream per run)"
     )
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--sizes", default=None, help="comma-separated N for idle/fanout/instances/workers"
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     report = run(
@@ -760,6 +1010,7 @@ def main(argv: list[str] | None = None) -> int:
         args.only.split(",") if args.only else None,
         args.out,
         args.redis,
+        [int(n) for n in args.sizes.split(",")] if args.sizes else None,
     )
     text = markdown(report)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

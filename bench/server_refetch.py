@@ -11,8 +11,6 @@ share one broker (``docs/scaling.md``): a trigger on one reaches the streams of 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import gc
 import time
 from typing import Any
@@ -40,26 +38,7 @@ def build(args: Any) -> Any:
     def notify() -> None:
         service.notify("bench", key=str(time.time_ns()))
 
-    freezer: asyncio.Task[None] | None = None
-
-    async def freeze_connections() -> None:
-        # App-level policy: once the open streams grew by a tenth, move their
-        # long-lived objects out of the cyclic GC's reach (gc.freeze), so a full
-        # collection no longer walks every connection; unfreeze when half left, so
-        # garbage cycles among them are still collected.
-        frozen = 0
-        while True:
-            await asyncio.sleep(1.0)
-            count = service.statistics().connections
-            if count > frozen * 1.1 + 100:
-                gc.freeze()
-                frozen = count
-            elif count < frozen / 2:
-                gc.unfreeze()
-                frozen = 0
-
     async def app(scope: Scope, receive: Any, send: Send) -> None:
-        nonlocal freezer
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()
@@ -68,12 +47,8 @@ def build(args: Any) -> Any:
                     if args.gc_freeze:
                         gc.collect()
                         gc.freeze()
-                    if args.freeze_connections:
-                        freezer = asyncio.get_running_loop().create_task(freeze_connections())
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
-                    if freezer is not None:
-                        freezer.cancel()
                     await service.aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -128,12 +103,8 @@ def counters_stats(counters: Counters, connections: int, **extra: Any) -> dict[s
 if __name__ == "__main__":
     parser = arguments(__doc__ or "")
     parser.add_argument("--min-interval", type=float, default=0.1)
-    parser.add_argument(
-        "--freeze-connections",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="gc.freeze() long-lived connection state (app-level policy)",
-    )
+    # The GC policy is the library's (UpdateService(gc_freeze=True)); no app-level one.
+    parser.set_defaults(gc_freeze=False)
     parser.add_argument(
         "--backend",
         default=None,

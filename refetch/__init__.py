@@ -17,6 +17,7 @@ from ._exceptions import (
     UnknownUpdateType,
 )
 from ._hub import UpdateService
+from ._mount import StreamMount, mount
 from ._poller import Lease, Poller, SharedLease, poller
 from ._publisher import Publisher
 from ._statistics import Statistics
@@ -46,10 +47,12 @@ __all__ = [
     "SharedLease",
     "Statistics",
     "StreamError",
+    "StreamMount",
     "StreamRejected",
     "UnknownUpdateType",
     "Update",
     "UpdateService",
     "UpdatesEndpoint",
+    "mount",
     "poller",
 ]

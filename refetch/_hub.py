@@ -25,6 +25,7 @@ from ._connection import Connection, ConnectionInfo
 from ._control import CloseStreams, Control, Reauthorize
 from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from ._fanout import FanOut
+from ._gc import FreezePolicy
 from ._processes import warn_if_split
 from ._sequencer import Item, LocalSequencer, Sequencer
 from ._signals import ShutdownSignals
@@ -63,6 +64,7 @@ class UpdateService:
         send_timeout: float = 30.0,
         close_on_signals: bool = True,
         backend: str | Backend | None = None,
+        gc_freeze: bool = True,
     ) -> None:
         if isinstance(types, str):
             # A string is an iterable of its letters: "projects" would declare eight types.
@@ -129,6 +131,8 @@ class UpdateService:
         self._state = "new"  # new -> running -> draining -> closed
         self._warned_not_started = False
         self._signals: ShutdownSignals | None = None
+        # Open streams kept out of the cyclic GC's full collections (refetch/_gc.py).
+        self._gc = FreezePolicy() if gc_freeze else None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -142,6 +146,8 @@ class UpdateService:
             warn_if_split()  # several workers, each with its own hub: notifies get lost
         self._fanout.start(self._loop, self._sequencer.cursor)
         self._state = "running"
+        if self._gc is not None:
+            self._gc.start()
         if self.close_on_signals:
             self._signals = ShutdownSignals(self._loop, self._on_shutdown_signal)
             self._signals.install()
@@ -164,6 +170,8 @@ class UpdateService:
         self._fanout.close("shutdown")
         self._fanout.stop()
         await self._sequencer.stop(grace)
+        if self._gc is not None:
+            self._gc.close()
 
     async def __aenter__(self) -> UpdateService:
         await self.start()
@@ -390,11 +398,16 @@ class UpdateService:
         )
         start = None if last_event_id is None else self._sequencer.resume(last_event_id)
         self._fanout.attach(conn, hello, start)
+        if self._gc is not None:
+            self._gc.attached(self._fanout.connections)
         return conn
 
     def detach(self, conn: Connection) -> None:
         """Forget a stream that ended; frees its state at once."""
         self._fanout.detach(conn)
+        if self._gc is not None:
+            # Also for streams the hub ended itself (the fan-out forgot them already).
+            self._gc.detached(self._fanout.connections)
 
     def statistics(self) -> Statistics:
         fanout, sequencer = self._fanout, self._sequencer

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(420)
 def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
     subprocess.run(
         [
@@ -25,13 +25,22 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
             str(tmp_path),
         ],
         check=True,
-        timeout=230,
+        timeout=400,
         capture_output=True,
     )
     report = json.loads((tmp_path / "latest-smoke.json").read_text())
     assert {"command", "date", "machine", "load_before", "load_after", "ratios"} <= report.keys()
     results = report["results"]
-    assert set(results) == {"idle", "fanout", "saturation", "storm", "instances", "polling"}
+    assert set(results) == {
+        "idle",
+        "fanout",
+        "saturation",
+        "storm",
+        "instances",
+        "workers",
+        "churn",
+        "polling",
+    }
     # Scenario 5 needs Redis on 127.0.0.1:6379; without it (and outside CI) it reports
     # why instead of measuring, and only that is checked.
     no_redis = os.environ.get("CI") != "true" and any(
@@ -39,7 +48,7 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
         for row in results["instances"]
     )
     for name, rows in results.items():
-        if name == "instances" and no_redis:
+        if name in ("instances", "workers") and no_redis:
             continue
         for row in rows:
             assert "aborted" not in row, row
@@ -48,10 +57,39 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
         assert row["connected"] == 50
         assert row["connections_after_close"] == 0
         assert row["rss_per_connection_kb"] is not None
+    # Every variant side by side in the same run: the bare server, the ASGI write path,
+    # the FastAPI app with middleware (the stream routed inside it, or mounted in front),
+    # the portal, the naive baseline.
+    assert [row["server"] for row in results["idle"]] == [
+        "refetch",
+        "fastapi",
+        "fastapi-mounted",
+        "portal",
+        "baseline",
+    ]
+    assert [row["server"] for row in results["fanout"]] == [
+        "refetch",
+        "refetch-asgi",
+        "fastapi",
+        "fastapi-mounted",
+        "portal",
+        "baseline",
+    ]
     for row in results["fanout"]:
-        assert row["missing"] == 0 and row["delivered"] == row["expected"] == 150
+        # The portal's notify has a tenant audience: half of the streams (acme's) hear
+        # each of the 3 renames, the other half (globex's) hear none of them.
+        hearing = 25 if row["server"] == "portal" else 50
+        assert row["hearing"] == hearing and row["leaked"] == 0, row
+        assert row["missing"] == 0 and row["delivered"] == row["expected"] == 3 * hearing
         assert row["lost"] == 0 and row["connections_after_close"] == 0
-        assert {"p50_ms", "p99_ms", "max_ms", "server_cpu_us_per_delivery"} <= row.keys()
+        assert {
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "server_cpu_us_per_delivery",
+            "server_gc_max_ms",
+            "server_gc_rounds_max_ms",
+        } <= row.keys()
     for row in results["saturation"]:
         assert row["steps"] and row["steps"][0]["missing"] == 0
     for row in results["storm"]:
@@ -64,6 +102,17 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
             assert row["lost"] == 0 and row["connections_after_close"] == 0
             assert [u["connected"] for u in row["per_url"]] == [25, 25]
             assert [u["delivered"] for u in row["per_url"]] == [75, 75]
+    if not no_redis:
+        # The FastAPI app with the stream mounted in front, as one worker and as two.
+        assert [row["workers"] for row in results["workers"]] == [1, 2]
+        for row in results["workers"]:
+            assert row["missing"] == 0 and row["delivered"] == row["expected"] == 150
+            assert row["lost"] == 0 and row["connections_after_close"] == 0
+        assert [u["connected"] for u in results["workers"][1]["per_url"]] == [25, 25]
+    (churn,) = results["churn"]
+    assert churn["replaced"] > 0 and churn["streams_at_end"] == 50
+    assert churn["deliveries"] > 0 and churn["connections_after_close"] == 0
+    assert churn["rss_start_mb"] > 0 and churn["rss_end_mb"] > 0
     poll, push = results["polling"]
     assert poll["requests"] > 0 and push["idle_requests_per_client_per_s"] == 0
     assert (tmp_path / "latest-smoke.md").read_text().startswith("Command:")

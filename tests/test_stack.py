@@ -27,7 +27,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from refetch import UpdatesEndpoint, UpdateService
+import refetch
+from refetch import Principal, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
 
 from .conftest import SharedStream, free_port, require_service, serve, unique_name, wait_for
@@ -143,7 +144,12 @@ STACKS = [
 ]
 
 
-def owed(stack: list[str], client: Client) -> Headers:
+def owed(stack: list[str], client: Client, host: str = "asgi") -> Headers:
+    """The headers stream ``client`` must get: the endpoint's own and its layers'.
+
+    In front of the stack (``refetch.mount``) no layer sees the stream: it gets the
+    endpoint's headers and the mount's own CORS answer, whatever the stack is.
+    """
     headers: Headers = {
         # The endpoint's own, exactly once each: any duplicate is a leak.
         "content-type": ["text/event-stream"],
@@ -151,7 +157,7 @@ def owed(stack: list[str], client: Client) -> Headers:
         "content-encoding": ["identity"],
         "x-accel-buffering": ["no"],
     }
-    for name in stack:
+    for name in ["cors"] if host in MOUNTED else stack:
         for header, values in LAYERS[name].owes(client).items():
             headers[header] = headers.get(header, []) + values
     return headers
@@ -206,7 +212,28 @@ async def fastapi_mount(service: UpdateService, stack: list[str]) -> AsyncIterat
         yield f"{url}/api/updates/"
 
 
-HOSTS = {"asgi": bare, "fastapi-route": fastapi_route, "fastapi-mount": fastapi_mount}
+@asynccontextmanager
+async def fastapi_mounted(service: UpdateService, stack: list[str]) -> AsyncIterator[str]:
+    """The stream in front of the whole app, its middleware included (``refetch.mount``)."""
+    app = fastapi_app(service, stack)
+    mounted = refetch.mount(
+        app,
+        "/api/updates",
+        UpdatesEndpoint(service),
+        allow_origins=[ORIGIN],
+        allow_credentials=True,
+    )
+    async with serve(mounted, lifespan="on") as url:
+        yield f"{url}/api/updates"
+
+
+HOSTS = {
+    "asgi": bare,
+    "fastapi-route": fastapi_route,
+    "fastapi-mount": fastapi_mount,
+    "fastapi-mounted": fastapi_mounted,
+}
+MOUNTED = {"fastapi-mounted"}
 
 
 # -- the matrix ------------------------------------------------------------------------------
@@ -245,7 +272,7 @@ async def test_each_stream_gets_its_own_headers_and_frames_one_by_one(
             }
             async with http.stream("GET", url, headers=request_headers) as r:
                 assert r.status_code == 200
-                for header, values in owed(stack, client).items():
+                for header, values in owed(stack, client, host).items():
                     assert r.headers.get_list(header) == values, (n, header)
                 chunks = r.aiter_raw()  # as sent: not decompressed
                 cursor = service.cursor
@@ -273,13 +300,92 @@ async def test_error_answers_behind_the_full_stack_carry_only_their_own_headers(
             )
             assert r.status_code == 400
             assert r.json()["error"] == "unknown_type"
+            expected_origin = [ORIGIN] if client.allowed else []
+            assert r.headers.get_list("access-control-allow-origin") == expected_origin
+            if host in MOUNTED:  # in front of the stack: no layer touched the answer
+                for header in ("set-cookie", "x-request-id", "x-raw-number", "x-served-by"):
+                    assert r.headers.get_list(header) == [], header
+                continue
             assert r.headers.get_list("set-cookie") == [
                 f"session={client.user}; HttpOnly; Path=/; SameSite=lax"
             ]
             assert r.headers.get_list("x-request-id") == [str(n)]
             assert r.headers.get_list("x-raw-number") == [str(n)]
-            expected_origin = [ORIGIN] if client.allowed else []
-            assert r.headers.get_list("access-control-allow-origin") == expected_origin
+
+
+async def test_mount_sends_everything_but_the_stream_through_the_stack() -> None:
+    """In front of the stack, the stream alone skips it: the app's other routes, and
+    requests to the stream's path other than GET (a CORS preflight), still go through
+    every layer; ``authenticate`` still finds ``request.app`` in the scope."""
+    stack = STACKS[-1]
+    service = UpdateService(TYPES, min_interval=0, close_on_signals=False)
+    seen_apps: list[object] = []
+
+    def authenticate(scope: Scope) -> Principal:
+        seen_apps.append(Request(scope).app)
+        return Principal.of(scope_header(scope, b"x-user"))
+
+    app = fastapi_app(service, stack)
+    app.state.marker = "the app"
+
+    @app.get("/api/other")
+    async def other() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    mounted = refetch.mount(
+        app, "/api/updates", UpdatesEndpoint(service, authenticate=authenticate)
+    )
+    assert mounted.state.marker == "the app"  # the app's own API on the returned object
+    async with serve(mounted, lifespan="on") as url, httpx.AsyncClient() as http:
+        for n in range(1, STREAMS + 1):
+            client = Client(n)
+            headers = {"origin": client.origin, "x-user": client.user}
+            r = await http.get(f"{url}/api/other", headers=headers)
+            assert r.json() == {"ok": "yes"}
+            # Every layer answered it: CORS, the session cookie, both request numbers (the stream and the preflights did not count).
+            assert r.headers.get_list("access-control-allow-origin") == (
+                [ORIGIN] if client.allowed else []
+            )
+            assert r.headers.get_list("set-cookie") == [
+                f"session={client.user}; HttpOnly; Path=/; SameSite=lax"
+            ]
+            assert r.headers.get_list("x-request-id") == [str(n)]
+            assert r.headers.get_list("x-raw-number") == [str(n)]
+            preflight = await http.options(
+                f"{url}/api/updates",
+                headers={**headers, "access-control-request-method": "GET"},
+            )
+            if client.allowed:
+                assert preflight.status_code == 200
+                assert preflight.headers["access-control-allow-origin"] == ORIGIN
+            else:
+                assert preflight.status_code == 400  # CORSMiddleware: "Disallowed CORS origin"
+            async with http.stream("GET", f"{url}/api/updates", headers=headers) as r:
+                assert r.status_code == 200
+                assert r.headers.get_list("x-request-id") == []
+                chunks = r.aiter_raw()
+                cursor = service.cursor
+                assert await next_frame(chunks, hello(cursor)) == hello(cursor)
+        assert seen_apps == [app] * STREAMS
+        await wait_for(lambda: service.statistics().connections == 0)
+
+
+def scope_header(scope: Scope, name: bytes) -> str:
+    return next(v.decode() for k, v in scope["headers"] if k == name)
+
+
+def test_mount_refuses_paths_and_origins_it_cannot_serve() -> None:
+    service = UpdateService(TYPES, close_on_signals=False)
+    endpoint = UpdatesEndpoint(service)
+    app = FastAPI()
+    with pytest.raises(refetch.ConfigurationError, match="'/api/updates'"):
+        refetch.mount(app, "api/updates", endpoint)
+    with pytest.raises(refetch.ConfigurationError, match="not end with one"):
+        refetch.mount(app, "/api/updates/", endpoint)
+    with pytest.raises(refetch.ConfigurationError, match=r"\['https://app.example'\]"):
+        refetch.mount(app, "/api/updates", endpoint, allow_origins=ORIGIN)
+    with pytest.raises(refetch.ConfigurationError, match="list the origins"):
+        refetch.mount(app, "/api/updates", endpoint, allow_origins=["*"], allow_credentials=True)
 
 
 # -- multi-process servers: uvicorn --workers, gunicorn with uvicorn workers -----------------
