@@ -2,7 +2,9 @@ import { existsSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-import { defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
+import { svelte } from "@sveltejs/vite-plugin-svelte";
+import solid from "vite-plugin-solid";
+import { configDefaults, defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -25,6 +27,9 @@ const ALIASED = [
   "@testing-library/react",
 ];
 
+// Test files that run only in their framework's own project.
+const OWN_PROJECT = ["test/solid.test.tsx", "test/svelte.test.ts"];
+
 async function cell(name: string): Promise<TestProjectInlineConfiguration> {
   const dir = resolve(here, "compat", name);
   if (!existsSync(resolve(dir, "node_modules"))) {
@@ -46,12 +51,31 @@ async function cell(name: string): Promise<TestProjectInlineConfiguration> {
 }
 
 export default defineConfig({
+  // The examples import the package by name, as an app does (tsconfig.json "paths" says the same).
+  resolve: {
+    alias: [
+      { find: /^refetch-sse$/, replacement: resolve(here, "src/index.ts") },
+      { find: /^refetch-sse\/query-core$/, replacement: resolve(here, "src/query-core.ts") },
+      { find: /^refetch-sse\/query$/, replacement: resolve(here, "src/query.ts") },
+    ],
+  },
   test: {
     reporters: ["default", "./test/summary-reporter.ts"],
     testTimeout: 20_000,
     hookTimeout: 30_000,
     projects: [
-      { extends: true, test: { name: "rq-latest-react-19", include: ["test/**/*.test.{ts,tsx}"] } },
+      {
+        extends: true,
+        test: { name: "rq-latest-react-19", include: ["test/**/*.test.{ts,tsx}"], exclude: [...configDefaults.exclude, ...OWN_PROJECT] },
+      },
+      // Solid and Svelte components need their compiler (and the browser builds of the framework).
+      { extends: true, plugins: [solid()], test: { name: "solid", include: ["test/solid.test.tsx"], environment: "happy-dom" } },
+      {
+        extends: true,
+        plugins: [svelte({ configFile: false })],
+        resolve: { conditions: ["browser"] },
+        test: { name: "svelte", include: ["test/svelte.test.ts"], environment: "happy-dom" },
+      },
       ...(await Promise.all(CELLS.map(cell))),
     ],
   },

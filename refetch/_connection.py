@@ -12,7 +12,7 @@ from ._auth import Principal
 from ._changes import Changes, add_change
 from ._send import start_send
 from ._types import Send
-from ._uvicorn import direct_transport
+from ._uvicorn import abort, uvicorn_cycle, write_direct
 
 NEVER = float("-inf")
 
@@ -79,7 +79,8 @@ class Connection:
 
     def __init__(self, send: Send, principal: Principal, types: frozenset[str]) -> None:
         self.send = send
-        self.direct = direct_transport(send)
+        #: uvicorn's request cycle when ``send`` is its own: written directly (_uvicorn.py).
+        self.direct = uvicorn_cycle(send)
         self.principal = principal
         self.types = types
         #: When it was opened (wall clock, for people) and frames written so far.
@@ -135,7 +136,7 @@ class Connection:
         shutdown timeout is the bound.
         """
         if self.direct is not None:
-            self.direct.abort()
+            abort(self.direct)
 
     def write(self, body: bytes, now: float) -> asyncio.Task[None] | None:
         """Write ``body`` now: straight to uvicorn's transport when possible, else
@@ -143,7 +144,7 @@ class Connection:
         wait for the socket, which the caller owns."""
         self.last_write = now
         direct = self.direct
-        if direct is not None and direct.write(body):
+        if direct is not None and write_direct(direct, body):
             return None
         writer = start_send(self.send, body)
         if writer is not None:

@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 
 from ._auth import Principal
 from ._broadcasts import Broadcasts
-from ._changes import merge_changes
 from ._connection import Connection, ConnectionInfo, State
 from ._control import Control, Reauthorize
+from ._frames import FramePass
 from ._latency import LatencyHistogram
+from ._registry import Registry
 from ._resume import CatchUp, Replay, Resync, Start
 from ._sse import PING, encode_invalidate, encode_resync
 from ._update import Update
@@ -47,10 +48,7 @@ class FanOut:
         #: The cursor of the newest update delivered: every frame's id.
         self.cursor = ""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connections: set[Connection] = set()
-        self._by_type: dict[str, set[Connection]] = {t: set() for t in types}
-        self._by_scope: dict[str, set[Connection]] = {}
-        self._idle: dict[str, set[Connection]] = {t: set() for t in types}
+        self._streams = Registry(types)
         self._broadcasts = Broadcasts(types, max_keys)
         self._due: list[Connection] = []
         self._flush_soon = False
@@ -88,15 +86,15 @@ class FanOut:
 
     @property
     def connections(self) -> int:
-        return len(self._connections)
+        return len(self._streams)
 
     def connections_by_type(self) -> dict[str, int]:
-        return {t: len(c) for t, c in self._by_type.items()}
+        return self._streams.counts_by_type()
 
     def describe(self) -> list[ConnectionInfo]:
         """The open streams, oldest first (one pass: for a debug page, on demand)."""
         found = []
-        for conn in sorted(self._connections, key=lambda c: c.since):
+        for conn in sorted(self._streams, key=lambda c: c.since):
             pending = set(conn.pending)
             pending.update(self._broadcasts.since(conn.heard, conn.types))
             found.append(
@@ -132,22 +130,13 @@ class FanOut:
             # nearly all of them already wait for their next write, and merge this
             # update in then (Broadcasts.since), so a notify does not walk every connection.
             self._broadcasts.record(type_, key, at)
-            subscribers = len(self._by_type[type_])
-            idle = self._idle[type_]
+            subscribers = self._streams.subscribers(type_)
+            idle = self._streams.idle(type_)
             self.coalesced += subscribers - len(idle)
             for conn in list(idle):
                 self._make_due(conn)
             return subscribers
-        if len(audience) == 1:
-            (scope,) = audience
-            candidates: Iterable[Connection] = [
-                c for c in self._by_scope.get(scope, ()) if type_ in c.types
-            ]
-        else:
-            found: set[Connection] = set()
-            for scope in audience:
-                found.update(self._by_scope.get(scope, ()))
-            candidates = [c for c in found if type_ in c.types]
+        candidates = self._streams.audience(type_, audience)
         reached = 0
         max_keys = self.max_keys
         for conn in candidates:
@@ -169,7 +158,7 @@ class FanOut:
         if now is None:
             now = loop.time()
         due, self._due = self._due, []
-        frames: dict[object, _Frame] = {}
+        frames = FramePass(self._broadcasts, self.cursor, self.max_keys, self.latency)
         interval = self.min_interval
         for conn in due:
             if conn.state != State.DUE:
@@ -181,19 +170,7 @@ class FanOut:
                 self._write_pending(conn, now, frames)
             else:
                 self._make_idle(conn)
-        if frames:
-            self._account(frames)
-
-    def _account(self, frames: dict[object, _Frame]) -> None:
-        # Once per distinct frame, not per stream: a fan-out to thousands of streams
-        # shares a handful of frames.
-        written = time.monotonic()
-        by_type = self.deliveries_by_type
-        for frame in frames.values():
-            for type_ in frame.types:
-                by_type[type_] += frame.uses
-            if frame.oldest is not None and frame.untargeted:
-                self.latency.observe(written - frame.oldest, frame.untargeted)
+        frames.account(self.deliveries_by_type)
 
     def resync_all(self, reason: str, cursor: str) -> None:
         """Tell every client to refetch everything: nobody can tell what it missed."""
@@ -202,8 +179,8 @@ class FanOut:
         now = loop.time()
         self.cursor = cursor
         frame = encode_resync(cursor, reason)
-        logger.warning("resync of %d stream(s): %s", len(self._connections), reason)
-        for conn in list(self._connections):
+        logger.warning("resync of %d stream(s): %s", len(self._streams), reason)
+        for conn in self._streams:
             if conn.state == State.CLOSED:
                 continue
             if conn.state in State.BUSY:
@@ -225,7 +202,7 @@ class FanOut:
     def close_unconfirmed(self, reason: str) -> int:
         """End every stream with a subject: its permissions can no longer be confirmed."""
         ended = 0
-        for conn in list(self._connections):
+        for conn in self._streams:
             if conn.principal.subject is not None and conn.state != State.CLOSED:
                 self._abort(conn, reason)
                 ended += 1
@@ -238,7 +215,7 @@ class FanOut:
     def close(self, reason: str, subject: str | None = None) -> int:
         """End open streams: all, or those of ``subject``. Returns how many."""
         ended = 0
-        for conn in list(self._connections):
+        for conn in self._streams:
             if subject is None or conn.principal.subject == subject:
                 self._abort(conn, reason)
                 ended += 1
@@ -249,19 +226,10 @@ class FanOut:
         if loop is not None:
             self._reauthorized[subject] = (loop.time(), principal)
         changed = 0
-        for conn in list(self._connections):
+        for conn in self._streams:
             if conn.principal.subject != subject or conn.state == State.CLOSED:
                 continue
-            self._unindex_scopes(conn)
-            conn.principal = principal
-            for scope in conn.scopes:
-                self._by_scope.setdefault(scope, set()).add(conn)
-            if principal.types is not None:
-                for type_ in conn.types - principal.types:
-                    self._by_type[type_].discard(conn)
-                    self._idle[type_].discard(conn)
-                    conn.pending.pop(type_, None)
-                conn.types = conn.types & principal.types
+            self._streams.rescope(conn, principal)
             changed += 1
         return changed
 
@@ -290,11 +258,7 @@ class FanOut:
             body += encode_resync(self.cursor, start.reason)
         elif isinstance(start, Replay):
             body += self._replay_frame(conn, start.missed, now)
-        self._connections.add(conn)
-        for type_ in conn.types:
-            self._by_type[type_].add(conn)
-        for scope in conn.scopes:
-            self._by_scope.setdefault(scope, set()).add(conn)
+        self._streams.add(conn)
         self._write(conn, body, now)
         if isinstance(start, CatchUp):
             self._catch_up(conn, start, now)
@@ -309,16 +273,8 @@ class FanOut:
             conn.inflight = None
             if stuck:
                 conn.drop()
-        self._connections.discard(conn)
-        self._unindex(conn)
-
-    def _unindex_scopes(self, conn: Connection) -> None:
-        for scope in conn.scopes:
-            holders = self._by_scope.get(scope)
-            if holders is not None:
-                holders.discard(conn)
-                if not holders:
-                    del self._by_scope[scope]
+        self._streams.remove(conn)
+        conn.pending.clear()
 
     def _catch_up(self, conn: Connection, start: CatchUp, now: float) -> None:
         if conn.state == State.WRITING:
@@ -356,15 +312,13 @@ class FanOut:
     # -- writing -------------------------------------------------------------------------
 
     def _make_due(self, conn: Connection) -> None:
-        for type_ in conn.types:
-            self._idle[type_].discard(conn)
+        self._streams.wake(conn)
         conn.state = State.DUE
         self._due.append(conn)
 
     def _make_idle(self, conn: Connection) -> None:
         conn.state = State.IDLE
-        for type_ in conn.types:
-            self._idle[type_].add(conn)
+        self._streams.rest(conn)
 
     def _has_news(self, conn: Connection) -> bool:
         return bool(conn.pending) or self._broadcasts.newer(conn.heard, conn.types)
@@ -406,40 +360,16 @@ class FanOut:
         self._due.extend(c for c in waiting if c.state == State.DUE)
         self.flush(max(loop.time(), at))
 
-    def _write_pending(self, conn: Connection, now: float, frames: dict[object, _Frame]) -> None:
-        # Everything merged so far is in this frame, so its id is the newest cursor;
-        # connections that heard up to the same serial share one encoded frame.
+    def _write_pending(self, conn: Connection, now: float, frames: FramePass) -> None:
         heard, conn.heard = conn.heard, self._broadcasts.serial
         targeted, _ = conn.take()
-        signature: object = (heard, conn.types)
-        if targeted:
-            signature = (
-                heard,
-                conn.types,
-                tuple((t, None if k is None else frozenset(k)) for t, k in targeted.items()),
-            )
-        cached = frames.get(signature)
-        if cached is None:
-            changes = self._broadcasts.since(heard, conn.types)
-            oldest = self._broadcasts.oldest(heard, changes)
-            merge_changes(changes, targeted, self.max_keys)
-            cached = frames[signature] = _Frame(
-                encode_invalidate(self.cursor, changes), tuple(changes), oldest
-            )
-        cached.uses += 1
-        if targeted:
-            waited = conn.pending_since
-            if cached.oldest is not None:
-                waited = min(waited, cached.oldest)
-            self.latency.observe(time.monotonic() - waited)
-        else:
-            cached.untargeted += 1
+        frame = frames.frame(heard, conn.types, targeted, conn.pending_since)
         conn.last_invalidate = now
         conn.state = State.IDLE
         conn.frames += 1
         self.frames += 1
-        self.deliveries += len(cached.types)
-        self._write(conn, cached.body, now)
+        self.deliveries += len(frame.types)
+        self._write(conn, frame.body, now)
         if conn.state == State.IDLE:
             self._make_idle(conn)
 
@@ -468,13 +398,6 @@ class FanOut:
     def _abort(self, conn: Connection, reason: str) -> None:
         """End a stream: it hears nothing more; its owner finishes it and detaches it."""
         self.detach(conn, reason)
-
-    def _unindex(self, conn: Connection) -> None:
-        for type_ in conn.types:
-            self._by_type[type_].discard(conn)
-            self._idle[type_].discard(conn)
-        self._unindex_scopes(conn)
-        conn.pending.clear()
 
     def _replay_frame(self, conn: Connection, missed: Iterable[Update], now: float) -> bytes:
         for update in missed:
@@ -511,7 +434,7 @@ class FanOut:
             }
         silent_since = now - self.heartbeat
         stuck_since = now - self.send_timeout
-        for conn in list(self._connections):
+        for conn in self._streams:
             if conn.state == State.CLOSED:
                 continue
             if conn.state in State.BUSY:
@@ -525,19 +448,3 @@ class FanOut:
                 # queued write is then skipped and _written queues it again.
                 self._write(conn, PING, now)
         self._schedule_heartbeat()
-
-
-class _Frame:
-    """One encoded invalidate frame of a flush, and the streams it went to."""
-
-    __slots__ = ("body", "oldest", "types", "untargeted", "uses")
-
-    def __init__(self, body: bytes, types: tuple[str, ...], oldest: float | None) -> None:
-        self.body = body
-        self.types = types
-        #: time.monotonic() of the oldest update for everyone it carries.
-        self.oldest = oldest
-        self.uses = 0
-        #: Streams it went to that had no update of their own in it: they all waited
-        #: as long as ``oldest``, so one weighted observation covers them.
-        self.untargeted = 0

@@ -211,7 +211,7 @@ class Outbox:
         sent = time.monotonic()
         self._publishing += 1
         try:
-            positions = await backend.publish(payloads)
+            positions = await backend.append(payloads)
         finally:
             self._publishing -= 1
         for position in positions:
@@ -229,14 +229,14 @@ class Outbox:
     async def _send_unsent(self, backend: Backend) -> None:
         if self._lost:
             # More failed than we kept: nobody can tell what other instances missed.
-            await backend.publish(
+            await backend.append(
                 [encode_resync_marker("updates were lost while a broker was away")]
             )
             self._lost = False
             self._unsent.clear()
         elif self._unsent:
             updates = list(self._unsent)
-            await backend.publish([encode_entry(u) for u in updates])
+            await backend.append([encode_entry(u) for u in updates])
             for _ in updates:
                 self._unsent.popleft()
         else:
@@ -285,7 +285,7 @@ class Outbox:
         if outbox:
             try:
                 async with asyncio.timeout(grace):
-                    positions = await self.backend.publish([payload for _, payload, _ in outbox])
+                    positions = await self.backend.append([payload for _, payload, _ in outbox])
             except Exception as exc:
                 logger.warning(
                     "%d update(s) not published to %s at close: %r",

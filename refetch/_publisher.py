@@ -159,7 +159,7 @@ class Publisher:
         async with self._connecting:
             if self._epoch is None:
                 self._epoch = await self.backend.connect()  # BackendUnavailable names the URL
-        return await self.backend.publish([payload])
+        return await self.backend.append([payload])
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._ensure_loop(coro)

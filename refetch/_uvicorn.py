@@ -16,44 +16,14 @@ from typing import Any
 from ._mount import StartHeaders
 from ._types import Send
 
-#: uvicorn releases whose httptools cycle was checked to match what ``DirectTransport`` writes.
+#: uvicorn releases whose httptools cycle was checked to match what ``write_direct`` writes.
 KNOWN_VERSIONS = ("0.54",)
 _MODULE = "uvicorn.protocols.http.httptools_impl"
 _FIELDS = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
 
 
-class DirectTransport:
-    """Writes (and, for a reader that stopped reading, cuts) uvicorn's transport directly."""
-
-    __slots__ = ("_cycle",)
-
-    def __init__(self, cycle: Any) -> None:
-        self._cycle = cycle
-
-    def write(self, body: bytes) -> bool:
-        """True when ``body`` went out as a chunk; False when ``send()`` must do it."""
-        cycle = self._cycle
-        if (
-            cycle.chunked_encoding is not True
-            or cycle.flow.write_paused
-            or cycle.disconnected
-            or cycle.response_complete
-        ):
-            return False
-        cycle.transport.write(_chunk(body))
-        return True
-
-    def abort(self) -> None:
-        """Cut the connection under a write that cannot complete (the client stopped reading).
-
-        Ending the response is no use then (the end cannot be written either), and the
-        server would wait for it for ever, e.g. at shutdown.
-        """
-        self._cycle.transport.abort()
-
-
-def direct_transport(send: Send) -> DirectTransport | None:
-    """Direct access for ``send``, or None when ``send`` is not uvicorn's own."""
+def uvicorn_cycle(send: Send) -> Any:
+    """uvicorn's request cycle behind ``send``, or None when ``send`` is not uvicorn's own."""
     if isinstance(send, StartHeaders):  # refetch.mount's: body messages pass unchanged
         send = send.body_send
     cycle: Any = getattr(send, "__self__", None)
@@ -63,7 +33,29 @@ def direct_transport(send: Send) -> DirectTransport | None:
         return None
     if not all(hasattr(cycle, name) for name in _FIELDS):
         return None
-    return DirectTransport(cycle)
+    return cycle
+
+
+def write_direct(cycle: Any, body: bytes) -> bool:
+    """True when ``body`` went out as a chunk; False when ``send()`` must do it."""
+    if (
+        cycle.chunked_encoding is not True
+        or cycle.flow.write_paused
+        or cycle.disconnected
+        or cycle.response_complete
+    ):
+        return False
+    cycle.transport.write(_chunk(body))
+    return True
+
+
+def abort(cycle: Any) -> None:
+    """Cut the connection under a write that cannot complete (the client stopped reading).
+
+    Ending the response is no use then (the end cannot be written either), and the
+    server would wait for it for ever, e.g. at shutdown.
+    """
+    cycle.transport.abort()
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")

@@ -55,8 +55,8 @@ async def test_publish_returns_increasing_positions_that_every_instance_reads(
 ) -> None:
     a, b = pair
     start = await b.head()
-    positions = await a.publish([b"one", b"two"])
-    positions += await a.publish([b"three"])
+    positions = await a.append([b"one", b"two"])
+    positions += await a.append([b"three"])
     assert positions == sorted(positions) and len(set(positions)) == 3
     assert positions[0] > start
     assert await b.head() == positions[-1]
@@ -70,7 +70,7 @@ async def test_read_from_an_older_position_resumes_exactly_after_it(
     pair: tuple[Backend, Backend],
 ) -> None:
     a, b = pair
-    positions = await a.publish([b"1", b"2", b"3", b"4"])
+    positions = await a.append([b"1", b"2", b"3", b"4"])
     assert await take(b, positions[1], 2) == [Entry(positions[2], b"3"), Entry(positions[3], b"4")]
 
 
@@ -79,13 +79,13 @@ async def test_read_waits_for_new_entries(pair: tuple[Backend, Backend]) -> None
     head = await b.head()
     reader = asyncio.create_task(take(b, head, 1))
     await asyncio.sleep(0.05)  # let the reader block first; correctness does not depend on it
-    [position] = await a.publish([b"late"])
+    [position] = await a.append([b"late"])
     assert await reader == [Entry(position, b"late")]
 
 
 async def test_replay_returns_exactly_the_range(pair: tuple[Backend, Backend]) -> None:
     a, b = pair
-    positions = await a.publish([b"a", b"b", b"c", b"d"])
+    positions = await a.append([b"a", b"b", b"c", b"d"])
     await take(b, positions[0], 3)  # replay() answers for positions a reader has reached
     assert await b.replay(positions[0], positions[2]) == [
         Entry(positions[1], b"b"),
@@ -98,7 +98,7 @@ async def test_a_trimmed_position_is_a_gap_for_replay_and_read(shared: SharedStr
     backend = shared.make(max_entries=3)
     await backend.connect()
     try:
-        positions = await backend.publish([str(i).encode() for i in range(10)])
+        positions = await backend.append([str(i).encode() for i in range(10)])
         await take(backend, positions[-2], 1)
         assert await backend.replay(positions[0], positions[-1]) is None
         with pytest.raises(StreamGap):
@@ -234,7 +234,7 @@ async def test_a_resync_marker_in_the_stream_resyncs_every_client(
     ):
         backend = shared.make()
         await backend.connect()
-        await backend.publish([encode_resync_marker("test said so")])
+        await backend.append([encode_resync_marker("test said so")])
         if shared.kind != "memory":
             await backend.aclose()
         for stream in (on_a, on_b):

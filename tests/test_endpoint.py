@@ -420,7 +420,7 @@ async def test_a_client_that_never_reads_is_bounded_and_slows_nobody() -> None:
                 last = await hub.publish("projects", key="last")
                 await wait_for(lambda: any(f.id == last for f in healthy.frames), 10)
                 # The stuck client holds a bounded pending set, never a queue.
-                stuck_conn = next(c for c in hub._fanout._connections if c.inflight is not None)
+                stuck_conn = next(c for c in hub._fanout._streams if c.inflight is not None)
                 assert len(stuck_conn.pending.get("projects") or ()) <= hub.max_keys
                 await wait_for(lambda: hub.statistics().slow_disconnects == 1, 10)
                 await wait_for(lambda: hub.statistics().connections == 1)

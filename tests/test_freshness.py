@@ -112,7 +112,7 @@ async def run(ops: list[tuple[object, ...]]) -> None:
         for client in clients:
             if client.ever_connected and client.conn is None:
                 connect(client)
-        await wait_for(lambda: all(c.state == State.IDLE for c in service._fanout._connections))
+        await wait_for(lambda: all(c.state == State.IDLE for c in service._fanout._streams))
         for client in clients:
             client.consume()
             assert not client.owed, f"client {clients.index(client)} is stale: {client.owed}"

@@ -2,6 +2,8 @@
 // handler read its data. A client that resumes its update stream from the oldest such cursor of
 // the data it shows hears exactly what changed since that data was read.
 
+import { listen } from "./listeners.js";
+
 /** The response header a refetch server stamps on API responses. */
 export const CURSOR_HEADER = "Refetch-Cursor";
 
@@ -80,7 +82,6 @@ export class CursorTracker {
   }
 
   subscribe(listener: CursorListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return listen(this.#listeners, listener);
   }
 }

@@ -41,7 +41,7 @@ export interface QueryInvalidatorOptions {
   logger?: Pick<Console, "warn" | "error">;
 }
 
-interface NormalTag {
+export interface NormalTag {
   type: string;
   keys?: string[];
 }
@@ -168,7 +168,7 @@ export class QueryInvalidator {
   connect(source: UpdateSource): () => void {
     this.start();
     if (this.#coverage && this.#coverage.source !== source) this.#uncover();
-    this.#coverage = { source, base: null, judge: null, tick: Number.POSITIVE_INFINITY };
+    this.#coverage = { source, base: null, judge: null, tick: Infinity };
     const offEvents = source.subscribe((event) => this.handle(event));
     const offStatus = source.onStatus((status) => this.#status(source, status));
     this.#status(source, source.status);
@@ -221,7 +221,7 @@ export class QueryInvalidator {
       this.#observerTags.set(refetch, set);
     }
     set.add(normal);
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       if (query.observers.some((observer) => observer.refetch === refetch)) this.tagQuery(query, normal);
     }
     return () => {
@@ -254,14 +254,14 @@ export class QueryInvalidator {
     this.#pendingAll = false;
     this.#pendingGap = new Set();
     if (matched.size > 0) {
-      const cached = new Set<unknown>(this.#client.getQueryCache().getAll());
+      const cached = new Set<unknown>(this.#queries());
       for (const query of matched) if (!cached.has(query)) matched.delete(query);
     }
     if (!all && updates.length === 0) {
       if (matched.size > 0) this.#invalidate(matched);
       return;
     }
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       const tags = this.tagsOf(query);
       if (tags.length === 0) continue;
       if (all || updates.some((update) => tags.some((tag) => tagMatches(tag, update)))) {
@@ -282,6 +282,10 @@ export class QueryInvalidator {
   }
 
   // -- the cache --------------------------------------------------------------------
+
+  #queries(): AnyQuery[] {
+    return this.#client.getQueryCache().getAll() as AnyQuery[];
+  }
 
   #watch(): void {
     if (this.#watching) return;
@@ -319,9 +323,7 @@ export class QueryInvalidator {
 
   #taggedFetchesSettled(limitMs: number): Promise<void> {
     const busy = () =>
-      (this.#client.getQueryCache().getAll() as AnyQuery[]).some(
-        (query) => query.state.fetchStatus === "fetching" && this.tagsOf(query).length > 0,
-      );
+      this.#queries().some((query) => query.state.fetchStatus === "fetching" && this.tagsOf(query).length > 0);
     if (!busy()) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
@@ -387,7 +389,7 @@ export class QueryInvalidator {
   /** Data fetched up to `tick` may miss changes: one more fetch for each tagged query of it. */
   #gap(tick: number, fetchingOnly = false): void {
     let any = false;
-    for (const query of this.#client.getQueryCache().getAll() as AnyQuery[]) {
+    for (const query of this.#queries()) {
       if (fetchingOnly && query.state.fetchStatus === "idle") continue;
       const started = this.#fetchTicks.get(query);
       // A query fetched before this invalidator watched the cache has no tick: it predates anything.
@@ -430,7 +432,7 @@ export class QueryInvalidator {
 }
 
 /** Used only when no focusManager is passed: the page's visibility, as TanStack's default reads it. */
-const pageVisibility: FocusManagerLike = {
+export const pageVisibility: FocusManagerLike = {
   isFocused: () => (globalThis as { document?: Document }).document?.visibilityState !== "hidden",
   subscribe(listener) {
     const doc = (globalThis as { document?: Document }).document;
@@ -455,7 +457,7 @@ function isOlder(a: string, b: string): boolean {
   return order === null || order < 0;
 }
 
-function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
+export function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
   const list: readonly UpdateTag[] = Array.isArray(tags) ? tags : [tags as UpdateTag];
   return list.map((tag) =>
     typeof tag === "string"
@@ -466,7 +468,7 @@ function normalizeTags(tags: UpdateTag | readonly UpdateTag[]): NormalTag[] {
   );
 }
 
-function tagMatches(tag: NormalTag, update: Update): boolean {
+export function tagMatches(tag: NormalTag, update: Update): boolean {
   if (tag.type !== update.type) return false;
   if (!update.keys || !tag.keys) return true;
   return update.keys.some((key) => tag.keys!.includes(key));

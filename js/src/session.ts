@@ -3,6 +3,7 @@
 import type { QueryClient } from "@tanstack/query-core";
 
 import type { CursorTracker } from "./cursors.js";
+import { listen } from "./listeners.js";
 import { QueryInvalidator, type FocusManagerLike } from "./invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource } from "./protocol.js";
 import { createUpdateStream, type CreateUpdateStreamOptions } from "./shared.js";
@@ -58,8 +59,7 @@ export class QueryUpdates {
 
   /** Called on every change of source, status or log. */
   subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return listen(this.#listeners, listener);
   };
 
   /**

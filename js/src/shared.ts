@@ -1,3 +1,4 @@
+import { append, listen, notify } from "./listeners.js";
 import {
   type FrameListener,
   type FrameLogEntry,
@@ -159,18 +160,15 @@ export class SharedUpdateStream implements UpdateSource {
   }
 
   subscribe(listener: UpdateListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return listen(this.#listeners, listener);
   }
 
   onStatus(listener: StatusListener): () => void {
-    this.#statusListeners.add(listener);
-    return () => this.#statusListeners.delete(listener);
+    return listen(this.#statusListeners, listener);
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.#frameListeners.add(listener);
-    return () => this.#frameListeners.delete(listener);
+    return listen(this.#frameListeners, listener);
   }
 
   #lead(): Promise<void> {
@@ -264,28 +262,20 @@ export class SharedUpdateStream implements UpdateSource {
   }
 
   #deliver(event: UpdateEvent): void {
-    for (const listener of [...this.#listeners]) this.#call(listener, event);
+    notify(this.#listeners, event, this.#logger);
   }
 
   #pushFrame(frame: FrameLogEntry): void {
-    this.#log.push(frame);
-    if (this.#log.length > this.#logSize) this.#log.splice(0, this.#log.length - this.#logSize);
-    for (const listener of [...this.#frameListeners]) this.#call(listener, frame);
+    append(this.#log, frame, this.#logSize);
+    notify(this.#frameListeners, frame, this.#logger);
   }
 
   #setStatus(status: StreamStatus): void {
     if (status === this.#status) return;
     this.#status = status;
-    for (const listener of [...this.#statusListeners]) this.#call(listener, status);
+    notify(this.#statusListeners, status, this.#logger);
   }
 
-  #call<T>(listener: (value: T) => void, value: T): void {
-    try {
-      listener(value);
-    } catch (error) {
-      this.#logger.error("refetch: a listener threw", error);
-    }
-  }
 }
 
 export interface CreateUpdateStreamOptions extends SharedStreamOptions {

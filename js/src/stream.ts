@@ -1,5 +1,3 @@
-import { createParser, type EventSourceMessage } from "eventsource-parser";
-
 import { fullJitterDelay, type BackoffOptions } from "./backoff.js";
 import {
   parseHello,
@@ -14,6 +12,8 @@ import {
   type UpdateSource,
   type UpdateType,
 } from "./protocol.js";
+import { append, listen, notify } from "./listeners.js";
+import { createSseParser, type SseMessage } from "./sse.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
 
@@ -158,18 +158,15 @@ export class UpdateStream implements UpdateSource {
   }
 
   subscribe(listener: UpdateListener): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return listen(this.#listeners, listener);
   }
 
   onStatus(listener: StatusListener): () => void {
-    this.#statusListeners.add(listener);
-    return () => this.#statusListeners.delete(listener);
+    return listen(this.#statusListeners, listener);
   }
 
   onFrame(listener: FrameListener): () => void {
-    this.#frameListeners.add(listener);
-    return () => this.#frameListeners.delete(listener);
+    return listen(this.#frameListeners, listener);
   }
 
   async #run(generation: number): Promise<void> {
@@ -258,7 +255,7 @@ export class UpdateStream implements UpdateSource {
         this.#logger.warn(`refetch: expected text/event-stream, got "${contentType}"`);
         return "error";
       }
-      const parser = createParser({
+      const feed = createSseParser({
         onEvent: (message) => {
           if (!current()) return;
           const wasOpen = this.#status === "open";
@@ -285,7 +282,7 @@ export class UpdateStream implements UpdateSource {
         for (;;) {
           const { done, value } = await reader.read();
           if (done || !current()) break;
-          parser.feed(decoder.decode(value, { stream: true }));
+          feed(decoder.decode(value, { stream: true }));
         }
       } finally {
         reader.cancel().catch(() => {});
@@ -332,18 +329,17 @@ export class UpdateStream implements UpdateSource {
     return headers;
   }
 
-  #handle(message: EventSourceMessage, sentCursor: string | null): void {
+  #handle(message: SseMessage, sentCursor: string | null): void {
     const event = message.event ?? "message";
     const entry: FrameLogEntry = { at: Date.now(), event, data: message.data };
     if (message.id !== undefined) entry.id = message.id;
     this.#process(event, message, sentCursor);
     // After processing, so a frame listener (the cross-tab relay) sees the cursor it moved to.
-    this.#log.push(entry);
-    if (this.#log.length > this.#logSize) this.#log.splice(0, this.#log.length - this.#logSize);
-    for (const listener of [...this.#frameListeners]) this.#call(listener, entry);
+    append(this.#log, entry, this.#logSize);
+    notify(this.#frameListeners, entry, this.#logger);
   }
 
-  #process(event: string, message: EventSourceMessage, sentCursor: string | null): void {
+  #process(event: string, message: SseMessage, sentCursor: string | null): void {
     let data: unknown;
     try {
       data = JSON.parse(message.data);
@@ -398,22 +394,15 @@ export class UpdateStream implements UpdateSource {
   }
 
   #emit(event: UpdateEvent): void {
-    for (const listener of [...this.#listeners]) this.#call(listener, event);
+    notify(this.#listeners, event, this.#logger);
   }
 
   #setStatus(status: StreamStatus): void {
     if (status === this.#status) return;
     this.#status = status;
-    for (const listener of [...this.#statusListeners]) this.#call(listener, status);
+    notify(this.#statusListeners, status, this.#logger);
   }
 
-  #call<T>(listener: (value: T) => void, value: T): void {
-    try {
-      listener(value);
-    } catch (error) {
-      this.#logger.error("refetch: a listener threw", error);
-    }
-  }
 }
 
 function clampHeartbeat(seconds: number): number {

@@ -4,8 +4,12 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 
 import * as core from "../src/index.js";
+import * as query from "../src/query.js";
 import * as queryCore from "../src/query-core.js";
 import * as react from "../src/react.js";
+import * as solid from "../src/solid.js";
+import * as swr from "../src/swr.js";
+import * as vue from "../src/vue.js";
 
 describe("public API", () => {
   it("test_core_exports", () => {
@@ -23,7 +27,10 @@ describe("public API", () => {
   });
 
   it("test_query_core_exports", () => {
-    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    // The invalidation core only: nothing here opens a stream (that is refetch-sse/query).
+    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator"]);
+    expect(Object.keys(query).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    expect(query.QueryInvalidator).toBe(queryCore.QueryInvalidator);
   });
 
   it("test_react_exports", () => {
@@ -38,6 +45,22 @@ describe("public API", () => {
     ]);
   });
 
+  it("test_adapter_exports", () => {
+    const hooks = ["CursorTracker", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"];
+    expect(Object.keys(vue).sort()).toEqual(["CursorTracker", "UpdatesPlugin", ...hooks.slice(1)].sort());
+    // refetch-sse/svelte: in test/svelte.test.ts (svelte-query needs the Svelte compiler to load).
+    expect(Object.keys(solid).sort()).toEqual(["UpdatesProvider", ...hooks].sort());
+    expect(Object.keys(swr).sort()).toEqual([
+      "SWRUpdates",
+      "UpdatesProvider",
+      "autoRefetch",
+      "swrUpdates",
+      "useSSEUpdates",
+      "useUpdateLog",
+      "useUpdateStatus",
+    ]);
+  });
+
   it("test_package_json_exports_point_at_the_built_entry_points", () => {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8"));
     expect(pkg.name).toBe("refetch-sse");
@@ -45,11 +68,19 @@ describe("public API", () => {
     for (const [entry, file] of [
       [".", "index"],
       ["./query-core", "query-core"],
+      ["./query", "query"],
       ["./react", "react"],
+      ["./vue", "vue"],
+      ["./svelte", "svelte"],
+      ["./solid", "solid"],
+      ["./swr", "swr"],
     ]) {
       expect(pkg.exports[entry!]).toEqual({ types: `./dist/${file}.d.ts`, import: `./dist/${file}.js`, default: `./dist/${file}.js` });
     }
-    expect(pkg.typesVersions).toEqual({ "*": { "query-core": ["./dist/query-core.d.ts"], react: ["./dist/react.d.ts"] } });
+    const entries = ["query-core", "query", "react", "vue", "svelte", "solid", "swr"];
+    expect(pkg.typesVersions).toEqual({ "*": Object.fromEntries(entries.map((e) => [e, [`./dist/${e}.d.ts`]])) });
+    // Optional, so npm installs no framework a user did not ask for.
+    for (const peer of Object.keys(pkg.peerDependencies)) expect(pkg.peerDependenciesMeta[peer]).toEqual({ optional: true });
     expect(pkg.scripts.prepack).toBe("npm run build");
   });
 });

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 
 import { CursorTracker } from "../src/cursors.js";
 import { QueryInvalidator } from "../src/invalidator.js";
-import { queryUpdates } from "../src/query-core.js";
+import { queryUpdates } from "../src/query.js";
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
 import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
 import { PythonServer, serverAvailable } from "./python-server.js";

@@ -15,7 +15,7 @@ import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 
 import { CursorTracker } from "../src/cursors.js";
-import { queryUpdates } from "../src/query-core.js";
+import { queryUpdates } from "../src/query.js";
 import { UpdatesProvider, useAutoRefetch } from "../src/react.js";
 import { PythonServer, serverAvailable } from "./python-server.js";
 

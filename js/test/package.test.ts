@@ -2,7 +2,7 @@
 // into a fresh project, then loaded with import and require and type-checked under
 // moduleResolution node10 (typesVersions) and bundler.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,20 +40,33 @@ describe("npm pack, installed into a fresh project", () => {
 
   it("test_the_tarball_ships_dist_with_use_client_on_the_react_entry", () => {
     const files = JSON.parse(readFileSync(join(project, "files.json"), "utf8")) as string[];
-    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/react.js", "dist/react.d.ts"]) {
+    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/query-core.d.ts", "dist/query.js", "dist/query.d.ts", "dist/react.js", "dist/react.d.ts"]) {
       expect(files).toContain(file);
     }
-    const react = readFileSync(join(project, "node_modules", "refetch-sse", "dist", "react.js"), "utf8");
-    expect(react.split("\n")[0]).toBe('"use client";');
+    for (const entry of ["vue", "svelte", "solid", "swr"]) {
+      expect(files).toContain(`dist/${entry}.js`);
+      expect(files).toContain(`dist/${entry}.d.ts`);
+    }
+    for (const entry of ["react", "swr"]) {
+      const code = readFileSync(join(project, "node_modules", "refetch-sse", "dist", `${entry}.js`), "utf8");
+      expect(code.split("\n")[0]).toBe('"use client";');
+    }
+  });
+
+  it("test_no_framework_is_installed_with_it_every_peer_is_optional", () => {
+    // npm installs required peers by itself: a React (or plain) user must get none of the others.
+    for (const peer of ["vue", "@tanstack/vue-query", "svelte", "@tanstack/svelte-query", "solid-js", "@tanstack/solid-query", "swr", "react"]) {
+      expect(existsSync(join(project, "node_modules", peer)), peer).toBe(false);
+    }
   });
 
   it("test_it_loads_by_name_with_import_and_require", () => {
     const imported = run(
       "node",
-      ["-e", 'import("refetch-sse").then((m) => import("refetch-sse/query-core").then((q) => console.log(typeof m.createUpdateStream, typeof q.queryUpdates)))'],
+      ["-e", 'Promise.all([import("refetch-sse"), import("refetch-sse/query-core"), import("refetch-sse/query")]).then(([m, c, q]) => console.log(typeof m.createUpdateStream, typeof c.QueryInvalidator, typeof q.queryUpdates))'],
       project,
     );
-    expect(imported.trim()).toBe("function function");
+    expect(imported.trim()).toBe("function function function");
     // require() of the ESM build through the "default" condition (Node >= 20.19 loads ESM from require).
     const [major, minor] = process.versions.node.split(".").map(Number) as [number, number];
     if (major > 20 || (major === 20 && minor >= 19)) {
@@ -67,10 +80,12 @@ describe("npm pack, installed into a fresh project", () => {
       join(project, "use.ts"),
       [
         'import { createUpdateStream, type StreamStatus } from "refetch-sse";',
-        'import { queryUpdates, type UpdatesMeta } from "refetch-sse/query-core";',
+        'import { QueryInvalidator, type UpdatesMeta } from "refetch-sse/query-core";',
+        'import { queryUpdates, type ConnectOptions } from "refetch-sse/query";',
         'const status: StreamStatus = "error";',
         'const meta: UpdatesMeta = { updates: ["projects", { type: "projects", keys: [1] }] };',
-        "export { createUpdateStream, queryUpdates, status, meta };",
+        'const connect: ConnectOptions = { url: "/updates" };',
+        "export { createUpdateStream, QueryInvalidator, queryUpdates, status, meta, connect };",
         "",
       ].join("\n"),
     );
@@ -83,5 +98,55 @@ describe("npm pack, installed into a fresh project", () => {
       );
       expect(out).toBe("");
     }
+  });
+});
+
+describe("npm pack, installed with the frameworks next to it", () => {
+  let app = "";
+
+  beforeAll(() => {
+    app = mkdtempSync(join(tmpdir(), "refetch-sse-frameworks-"));
+    const packed = JSON.parse(run("npm", ["pack", "--json", "--pack-destination", app], js)) as Array<{ filename: string }>;
+    writeFileSync(join(app, "package.json"), JSON.stringify({ name: "frameworks", private: true, type: "module" }));
+    // The devDependencies' versions, from this checkout's npm cache.
+    const pkg = JSON.parse(readFileSync(join(js, "package.json"), "utf8")) as { devDependencies: Record<string, string> };
+    const peers = ["@tanstack/vue-query", "vue", "@tanstack/svelte-query", "svelte", "@tanstack/solid-query", "solid-js", "swr", "react"];
+    run(
+      "npm",
+      ["install", "--no-audit", "--no-fund", "--prefer-offline", join(app, packed[0]!.filename), ...peers.map((p) => `${p}@${pkg.devDependencies[p]}`)],
+      app,
+    );
+  }, 240_000);
+
+  afterAll(() => {
+    if (app) rmSync(app, { recursive: true, force: true });
+  });
+
+  it("test_the_vue_solid_and_swr_entries_load_by_name_in_node", () => {
+    // What the issue started from: a Vue app importing the invalidator failed to resolve the
+    // module. (The Svelte entry needs the Svelte compiler for svelte-query's own .svelte files.)
+    const script = [
+      'const vue = await import("refetch-sse/vue");',
+      'const solid = await import("refetch-sse/solid");',
+      'const swr = await import("refetch-sse/swr");',
+      "console.log(typeof vue.UpdatesPlugin.install, typeof solid.useAutoRefetch, typeof swr.autoRefetch);",
+    ].join("\n");
+    expect(run("node", ["--input-type=module", "-e", script], app).trim()).toBe("function function function");
+  });
+
+  it("test_every_adapter_type_checks_by_name_under_bundler_resolution", () => {
+    writeFileSync(
+      join(app, "use.ts"),
+      [
+        'import { useAutoRefetch as vue } from "refetch-sse/vue";',
+        'import { useAutoRefetch as svelte } from "refetch-sse/svelte";',
+        'import { useAutoRefetch as solid } from "refetch-sse/solid";',
+        'import { autoRefetch } from "refetch-sse/swr";',
+        'export const tags = [vue, svelte, solid, autoRefetch("projects", { keys: [1] })];',
+        "",
+      ].join("\n"),
+    );
+    const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "esnext", "--moduleResolution", "bundler", "use.ts"];
+    expect(run("node", [tsc, ...args], app)).toBe("");
   });
 });

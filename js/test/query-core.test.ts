@@ -4,7 +4,7 @@ import { QueryClient, QueryObserver } from "@tanstack/query-core";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { CursorTracker } from "../src/cursors.js";
-import { queryUpdates } from "../src/query-core.js";
+import { queryUpdates } from "../src/query.js";
 import { FakeServer, ManualSource, frame, hello, settle, silentLogger } from "./helpers.js";
 
 let client: QueryClient;

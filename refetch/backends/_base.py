@@ -53,7 +53,7 @@ class Backend(abc.ABC):
         """The position of the newest entry (0 when there is none)."""
 
     @abc.abstractmethod
-    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+    async def append(self, payloads: Sequence[bytes]) -> list[int]:
         """Append payloads in order; return their positions. Raises on failure."""
 
     @abc.abstractmethod

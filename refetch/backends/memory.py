@@ -37,7 +37,7 @@ class MemoryBackend(Backend):
     async def head(self) -> int:
         return self._last
 
-    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+    async def append(self, payloads: Sequence[bytes]) -> list[int]:
         positions = []
         for payload in payloads:
             self._last += 1

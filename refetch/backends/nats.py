@@ -122,7 +122,7 @@ class NatsBackend(Backend):
     async def head(self) -> int:
         return int((await self._state()).last_seq)
 
-    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+    async def append(self, payloads: Sequence[bytes]) -> list[int]:
         js = self._js
         acks = await asyncio.gather(
             *(js.publish(self.subject, bytes(p), stream=self.stream, timeout=5) for p in payloads)

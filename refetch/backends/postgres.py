@@ -190,7 +190,7 @@ class PostgresBackend(Backend):
         row = await self._pool.fetchrow(self._sql.head)
         return 0 if row is None else int(row["xid"]) * _ID + row["id"]
 
-    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+    async def append(self, payloads: Sequence[bytes]) -> list[int]:
         rows = await self._pool.fetch(
             self._sql.insert, [p.decode() for p in payloads], self.channel
         )

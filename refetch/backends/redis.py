@@ -139,7 +139,7 @@ class RedisBackend(Backend):
             return max(deleted, position(info["last-generated-id"]))
         return max(deleted, position(first[0]) - 1)
 
-    async def publish(self, payloads: Sequence[bytes]) -> list[int]:
+    async def append(self, payloads: Sequence[bytes]) -> list[int]:
         pipe = self.client.pipeline(transaction=False)
         for payload in payloads:
             pipe.xadd(
