@@ -17,6 +17,8 @@ from urllib.parse import parse_qs
 import psutil
 import uvicorn
 
+from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
+
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -122,6 +124,23 @@ def authorized(scope: Scope, token: str | None) -> bool:
         return True
     expected = f"Bearer {token}".encode()
     return any(n == b"authorization" and v == expected for n, v in scope["headers"])
+
+
+def bench_hub(args: Any) -> tuple[UpdateService, UpdatesEndpoint]:
+    """The hub every bench server runs (types ``bench``, ``other``) and its endpoint,
+    open to clients that send ``--token`` (every client without one)."""
+    service = UpdateService(
+        ["bench", "other"],
+        min_interval=args.min_interval,
+        heartbeat=args.heartbeat,
+        backend=args.backend,
+    )
+    token = args.token
+
+    def authenticate(scope: Scope) -> Principal | None:
+        return ANONYMOUS if authorized(scope, token) else None
+
+    return service, UpdatesEndpoint(service, authenticate=authenticate)
 
 
 def arguments(description: str) -> argparse.ArgumentParser:

@@ -20,13 +20,22 @@ import itertools
 import time
 from typing import Any
 
-from _serving import Counters, Receive, Scope, Send, arguments, authorized, paced, serve, stats
+from _serving import (
+    Counters,
+    Receive,
+    Scope,
+    Send,
+    arguments,
+    bench_hub,
+    paced,
+    serve,
+    stats,
+)
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 import refetch
-from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
 
 ORIGIN = "http://127.0.0.1:5173"
 
@@ -53,18 +62,7 @@ class RequestId:
 
 
 def build(args: Any) -> Any:
-    updates = UpdateService(
-        ["bench", "other"],
-        min_interval=args.min_interval,
-        heartbeat=args.heartbeat,
-        backend=args.backend,
-    )
-    token = args.token
-
-    def authenticate(scope: Scope) -> Principal | None:
-        return ANONYMOUS if authorized(scope, token) else None
-
-    endpoint = UpdatesEndpoint(updates, authenticate=authenticate)
+    updates, endpoint = bench_hub(args)
     counters = Counters()
     app = FastAPI(lifespan=updates.lifespan)
     app.add_middleware(RequestId)

@@ -15,24 +15,21 @@ import gc
 import time
 from typing import Any
 
-from _serving import Counters, Scope, Send, arguments, authorized, paced, query, send_json, serve
-
-from refetch import ANONYMOUS, Principal, UpdatesEndpoint, UpdateService
+from _serving import (
+    Counters,
+    Scope,
+    Send,
+    arguments,
+    bench_hub,
+    paced,
+    query,
+    send_json,
+    serve,
+)
 
 
 def build(args: Any) -> Any:
-    service = UpdateService(
-        ["bench", "other"],
-        min_interval=args.min_interval,
-        heartbeat=args.heartbeat,
-        backend=args.backend,
-    )
-    token = args.token
-
-    def authenticate(scope: Scope) -> Principal | None:
-        return ANONYMOUS if authorized(scope, token) else None
-
-    endpoint = UpdatesEndpoint(service, authenticate=authenticate)
+    service, endpoint = bench_hub(args)
     counters = Counters()
 
     def notify() -> None:
