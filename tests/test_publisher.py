@@ -64,8 +64,10 @@ async def test_a_publisher_reaches_an_asgi_servers_clients(broker: SharedStream)
     async with asgi_server(broker.url()) as (hub, url), Stream(url) as stream:
         with Publisher(broker.url(), types=TYPES) as publisher:
             cursor = await asyncio.to_thread(publisher.notify, "projects", key=42)
+            # Written before the next update is read: a frame's id is the newest cursor
+            # delivered, so two updates read in one batch would both be under the second.
+            await wait_for(lambda: stream.saw("projects", "42"))
             audience = await asyncio.to_thread(publisher.notify, "compute", audience="tenant:x")
-        await wait_for(lambda: stream.saw("projects", "42"))
         await hub.publish("images")  # after the publisher's updates in the shared stream
         await wait_for(lambda: stream.saw("images"))
     frame = next(
