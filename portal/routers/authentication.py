@@ -86,19 +86,24 @@ async def login(
     locked = await throttler.locked(db, email, address)
     if locked is not None:
         raise LoginThrottled(locked, "too many failed logins; try again later")
-    user = await db.scalar(select(User).where(User.email == email))
+    found = (
+        await db.execute(select(User.id, User.password_hash).where(User.email == email))
+    ).first()
+    # Give the database connection back while scrypt runs: logins waiting for a hashing
+    # thread must not hold the pool's connections, or the API waits for them too.
+    await db.rollback()
     try:
         ok = await request.app.state.passwords.check(
-            body.password, user.password_hash if user else None
+            body.password, None if found is None else found.password_hash
         )
     except Busy as busy:
         raise LoginThrottled(Locked(1), "too many logins at once; try again in a moment") from busy
-    if not ok or user is None:
+    if not ok or found is None:
         await throttler.failed(db, email, address)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong email or password")
     await throttler.succeeded(db, email)
     token = new_token()
-    db.add(LoginSession(token_hash=hash_token(token), user_id=user.id, csrf_token=new_token()))
+    db.add(LoginSession(token_hash=hash_token(token), user_id=found.id, csrf_token=new_token()))
     await db.commit()
     auth = await load_auth(db, token, "cookie", settings)
     if auth is None:  # the user was deleted in between
