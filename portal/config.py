@@ -60,6 +60,8 @@ class Settings:
     #: Emails of operators: they (and nobody else) read /api/admin/metrics, whose
     #: figures are the whole hub's, across tenants.
     operators: frozenset[str] = frozenset()
+    #: A fixed bearer token for a metrics scraper (sessions expire; a scraper's must not).
+    metrics_token: str | None = None
     ui_dist: Path = field(default_factory=lambda: Path(__file__).parent / "ui" / "dist")
 
     @classmethod
@@ -78,6 +80,7 @@ class Settings:
             secure_cookies=env.get("SECURE_COOKIES", "") in ("1", "true", "yes"),
             session_idle_timeout=_seconds(env, "SESSION_IDLE_TIMEOUT", 30 * 60),
             session_max_age=_seconds(env, "SESSION_MAX_AGE", 12 * 3600),
+            metrics_token=env.get("PORTAL_METRICS_TOKEN") or None,
             operators=frozenset(
                 e.strip().lower() for e in env.get("PORTAL_OPERATORS", "").split(",") if e.strip()
             ),

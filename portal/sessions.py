@@ -27,7 +27,7 @@ from refetch import UpdateService
 
 from .config import Settings
 from .models import LoginSession, utcnow
-from .updates import stream_subject
+from .updates import stream_subject, subject_user
 
 logger = logging.getLogger("portal")
 
@@ -111,15 +111,19 @@ class SessionReaper:
         subjects = {c.subject for c in self.updates.connections() if c.subject}
         if not subjects:
             return 0
-        users = {int(s.partition(":")[0]) for s in subjects if s.partition(":")[0].isdigit()}
+        users = sorted({u for s in subjects if (u := subject_user(s)) is not None})
+        live: set[str] = set()
         async with self.sessionmaker() as db:
-            logins = await db.scalars(select(LoginSession).where(LoginSession.user_id.in_(users)))
             now = utcnow()
-            live = {
-                stream_subject(login.user_id, login.public_id)
-                for login in logins
-                if is_live(login, self.settings, now)
-            }
+            for start in range(0, len(users), 500):  # bounded IN lists
+                logins = await db.scalars(
+                    select(LoginSession).where(LoginSession.user_id.in_(users[start : start + 500]))
+                )
+                live.update(
+                    stream_subject(login.user_id, login.public_id)
+                    for login in logins
+                    if is_live(login, self.settings, now)
+                )
         ended = 0
         for subject in subjects - live:
             ended += self.updates.close_streams("session ended", subject=subject)

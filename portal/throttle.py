@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi.responses import JSONResponse
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,8 +51,12 @@ class LoginThrottled(Exception):
 
 
 class LoginThrottler:
+    #: every this many failures (here), old counters are deleted
+    PRUNE_EVERY = 100
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._failures = 0
 
     def _keys(self, email: str, address: str | None) -> dict[str, int]:
         """The throttle keys of a login attempt, with the free tries of each."""
@@ -95,9 +99,23 @@ class LoginThrottler:
                 )
                 longest = until if longest is None else max(longest, until)
         await db.commit()
+        self._failures += 1
+        if self._failures % self.PRUNE_EVERY == 0:
+            await self.forget_old(db)
         if longest is None:
             return None
         return Locked(max(1, math.ceil((longest - now).total_seconds())))
+
+    async def forget_old(self, db: AsyncSession) -> None:
+        """Drop counters past their window and lock (a spray of emails leaves one row each)."""
+        now = utcnow()
+        await db.execute(
+            delete(LoginThrottle).where(
+                LoginThrottle.last_failure_at < now - timedelta(seconds=self.settings.login_window),
+                or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until < now),
+            )
+        )
+        await db.commit()
 
     async def succeeded(self, db: AsyncSession, email: str) -> None:
         """A right password outside any lock: the account starts afresh. Commits."""

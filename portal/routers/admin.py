@@ -3,13 +3,16 @@
 Not in the OpenAPI schema (and so not in the UI's generated client): they are for
 operators and scrapers, not for the app's pages. The metrics are the whole hub's counts by
 update type, across tenants (a tenant admin watching them would see other tenants' activity),
-so only operators get them: the users listed in `PORTAL_OPERATORS` (403 for everyone else).
+so only operators get them: the users listed in `PORTAL_OPERATORS`, or a scraper sending the
+fixed `PORTAL_METRICS_TOKEN` (403 for everyone else).
 The stream list is per tenant: an admin in at least one tenant sees the streams of the
-tenants they administer (403 otherwise). A Prometheus scraper signs in like any client, as
-an operator, and sends ``Authorization: Bearer <token>``.
+tenants they administer (403 otherwise). A Prometheus scraper sends ``Authorization: Bearer
+<PORTAL_METRICS_TOKEN>`` (a login session would expire under it).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -21,7 +24,7 @@ from refetch import UpdateService
 from refetch.metrics import RefetchCollector
 
 from ..access import forbidden
-from ..auth import CurrentAuth, Database
+from ..auth import CurrentAuth, Database, current_auth
 from ..models import Role, User
 from ..updates import subject_user, tenant_scope
 
@@ -42,14 +45,27 @@ def admin_tenants(auth: CurrentAuth) -> list[str]:
 
 
 @router.get("/metrics")
-async def metrics(request: Request, auth: CurrentAuth) -> Response:
-    if auth.user.email.lower() not in request.app.state.settings.operators:
-        forbidden(
-            "only an operator can see the update hub's metrics (they count every tenant); "
-            "operators are listed in PORTAL_OPERATORS"
-        )
+async def metrics(request: Request, db: Database) -> Response:
+    settings = request.app.state.settings
+    if not _is_metrics_token(request, settings.metrics_token):
+        auth = await current_auth(request, db)
+        if auth.user.email.lower() not in settings.operators:
+            forbidden(
+                "only an operator can see the update hub's metrics (they count every "
+                "tenant); operators are listed in PORTAL_OPERATORS"
+            )
     body = generate_latest(request.app.state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _is_metrics_token(request: Request, token: str | None) -> bool:
+    """The scraper's fixed token (`PORTAL_METRICS_TOKEN`), which opens this route only."""
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and secrets.compare_digest(sent.strip().encode(), token.encode())
+    )
 
 
 class OpenStream(BaseModel):

@@ -255,14 +255,24 @@ async def test_two_admins_removing_each_other_at_once_leave_one_admin(
 
 @sqlite_only
 async def test_the_hubs_metrics_are_for_operators_not_tenant_admins(
-    portal: PortalHandle,
+    database: dict[str, Any], simulator: SimulatorHandle
 ) -> None:
-    carol, alice = await portal.client(CAROL), await portal.client(ALICE)  # alice: operator
-    r = await carol.get("/api/admin/metrics")
-    assert r.status_code == 403 and "operator" in r.json()["detail"]
-    assert (await alice.get("/api/admin/metrics")).status_code == 200
-    # carol still sees her own tenant's streams
-    assert (await carol.get("/api/admin/connections")).status_code == 200
+    async with custom_portal(database, simulator, metrics_token="scrape-me") as portal:
+        carol, alice = await portal.client(CAROL), await portal.client(ALICE)  # alice: operator
+        r = await carol.get("/api/admin/metrics")
+        assert r.status_code == 403 and "operator" in r.json()["detail"]
+        assert (await alice.get("/api/admin/metrics")).status_code == 200
+        # carol still sees her own tenant's streams
+        assert (await carol.get("/api/admin/connections")).status_code == 200
+        scraper = await portal.client()
+        for token, status in (("scrape-me", 200), ("scrape-you", 401)):
+            r = await scraper.get(
+                "/api/admin/metrics", headers={"authorization": f"Bearer {token}"}
+            )
+            assert r.status_code == status
+        # the scraper's token opens nothing else
+        r = await scraper.get("/api/projects", headers={"authorization": "Bearer scrape-me"})
+        assert r.status_code == 401
 
 
 @sqlite_only
