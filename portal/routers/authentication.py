@@ -46,9 +46,20 @@ logger = logging.getLogger("portal")
 
 router = APIRouter(prefix="/api", tags=[UpdateType.authentication])
 
-_UNAUTHORIZED: dict[str, Any] = {"model": schemas.Error, "description": "Not signed in"}
-_NOT_FOUND: dict[str, Any] = {"model": schemas.Error, "description": "Not one of yours"}
-_CONFLICT: dict[str, Any] = {"model": schemas.Error, "description": "Not in this state"}
+# What these routes answer besides success, each with its body (`{"detail": ...}`).
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    code: {**answer, "model": schemas.Error} for code, answer in ERRORS.items()
+}
+_SIGNED_IN: dict[int | str, dict[str, Any]] = {
+    code: _ANSWERS[code] for code in (401, 403)
+}  # 403: CSRF (cookie mutations)
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": schemas.Error, "description": "Not one of the caller's"}
+}
+
+
+def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
+    return {409: {"model": schemas.Error, "description": description}}
 
 
 def me_out(auth: Auth) -> schemas.Me:
@@ -121,12 +132,12 @@ async def login(
     return schemas.LoginResponse(token=token, csrf_token=auth.login.csrf_token, user=me_out(auth))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_SIGNED_IN)
 async def logout(request: Request, auth: CurrentAuth, db: Database) -> Response:
     return await _end_sessions(request, db, auth, [auth.login.token_hash])
 
 
-@router.get("/sessions", responses={401: _UNAUTHORIZED})
+@router.get("/sessions", responses=_SIGNED_IN)
 async def list_sessions(
     request: Request, auth: CurrentAuth, db: Database
 ) -> list[schemas.LoginSessionInfo]:
@@ -153,7 +164,7 @@ async def list_sessions(
 @router.delete(
     "/sessions",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: _UNAUTHORIZED, 403: ERRORS[403]},
+    responses=_SIGNED_IN,
 )
 async def delete_all_sessions(request: Request, auth: CurrentAuth, db: Database) -> Response:
     """Sign out everywhere: every session of the caller ends, this one too, with its streams."""
@@ -166,7 +177,7 @@ async def delete_all_sessions(request: Request, auth: CurrentAuth, db: Database)
 @router.delete(
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: _UNAUTHORIZED, 403: ERRORS[403], 404: _NOT_FOUND},
+    responses={**_SIGNED_IN, **_NOT_FOUND},
 )
 async def delete_session(
     session_id: str, request: Request, auth: CurrentAuth, db: Database
@@ -198,12 +209,12 @@ async def _end_sessions(
     return response
 
 
-@router.get("/me", responses=ERRORS)
+@router.get("/me", responses=_SIGNED_IN)
 async def get_me(auth: CurrentAuth) -> schemas.Me:
     return me_out(auth)
 
 
-@router.get("/tenants/{tenant}/members", responses=ERRORS)
+@router.get("/tenants/{tenant}/members", responses=_ANSWERS)
 async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[schemas.Member]:
     access = tenant_access(auth, tenant)
     rows = await db.execute(
@@ -218,7 +229,7 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
 @router.post(
     "/tenants/{tenant}/members",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**ERRORS, 409: {"model": schemas.Error, "description": "Already a member"}},
+    responses={**_ANSWERS, **_conflict("Already a member of this tenant")},
 )
 async def add_member(
     tenant: str, body: schemas.MemberAdd, auth: CurrentAuth, db: Database
@@ -257,7 +268,7 @@ async def add_member(
     return schemas.InvitationSent(tenant=access.slug, email=email, role=body.role, status="invited")
 
 
-@router.get("/tenants/{tenant}/invitations", responses=ERRORS)
+@router.get("/tenants/{tenant}/invitations", responses=_ANSWERS)
 async def list_tenant_invitations(
     tenant: str, auth: CurrentAuth, db: Database
 ) -> list[schemas.PendingInvitation]:
@@ -276,7 +287,7 @@ async def list_tenant_invitations(
 @router.delete(
     "/tenants/{tenant}/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=ERRORS,
+    responses=_ANSWERS,
 )
 async def revoke_invitation(
     tenant: str, invitation_id: int, auth: CurrentAuth, db: Database
@@ -295,7 +306,7 @@ async def revoke_invitation(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/invitations", responses={401: _UNAUTHORIZED})
+@router.get("/invitations", responses=_SIGNED_IN)
 async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invitation]:
     """Invitations to the caller's email, oldest first."""
     rows = await db.execute(
@@ -314,7 +325,7 @@ async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invi
 
 @router.post(
     "/invitations/{invitation_id}/accept",
-    responses={401: _UNAUTHORIZED, 403: ERRORS[403], 404: _NOT_FOUND, 409: _CONFLICT},
+    responses={**_SIGNED_IN, **_NOT_FOUND, **_conflict("Already a member of this tenant")},
 )
 async def accept_invitation(
     invitation_id: int, request: Request, auth: CurrentAuth, db: Database
@@ -340,7 +351,7 @@ async def accept_invitation(
 @router.delete(
     "/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={401: _UNAUTHORIZED, 403: ERRORS[403], 404: _NOT_FOUND},
+    responses={**_SIGNED_IN, **_NOT_FOUND},
 )
 async def decline_invitation(invitation_id: int, auth: CurrentAuth, db: Database) -> Response:
     invitation, tenant = await _my_invitation(db, auth, invitation_id)
@@ -371,7 +382,7 @@ _LAST_ADMIN = "a tenant needs at least one admin; promote someone else first"
 
 @router.patch(
     "/tenants/{tenant}/members/{user_id}",
-    responses={**ERRORS, 409: {"model": schemas.Error, "description": "The tenant's last admin"}},
+    responses={**_ANSWERS, **_conflict("The tenant's last admin")},
 )
 async def change_member_role(
     tenant: str,
@@ -408,7 +419,7 @@ async def change_member_role(
 @router.delete(
     "/tenants/{tenant}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**ERRORS, 409: {"model": schemas.Error, "description": "The tenant's last admin"}},
+    responses={**_ANSWERS, **_conflict("The tenant's last admin")},
 )
 async def remove_member(
     tenant: str, user_id: int, request: Request, auth: CurrentAuth, db: Database

@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from portal.config import Settings
+from portal.db import create_engine
 from portal.models import LoginSession
 from portal.passwords import hash_password
 from refetch import StreamRejected
@@ -409,3 +410,27 @@ async def test_a_database_of_the_previous_portal_is_brought_up_to_date(
             ids.append(r.json()["id"])
             assert (await dora.delete(f"/api/projects/{ids[-1]}")).status_code == 204
         assert len(set(ids)) == 3 and min(ids) > 5
+
+
+async def test_columns_added_since_are_added_to_an_existing_database(
+    database: dict[str, Any], simulator: SimulatorHandle
+) -> None:
+    async with custom_portal(database, simulator) as portal:
+        bob = await portal.client(BOB)
+        token = bob.headers["authorization"]
+    # the database as the previous portal left it: no join order, no last use
+    settings = portal_settings(database, simulator.url)
+    engine = create_engine(settings)
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE memberships DROP COLUMN joined_at"))
+        await conn.execute(text("ALTER TABLE login_sessions DROP COLUMN last_seen_at"))
+    await engine.dispose()
+    async with custom_portal(database, simulator) as portal:
+        bob = await portal.client()
+        bob.headers["authorization"] = token  # the session from before lives on
+        me = (await bob.get("/api/me")).json()
+        assert [t["slug"] for t in me["tenants"]] == ["acme"]
+        [session] = (await bob.get("/api/sessions")).json()
+        assert session["current"]
+        seen, created = (datetime.fromisoformat(session[k]) for k in ("last_seen_at", "created_at"))
+        assert seen >= created
