@@ -182,6 +182,34 @@ async def test_guessing_many_accounts_from_one_address_is_throttled(
         assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
 
 
+@sqlite_only
+async def test_logins_beyond_the_hashing_slots_get_429_at_once(
+    database: dict[str, Any], simulator: SimulatorHandle
+) -> None:
+    # one hashing thread, nobody waiting: of logins sent together, those that find the
+    # thread taken are turned away without hashing
+    async with custom_portal(database, simulator, password_workers=1, password_queue=0) as portal:
+        http = await portal.client()
+        answers = await asyncio.gather(
+            *(
+                http.post("/api/login", json={"email": f"u{i}@busy.test", "password": "x"})
+                for i in range(16)
+            )
+        )
+        busy = [r for r in answers if r.status_code == 429]
+        assert busy and {r.status_code for r in answers} == {401, 429}
+        assert all(r.headers["retry-after"] == "1" == str(r.json()["retry_after"]) for r in busy)
+        assert "at once" in busy[0].json()["detail"]
+
+
+def test_session_lifetimes_from_the_environment_must_be_positive_seconds() -> None:
+    settings = Settings.from_env({"SESSION_IDLE_TIMEOUT": "600", "SESSION_MAX_AGE": "3600"})
+    assert (settings.session_idle_timeout, settings.session_max_age) == (600, 3600)
+    for raw in ("abc", "0", "-5", "nan"):
+        with pytest.raises(ValueError, match="SESSION_MAX_AGE must be a positive number"):
+            Settings.from_env({"SESSION_MAX_AGE": raw})
+
+
 # -- a tenant always keeps an admin ----------------------------------------------------------
 
 ROUNDS = 8
