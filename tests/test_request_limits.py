@@ -360,17 +360,15 @@ class Errors(logging.Handler):
         self.messages.append(f"{record.name}: {record.getMessage()}")
 
 
-@pytest.mark.parametrize("shape", ["direct", "wrapped send"])
-async def test_a_client_that_stops_reading_is_dropped_without_an_error_in_the_log(
-    shape: str,
-) -> None:
+async def test_a_client_that_stops_reading_is_dropped_without_an_error_in_the_log() -> None:
+    # With uvicorn's own send the hub cuts the socket under the stuck write, and uvicorn saw
+    # it go before the endpoint returned; behind middleware nothing cut it, and uvicorn
+    # logged "ASGI callable returned without completing response" at ERROR.
     errors = Errors()
     async with UpdateService(
         TYPES, min_interval=0, send_timeout=0.5, heartbeat=0.5, close_on_signals=False
     ) as hub:
-        endpoint = UpdatesEndpoint(hub)
-        app = endpoint if shape == "direct" else wrapped_send(endpoint)
-        async with serve(app) as url:
+        async with serve(wrapped_send(UpdatesEndpoint(hub))) as url:
             # serve() configured uvicorn's loggers, which do not propagate: listen on them.
             watched = [logging.getLogger("uvicorn"), logging.getLogger()]
             for logger in watched:
