@@ -7,6 +7,10 @@ exactly one ``transport.write()`` of the chunk while the transport is not paused
 module does that write directly. Anything else, or any uvicorn whose cycle does not look
 as expected, gets ``None`` and the caller uses plain ``send()``. Pinned by
 ``tests/test_uvicorn_fast_path.py`` to the uvicorn versions it was checked against.
+
+A stream that cannot be finished (its client stopped reading) has its connection cut here
+too: through the cycle behind ``send`` when it is uvicorn's own, else behind ``receive``
+(``tests/test_request_limits.py`` checks that uvicorn then logs no error).
 """
 
 from __future__ import annotations
