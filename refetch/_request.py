@@ -52,8 +52,9 @@ class RequestReader:
     def __init__(self, declared: Sequence[str]) -> None:
         self.declared = frozenset(declared)
         self.known = list(declared)
-        # Room for every declared type, percent-encoded (3 bytes a character), and a cursor.
-        self.max_query = max(MAX_QUERY, 3 * (len(",".join(declared)) + MAX_CURSOR_LENGTH) + 64)
+        # Room for every declared type and a cursor, percent-encoded (3 bytes a UTF-8 byte).
+        every = len(",".join(declared).encode())
+        self.max_query = max(MAX_QUERY, 3 * (every + MAX_CURSOR_LENGTH) + 64)
 
     def read(self, scope: Scope) -> StreamRequest | Refusal:
         raw: bytes = scope.get("query_string", b"")
