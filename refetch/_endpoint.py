@@ -7,14 +7,23 @@ import inspect
 import json
 import math
 import time
-from urllib.parse import parse_qs
 
 from ._auth import ANONYMOUS, Authenticate, Principal
 from ._connection import Connection
 from ._exceptions import ServiceClosed
 from ._hub import NOT_STARTED_FIX, UpdateService
 from ._log import stream_closed, stream_opened, stream_rejected
+from ._request import Refusal, RequestReader
 from ._types import Receive, Scope, Send
+from ._uvicorn import abort_receiving
+
+#: Ends after which the client's socket is no use: a write failed, or the client stopped
+#: reading.
+_CUT = ("send failed", "slow")
+#: How long an ended stream waits for the server to notice its client is gone: one turn of
+#: the loop after an abort; where refetch cannot abort (not uvicorn, or middleware wrapped
+#: ``receive``) a client that stopped reading may never go, and the server closes it.
+CUT_GRACE = 1.0
 
 
 def _stream_headers() -> list[tuple[bytes, bytes]]:
@@ -48,6 +57,7 @@ class UpdatesEndpoint:
     def __init__(self, service: UpdateService, *, authenticate: Authenticate | None = None) -> None:
         self.service = service
         self.authenticate = authenticate
+        self._reader = RequestReader(service.types)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,35 +74,11 @@ class UpdatesEndpoint:
         if not self.service.running:  # before authenticating: a draining server sheds load
             await self._unavailable(scope, send)
             return
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-        requested = _parse_types(query.get("types"))
-        if isinstance(requested, str):
-            await _json(
-                scope,
-                send,
-                400,
-                {
-                    "error": "malformed_types",
-                    "detail": requested,
-                    "known": list(self.service.types),
-                },
-            )
+        request = self._reader.read(scope)
+        if isinstance(request, Refusal):
+            await _json(scope, send, 400, request.body())
             return
-        unknown = [t for t in requested if t not in self.service.types]
-        if unknown:
-            detail = f"unknown update type(s): {', '.join(unknown)}"
-            await _json(
-                scope,
-                send,
-                400,
-                {
-                    "error": "unknown_type",
-                    "detail": detail,
-                    "unknown": unknown,
-                    "known": list(self.service.types),
-                },
-            )
-            return
+        requested = request.types
 
         authenticated_at = asyncio.get_running_loop().time()
         principal = await self._authenticate(scope)
@@ -109,7 +95,7 @@ class UpdatesEndpoint:
             )
             return
         allowed = self.service.allowed_types(principal)
-        forbidden = [t for t in requested if t not in allowed]
+        forbidden = [t for t in self.service.types if t in requested and t not in allowed]
         if forbidden:
             await _json(
                 scope,
@@ -122,7 +108,7 @@ class UpdatesEndpoint:
                 },
             )
             return
-        types = frozenset(requested) if requested else allowed
+        types = requested or allowed
         if not self.service.running:  # shutdown began while authenticating
             await self._unavailable(scope, send)
             return
@@ -138,7 +124,7 @@ class UpdatesEndpoint:
             )
             return
 
-        last_event_id = _last_event_id(scope, query)
+        last_event_id = request.last_event_id
         await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
         try:
             conn = self.service.attach(send, principal, types, last_event_id, authenticated_at)
@@ -153,6 +139,14 @@ class UpdatesEndpoint:
         watcher = asyncio.ensure_future(_watch_disconnect(receive, conn))
         try:
             await conn.ended
+            if conn.closing in _CUT:
+                # The client cannot be written to, so the response cannot be finished: cut
+                # the connection and let the server see it go. Returning unfinished before
+                # that is what uvicorn logs at ERROR ("ASGI callable returned without
+                # completing response"), for what is only a client that went away or
+                # stopped reading.
+                abort_receiving(receive)
+                await asyncio.wait((watcher,), timeout=CUT_GRACE)
         finally:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -164,7 +158,7 @@ class UpdatesEndpoint:
                 conn.frames,
                 time.monotonic() - opened,
             )
-        if conn.closing not in ("gone", "send failed", "slow"):
+        if conn.closing != "gone" and conn.closing not in _CUT:
             # The hub ended the stream (shutdown, sign-out): finish the response cleanly.
             # A slow reader's socket is full, so a last write to it would only hang.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -208,33 +202,6 @@ async def _watch_disconnect(receive: Receive, conn: Connection) -> None:
             pass
     finally:
         conn.end("gone")
-
-
-def _parse_types(values: list[str] | None) -> list[str] | str:
-    """The requested types, or a string saying what is wrong with the parameter."""
-    if values is None:
-        return []
-    names: list[str] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip()
-            if not name:
-                return "types= takes a comma-separated list of update types, e.g. types=a,b"
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def _last_event_id(scope: Scope, query: dict[str, list[str]]) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"last-event-id":
-            text: str = value.decode("latin-1").strip()
-            if text:
-                return text
-    values = query.get("lastEventId")
-    if values and values[-1].strip():
-        return str(values[-1].strip())
-    return None
 
 
 async def _json(

@@ -7,6 +7,10 @@ exactly one ``transport.write()`` of the chunk while the transport is not paused
 module does that write directly. Anything else, or any uvicorn whose cycle does not look
 as expected, gets ``None`` and the caller uses plain ``send()``. Pinned by
 ``tests/test_uvicorn_fast_path.py`` to the uvicorn versions it was checked against.
+
+A stream that cannot be finished (its client stopped reading) has its connection cut here
+too: through the cycle behind ``send`` when it is uvicorn's own, else behind ``receive``
+(``tests/test_request_limits.py`` checks that uvicorn then logs no error).
 """
 
 from __future__ import annotations
@@ -14,11 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from ._mount import StartHeaders
-from ._types import Send
+from ._types import Receive, Send
 
 #: uvicorn releases whose httptools cycle was checked to match what ``write_direct`` writes.
 KNOWN_VERSIONS = ("0.54",)
 _MODULE = "uvicorn.protocols.http.httptools_impl"
+_H11_MODULE = "uvicorn.protocols.http.h11_impl"
 _FIELDS = ("transport", "flow", "disconnected", "chunked_encoding", "response_complete")
 
 
@@ -56,6 +61,26 @@ def abort(cycle: Any) -> None:
     server would wait for it for ever, e.g. at shutdown.
     """
     cycle.transport.abort()
+
+
+def abort_receiving(receive: Receive) -> bool:
+    """Cut the connection behind uvicorn's own ``receive`` (either HTTP implementation).
+
+    For a stream that cannot be finished (its client stopped reading, or a write failed)
+    when ``send`` is wrapped by middleware, so ``abort()`` has no cycle to cut: middleware
+    rarely wraps ``receive``. uvicorn then sees the connection gone and does not log the
+    unfinished response as an error. False when ``receive`` is not uvicorn's.
+    """
+    cycle: Any = getattr(receive, "__self__", None)
+    if type(cycle).__module__ not in (_MODULE, _H11_MODULE):
+        return False
+    if getattr(receive, "__func__", None) is not getattr(type(cycle), "receive", None):
+        return False
+    transport = getattr(cycle, "transport", None)
+    if transport is None:
+        return False
+    transport.abort()
+    return True
 
 
 _last_chunk: tuple[bytes, bytes] = (b"", b"")

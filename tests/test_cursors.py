@@ -2,7 +2,9 @@
 the answer is a ``resync``, a replay, or a 4xx JSON, and the stream stays usable.
 
 Before the fix, ``<epoch>.¹`` (``str.isdigit()`` accepts superscripts, ``int()`` does
-not) and a position over 4,300 digits raised after the 200 was out: a dropped stream.
+not) and a position over 4,300 digits raised after the 200 was out: a dropped stream. Since
+issue 19 a cursor over 128 characters is a 400 before authentication
+(tests/test_request_limits.py); up to that length, anything is a resync or a replay.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_from_bytes
 
@@ -22,6 +25,7 @@ from hypothesis import strategies as st
 
 from refetch import UpdatesEndpoint, UpdateService
 from refetch._broker import BrokerSequencer
+from refetch._cursor import Cursor
 from refetch._parser import ServerSentEvent, SSEParser
 from refetch.backends import MemoryBackend
 
@@ -29,6 +33,16 @@ from .conftest import Recorder, serve, wait_for
 
 TYPES = ["projects", "compute"]
 HUBS = ["local", "backend"]
+VECTORS = Path(__file__).with_name("cursor_vectors.json")
+
+
+def test_the_cursor_rule_is_the_one_the_js_client_reads_from_the_shared_vectors() -> None:
+    # js/test/cursors.test.ts checks js/src/cursors.ts against the same file.
+    for vector in json.loads(VECTORS.read_text("utf-8"))["cursors"]:
+        expected = (
+            None if vector["position"] is None else Cursor(vector["epoch"], int(vector["position"]))
+        )
+        assert Cursor.parse(vector["text"]) == expected, vector["text"]
 
 
 def make_hub(kind: str) -> UpdateService:
@@ -59,8 +73,8 @@ async def running(kind: str) -> AsyncIterator[tuple[UpdateService, str]]:
 HOSTILE: dict[str, Callable[[str], str]] = {
     "superscript digit": lambda epoch: f"{epoch}.¹",
     "arabic-indic digits": lambda epoch: f"{epoch}.٣",
-    "4301 digits": lambda epoch: f"{epoch}.{'9' * 4301}",
     "41 digits": lambda epoch: f"{epoch}.{'1' * 41}",
+    "128 characters": lambda epoch: f"{epoch}{'e' * (87 - len(epoch))}.{'1' * 40}",
 }
 
 

@@ -7,18 +7,27 @@ import { listen } from "./listeners.js";
 /** The response header a refetch server stamps on API responses. */
 export const CURSOR_HEADER = "Refetch-Cursor";
 
+// The server's rule (refetch/_cursor.py, docs/protocol.md): at most 128 characters once trimmed,
+// a non-empty epoch, a dot, 1 to 40 ASCII digits (a PostgreSQL position has up to 39). Both
+// sides' tests read the same examples, tests/cursor_vectors.json.
+const MAX_CURSOR_LENGTH = 128;
+const POSITION = /^[0-9]{1,40}$/;
+
+function parseCursor(text: string): { epoch: string; seq: bigint } | null {
+  const cursor = text.trim();
+  if (cursor.length > MAX_CURSOR_LENGTH) return null;
+  const dot = cursor.lastIndexOf(".");
+  const seq = cursor.slice(dot + 1);
+  return dot < 1 || !POSITION.test(seq) ? null : { epoch: cursor.slice(0, dot), seq: BigInt(seq) };
+}
+
 /**
  * Orders two cursors of one server run (`<epoch>.<seq>`): negative when `a` is older. `null` when
  * they cannot be ordered (another run, another format): such a pair must be treated as a gap.
  */
 export function compareCursors(a: string, b: string): number | null {
-  const cut = (cursor: string) => {
-    const dot = cursor.lastIndexOf(".");
-    const seq = cursor.slice(dot + 1);
-    return dot < 0 || !/^\d{1,30}$/.test(seq) ? null : { epoch: cursor.slice(0, dot), seq: BigInt(seq) };
-  };
-  const left = cut(a);
-  const right = cut(b);
+  const left = parseCursor(a);
+  const right = parseCursor(b);
   if (!left || !right || left.epoch !== right.epoch) return null;
   return left.seq < right.seq ? -1 : left.seq > right.seq ? 1 : 0;
 }

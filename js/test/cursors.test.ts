@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 import { describe, expect, it } from "vitest";
 
 import { compareCursors, CURSOR_HEADER, CursorTracker } from "../src/cursors.js";
@@ -11,6 +13,25 @@ describe("cursors", () => {
     expect(compareCursors("5f0c.1", "9e1d.2")).toBeNull(); // another server run
     expect(compareCursors("garbage", "5f0c.1")).toBeNull();
     expect(compareCursors("5f0c.x", "5f0c.1")).toBeNull();
+  });
+
+  it("test_the_cursor_rule_is_the_servers_one_read_from_the_shared_vectors", () => {
+    // The same file tests/test_cursors.py checks refetch/_cursor.py against.
+    const url = new URL("../../tests/cursor_vectors.json", import.meta.url);
+    const vectors: { text: string; epoch: string | null; position: string | null }[] = JSON.parse(
+      readFileSync(url, "utf8"),
+    ).cursors;
+    for (const { text, epoch, position } of vectors) {
+      if (epoch === null || position === null) {
+        expect(compareCursors(text, text), JSON.stringify(text)).toBeNull();
+        continue;
+      }
+      expect(compareCursors(text, text), text).toBe(0);
+      expect(compareCursors(`${epoch}.0`, text), text).toBe(position.replace(/^0+/, "") ? -1 : 0);
+      expect(compareCursors(text, `other.${position}`), text).toBeNull();
+    }
+    // A PostgreSQL position (up to 39 digits) orders like any other.
+    expect(compareCursors(`e.${"9".repeat(38)}`, `e.1${"0".repeat(38)}`)).toBe(-1);
   });
 
   it("test_the_tracker_keeps_the_oldest_from_responses_headers_and_strings", async () => {
