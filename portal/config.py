@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -95,7 +96,7 @@ def _seconds(env: os._Environ[str] | dict[str, str], name: str, default: float) 
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
     return value
 

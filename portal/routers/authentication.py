@@ -81,8 +81,8 @@ def me_out(auth: Auth) -> schemas.Me:
         401: {"model": schemas.Error, "description": "Wrong email or password"},
         429: {
             "model": schemas.TooManyRequests,
-            "description": "Too many failed logins for this account or address (see "
-            "`Retry-After`); the password was not checked",
+            "description": "Too many failed logins for this account or address, or too "
+            "many logins at once (see `Retry-After`); the password was not checked",
         },
     },
 )

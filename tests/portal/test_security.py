@@ -205,7 +205,7 @@ async def test_logins_beyond_the_hashing_slots_get_429_at_once(
 def test_session_lifetimes_from_the_environment_must_be_positive_seconds() -> None:
     settings = Settings.from_env({"SESSION_IDLE_TIMEOUT": "600", "SESSION_MAX_AGE": "3600"})
     assert (settings.session_idle_timeout, settings.session_max_age) == (600, 3600)
-    for raw in ("abc", "0", "-5", "nan"):
+    for raw in ("abc", "0", "-5", "nan", "inf"):
         with pytest.raises(ValueError, match="SESSION_MAX_AGE must be a positive number"):
             Settings.from_env({"SESSION_MAX_AGE": raw})
 
