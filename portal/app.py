@@ -16,15 +16,18 @@ from starlette.staticfiles import StaticFiles
 
 from refetch import BackgroundWorker, CursorHeaderMiddleware, UpdatesEndpoint
 
-from .auth import authenticate_stream
+from .auth import authenticate_stream, is_authenticated
 from .config import Settings, session_secret
 from .db import create_engine, create_schema, create_sessionmaker
 from .etag import ETagMiddleware
 from .openapi import custom_openapi, operation_id
+from .passwords import PasswordChecker
 from .pollers import portal_pollers
 from .provider import ComputeProvider
 from .routers import admin, authentication, compute, gardener, images, progress, projects
 from .seed import all_tenant_slugs, seed_demo
+from .sessions import SessionReaper
+from .throttle import LoginThrottled, LoginThrottler
 from .updates import create_update_service
 
 
@@ -48,6 +51,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.provider = await stack.enter_async_context(
                 ComputeProvider(sessionmaker, step=settings.provider_step)
             )
+            app.state.passwords = await stack.enter_async_context(
+                PasswordChecker(settings.password_workers, settings.password_queue)
+            )
+            await stack.enter_async_context(SessionReaper(updates, sessionmaker, settings))
             yield
 
     app = FastAPI(
@@ -64,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = sessionmaker
     app.state.secret = session_secret(settings)
     app.state.metrics_registry = admin.metrics_registry(updates)
+    app.state.login_throttler = LoginThrottler(settings)
 
     for module in (authentication, projects, compute, images, progress, gardener, admin):
         app.include_router(module.router)
@@ -75,7 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(ETagMiddleware)
     # Outside the ETag one, so a 304 carries the cursor its revalidation was read at too.
-    app.add_middleware(CursorHeaderMiddleware, service=updates)
+    # Only to signed-in callers: the cursor counts every tenant's changes, which is nobody
+    # else's business.
+    app.add_middleware(CursorHeaderMiddleware, service=updates, when=is_authenticated)
+
+    @app.exception_handler(LoginThrottled)
+    async def login_throttled(request: Request, exc: LoginThrottled) -> JSONResponse:
+        return exc.answer()
 
     @app.exception_handler(IntegrityError)
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

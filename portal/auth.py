@@ -3,7 +3,8 @@
 A login creates a `LoginSession` row with a random token; the database keeps only its hash.
 The cookie carries the token signed with the session secret (HttpOnly, SameSite=Lax); the
 login response also returns the bare token for `Authorization: Bearer`. Every request looks
-the session and the memberships up again, so a removed member loses access at once.
+the session and the memberships up again, so a removed member loses access at once; a session
+past its idle or absolute lifetime (portal/sessions.py) is refused like an unknown one.
 
 CSRF: SameSite=Lax keeps the cookie off cross-site POSTs, and every cookie-authenticated
 mutation must also send `X-CSRF-Token` (from the login response or `GET /api/me`), which a
@@ -20,15 +21,20 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from itsdangerous import BadSignature, Signer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
 from refetch import Principal
 
-from .models import LoginSession, Membership, Role, Tenant, User
+from .config import Settings
+from .models import LoginSession, Membership, Role, Tenant, User, utcnow
+from .sessions import is_live, needs_renewal
 from .updates import principal_for
+
+#: where a request that authenticated leaves a mark for the middleware (Refetch-Cursor)
+AUTHENTICATED = "portal.authenticated"
 
 COOKIE_NAME = "portal_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -99,11 +105,16 @@ def credentials(conn: HTTPConnection) -> tuple[str, str] | None:
     return None
 
 
-async def load_auth(db: AsyncSession, token: str, via: str) -> Auth | None:
+async def load_auth(db: AsyncSession, token: str, via: str, settings: Settings) -> Auth | None:
+    """The caller, if the token names a live session; renews the session's idle lifetime.
+
+    The renewal commits `db` (nothing else is pending yet when a request authenticates).
+    """
     if len(token) > 200:
         return None
     login = await db.get(LoginSession, hash_token(token))
-    if login is None:
+    now = utcnow()
+    if login is None or not is_live(login, settings, now):
         return None
     user = await db.get(User, login.user_id)
     if user is None:
@@ -112,9 +123,16 @@ async def load_auth(db: AsyncSession, token: str, via: str) -> Auth | None:
         select(Membership, Tenant)
         .join(Tenant, Membership.tenant_id == Tenant.id)
         .where(Membership.user_id == user.id)
-        .order_by(Tenant.id)
+        .order_by(Membership.joined_at, Tenant.id)
     )
     tenants = {t.slug: TenantAccess(t.id, t.slug, t.name, m.role) for m, t in rows}
+    if needs_renewal(login, settings, now):
+        await db.execute(
+            update(LoginSession)
+            .where(LoginSession.token_hash == login.token_hash)
+            .values(last_seen_at=now)
+        )
+        await db.commit()
     return Auth(user, login, via, tenants)
 
 
@@ -138,7 +156,8 @@ Database = Annotated[AsyncSession, Depends(get_db)]
 
 async def current_auth(request: Request, db: Database) -> Auth:
     found = credentials(request)
-    auth = None if found is None else await load_auth(db, *found)
+    settings = request.app.state.settings
+    auth = None if found is None else await load_auth(db, *found, settings)
     if auth is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -153,7 +172,17 @@ async def current_auth(request: Request, db: Database) -> Auth:
                 status.HTTP_403_FORBIDDEN,
                 f"CSRF check failed: send the {CSRF_HEADER} header from GET /api/me",
             )
+    mark_authenticated(request)
     return auth
+
+
+def mark_authenticated(conn: HTTPConnection) -> None:
+    """Let the middleware know this response went to a signed-in caller."""
+    conn.scope.setdefault("state", {})[AUTHENTICATED] = True
+
+
+def is_authenticated(scope: Scope) -> bool:
+    return bool(scope.get("state", {}).get(AUTHENTICATED))
 
 
 CurrentAuth = Annotated[Auth, Depends(current_auth)]
@@ -166,7 +195,7 @@ async def authenticate_stream(scope: Scope) -> Principal | None:
     if found is None:
         return None
     async with conn.app.state.sessionmaker() as db:
-        auth = await load_auth(db, *found)
+        auth = await load_auth(db, *found, conn.app.state.settings)
     if auth is None:
         return None
-    return principal_for(auth.user.id, list(auth.tenants))
+    return principal_for(auth.user.id, auth.login.public_id, list(auth.tenants))

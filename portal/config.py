@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -35,6 +36,33 @@ class Settings:
     min_interval: float = 0.1
     heartbeat: float = 15.0
     close_on_signals: bool = True
+    #: Sessions end after this long without a request (API or stream open) ...
+    session_idle_timeout: float = 30 * 60
+    #: ... and this long after login, used or not (see docs/portal.md, "Security").
+    session_max_age: float = 12 * 3600
+    #: A used session's `last_seen_at` is written at most this often (a write per request
+    #: would turn every GET into a database write).
+    session_renew_interval: float = 60.0
+    #: How often each instance checks the sessions of its open streams (expired ones end).
+    session_check_interval: float = 15.0
+    #: Login throttling: failed logins allowed per account / per client address within
+    #: `login_window` seconds before each further failure locks that key for a growing delay
+    #: (`login_lock_base` doubling per failure, at most `login_lock_max`).
+    login_account_tries: int = 5
+    login_address_tries: int = 20
+    login_window: float = 15 * 60
+    login_lock_base: float = 1.0
+    login_lock_max: float = 15 * 60
+    #: Threads that hash passwords (scrypt), and how many logins may wait for one; beyond
+    #: that a login gets 429 at once. None: half the CPUs (at least one), so a login flood
+    #: leaves the other half to the API.
+    password_workers: int | None = None
+    password_queue: int = 32
+    #: Emails of operators: they (and nobody else) read /api/admin/metrics, whose
+    #: figures are the whole hub's, across tenants.
+    operators: frozenset[str] = frozenset()
+    #: A fixed bearer token for a metrics scraper (sessions expire; a scraper's must not).
+    metrics_token: str | None = None
     ui_dist: Path = field(default_factory=lambda: Path(__file__).parent / "ui" / "dist")
 
     @classmethod
@@ -51,7 +79,26 @@ class Settings:
             simulator_url=(env.get("SIMULATOR_URL") or "http://127.0.0.1:3000").rstrip("/"),
             session_secret=env.get("SESSION_SECRET") or None,
             secure_cookies=env.get("SECURE_COOKIES", "") in ("1", "true", "yes"),
+            session_idle_timeout=_seconds(env, "SESSION_IDLE_TIMEOUT", 30 * 60),
+            session_max_age=_seconds(env, "SESSION_MAX_AGE", 12 * 3600),
+            metrics_token=env.get("PORTAL_METRICS_TOKEN") or None,
+            operators=frozenset(
+                e.strip().lower() for e in env.get("PORTAL_OPERATORS", "").split(",") if e.strip()
+            ),
         )
+
+
+def _seconds(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+    return value
 
 
 def async_database_url(url: str) -> str:

@@ -1,4 +1,4 @@
-"""The database: engine, sessions, schema, and notify-after-commit.
+"""The database: engine, sessions, schema (and its additive migrations), notify-after-commit.
 
 Routers queue notifications on their session with `notify_after_commit()`; the session sends
 them only once its transaction has committed and drops them on rollback. A failed request
@@ -7,10 +7,12 @@ therefore notifies no one, and a client that refetches on `invalidate` always se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Table, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,11 +21,14 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from refetch import UpdateService
 
 from .config import Settings, async_database_url
 from .models import Base
+
+logger = logging.getLogger("portal")
 
 _PENDING = "refetch.pending"
 _SERVICE = "refetch.service"
@@ -112,5 +117,81 @@ def create_sessionmaker(
 
 
 async def create_schema(engine: AsyncEngine) -> None:
+    """New tables are created; tables of an older portal are brought up to date in place."""
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.create_all)
+        await conn.run_sync(_add_columns)
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as conn:
+            await conn.run_sync(_sqlite_autoincrement)
+
+
+#: Columns added since the first release: (table, column) -> the value existing rows get.
+#: Memberships from before `joined_at` keep their old order (by tenant id, the tiebreak).
+ADDED_COLUMNS: dict[tuple[str, str], Callable[[Table], Any]] = {
+    ("memberships", "joined_at"): lambda _table: datetime(1970, 1, 1, tzinfo=UTC),
+    ("login_sessions", "last_seen_at"): lambda table: table.c.created_at,
+}
+
+
+def _add_columns(conn: Connection) -> None:
+    present = {
+        name: {c["name"] for c in inspect(conn).get_columns(name)}
+        for name in {table for table, _ in ADDED_COLUMNS}
+    }
+    for (name, column), backfill in ADDED_COLUMNS.items():
+        if column in present[name]:
+            continue
+        table = Base.metadata.tables[name]
+        ddl_type = table.c[column].type.compile(dialect=conn.dialect)
+        # IF NOT EXISTS: instances starting together on one PostgreSQL both get here
+        guard = "IF NOT EXISTS " if conn.dialect.name == "postgresql" else ""
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {guard}{column} {ddl_type}"))
+        conn.execute(
+            table.update().where(table.c[column].is_(None)).values({column: backfill(table)})
+        )
+        logger.info("database: added %s.%s", name, column)
+
+
+def _sqlite_autoincrement(conn: Connection) -> None:
+    """Rebuild SQLite tables created without AUTOINCREMENT (by an older portal).
+
+    SQLite cannot add it in place: the table is copied into a new one (the documented
+    "12-step" ALTER), with foreign keys off so the copy cascades nothing. Ids deleted before
+    the rebuild may still come back once; none after it.
+    """
+    stale = []
+    for table in Base.metadata.sorted_tables:
+        if not table.kwargs.get("sqlite_autoincrement"):
+            continue
+        sql = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table.name,)
+        ).scalar()
+        if sql is not None and "AUTOINCREMENT" not in sql.upper():
+            stale.append(table)
+    conn.commit()
+    if not stale:
+        return
+    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        for table in stale:
+            temporary = f"_rebuild_{table.name}"
+            create = str(CreateTable(table).compile(dialect=conn.dialect))
+            create = create.replace(f"CREATE TABLE {table.name} ", f"CREATE TABLE {temporary} ", 1)
+            columns = ", ".join(c.name for c in table.columns)
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {temporary}")
+            conn.exec_driver_sql(create)
+            conn.exec_driver_sql(
+                f"INSERT INTO {temporary} ({columns}) SELECT {columns} FROM {table.name}"
+            )
+            conn.exec_driver_sql(f"DROP TABLE {table.name}")
+            conn.exec_driver_sql(f"ALTER TABLE {temporary} RENAME TO {table.name}")
+            for index in table.indexes:
+                conn.execute(CreateIndex(index))
+            logger.info(
+                "database: rebuilt %s with AUTOINCREMENT (ids are never reused)", table.name
+            )
+        conn.commit()
+    finally:
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")

@@ -1,4 +1,10 @@
-"""The tables: tenants, users and their memberships, login sessions, projects, instances."""
+"""The tables: tenants, users, memberships and invitations, login sessions and login
+throttles, projects, instances.
+
+Tables with integer ids use SQLite's ``AUTOINCREMENT`` (``sqlite_autoincrement``): without it
+SQLite hands the id of the newest deleted row to the next insert, and keys in invalidations,
+replays and logs would then name a different object. PostgreSQL sequences never reuse ids.
+"""
 
 from __future__ import annotations
 
@@ -54,8 +60,13 @@ NEXT_STATUS: dict[InstanceStatus, InstanceStatus | None] = {
 }
 
 
+#: never reuse the id of a deleted row (SQLite; PostgreSQL's sequences never do)
+NO_ID_REUSE = {"sqlite_autoincrement": True}
+
+
 class Tenant(Base):
     __tablename__ = "tenants"
+    __table_args__ = NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(String(40), unique=True)
@@ -68,6 +79,7 @@ class Tenant(Base):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NO_ID_REUSE
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(200), unique=True)
@@ -89,6 +101,8 @@ class Membership(Base):
         ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
     )
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    #: a user's tenants are listed (and the first is their default) in the order they joined
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="memberships")
     tenant: Mapped[Tenant] = relationship(back_populates="memberships")
@@ -103,13 +117,51 @@ class LoginSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: last use, renewed at most every `Settings.session_renew_interval` (idle timeout)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     user: Mapped[User] = relationship()
+
+    @property
+    def public_id(self) -> str:
+        """How the user names this session (list, end one): a prefix of the token's hash,
+        which says nothing about the token itself."""
+        return self.token_hash[:16]
+
+
+class Invitation(Base):
+    """An admin asked someone to join a tenant; a membership once the invitee accepts."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (UniqueConstraint("tenant_id", "email"), NO_ID_REUSE)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship()
+
+
+class LoginThrottle(Base):
+    """Failed logins per account (``account:<email>``) or client address (``address:<ip>``).
+
+    In the database, not in the process: several portal instances share one database, and an
+    attacker spreading guesses over them must meet the same counter.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Project(Base):
     __tablename__ = "projects"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (UniqueConstraint("tenant_id", "name"), NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -125,7 +177,7 @@ class Project(Base):
 
 class Instance(Base):
     __tablename__ = "instances"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (UniqueConstraint("project_id", "name"), NO_ID_REUSE)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(

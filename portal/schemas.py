@@ -32,6 +32,13 @@ class Error(BaseModel):
     detail: str
 
 
+class TooManyRequests(BaseModel):
+    """`429`: also in the `Retry-After` header."""
+
+    detail: str
+    retry_after: int = Field(description="Seconds to wait before trying again.")
+
+
 # -- authentication ------------------------------------------------------------------------
 
 
@@ -70,6 +77,44 @@ class Member(BaseModel):
 class MemberAdd(Strict):
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
     role: Role = Role.member
+
+
+class InvitationSent(BaseModel):
+    """The same answer whether or not anyone has this email: it tells nobody who exists."""
+
+    tenant: str
+    email: str
+    role: Role
+    status: str = Field(description="Always `invited`: the invitee joins by accepting.")
+
+
+class Invitation(BaseModel):
+    """An invitation to the caller: accept it to join the tenant."""
+
+    id: int
+    tenant: str
+    tenant_name: str
+    role: Role
+    created_at: datetime
+
+
+class PendingInvitation(BaseModel):
+    """An invitation of a tenant, as its admins see it."""
+
+    id: int
+    email: str
+    role: Role
+    created_at: datetime
+
+
+class LoginSessionInfo(BaseModel):
+    """One of the caller's login sessions."""
+
+    id: str = Field(description="For DELETE /api/sessions/{session_id}.")
+    created_at: datetime
+    last_seen_at: datetime = Field(description="Recorded at most once a minute.")
+    expires_at: datetime = Field(description="Unless used before (idle timeout); never later.")
+    current: bool = Field(description="The session of this request.")
 
 
 class MemberUpdate(Strict):

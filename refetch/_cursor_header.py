@@ -7,6 +7,8 @@ fetch and the stream's ``hello`` is lost (docs/protocol.md, "Refetch-Cursor").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ._hub import UpdateService
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,11 +22,23 @@ class CursorHeaderMiddleware:
     committed while the handler runs is then newer than the cursor and is replayed (at worst
     one fetch too many, never one too few). The update stream's own responses are left alone.
     Cross-origin clients need ``Access-Control-Expose-Headers: Refetch-Cursor`` to read it.
+
+    ``when(scope)``, if given, is asked as the response starts (the app has run by then, so
+    it can look at what the app left in ``scope["state"]``); the header is stamped only if it
+    returns true. The cursor counts every change of every audience, so an app with tenants
+    passes e.g. "the request was authenticated" and anonymous answers do not carry it.
     """
 
-    def __init__(self, app: ASGIApp, service: UpdateService) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: UpdateService,
+        *,
+        when: Callable[[Scope], bool] | None = None,
+    ) -> None:
         self.app = app
         self.service = service
+        self.when = when
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,7 +53,7 @@ class CursorHeaderMiddleware:
                     name.lower() == b"content-type" and value.startswith(b"text/event-stream")
                     for name, value in headers
                 )
-                if not is_stream:
+                if not is_stream and (self.when is None or self.when(scope)):
                     headers = [(n, v) for n, v in headers if n.lower() != CURSOR_HEADER]
                     headers.append((CURSOR_HEADER, cursor))
                     message = {**message, "headers": headers}

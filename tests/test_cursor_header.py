@@ -109,3 +109,23 @@ async def test_nothing_changed_since_the_read_means_no_replay(
         await wait_for(lambda: stream.saw("compute"))
     assert [f.event for f in stream.frames] == ["hello", "invalidate"]
     assert not stream.saw("projects")
+
+
+async def test_when_decides_per_response_after_the_app_ran(service: UpdateService) -> None:
+    """`when(scope)` sees what the app left in scope["state"] (e.g. "signed in")."""
+
+    async def private(request: Request) -> JSONResponse:
+        if request.headers.get("authorization") == "Bearer ok":
+            request.state.signed_in = True
+            return JSONResponse(["mine"])
+        return JSONResponse({"detail": "not signed in"}, status_code=401)
+
+    starlette = Starlette(routes=[Route("/api/private", private)])
+    guarded = CursorHeaderMiddleware(
+        starlette, service, when=lambda scope: bool(scope.get("state", {}).get("signed_in"))
+    )
+    async with serve(guarded) as url, httpx.AsyncClient() as http:
+        anonymous = await http.get(f"{url}/api/private")
+        signed_in = await http.get(f"{url}/api/private", headers={"authorization": "Bearer ok"})
+    assert anonymous.status_code == 401 and "refetch-cursor" not in anonymous.headers
+    assert signed_in.headers["refetch-cursor"] == service.cursor

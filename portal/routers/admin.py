@@ -1,13 +1,18 @@
-"""Operator views of the update hub, for tenant admins: Prometheus metrics and open streams.
+"""Operator views of the update hub: Prometheus metrics (operators) and open streams (admins).
 
 Not in the OpenAPI schema (and so not in the UI's generated client): they are for
-operators and scrapers, not for the app's pages. Only a user who is an admin in at least
-one tenant gets them (403 otherwise). The metrics are the whole hub's counts by update
-type, never by tenant; the stream list shows only streams of the caller's admin tenants.
-A Prometheus scraper signs in like any client and sends ``Authorization: Bearer <token>``.
+operators and scrapers, not for the app's pages. The metrics are the whole hub's counts by
+update type, across tenants (a tenant admin watching them would see other tenants' activity),
+so only operators get them: the users listed in `PORTAL_OPERATORS`, or a scraper sending the
+fixed `PORTAL_METRICS_TOKEN` (403 for everyone else).
+The stream list is per tenant: an admin in at least one tenant sees the streams of the
+tenants they administer (403 otherwise). A Prometheus scraper sends ``Authorization: Bearer
+<PORTAL_METRICS_TOKEN>`` (a login session would expire under it).
 """
 
 from __future__ import annotations
+
+import secrets
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -19,9 +24,9 @@ from refetch import UpdateService
 from refetch.metrics import RefetchCollector
 
 from ..access import forbidden
-from ..auth import CurrentAuth, Database
+from ..auth import CurrentAuth, Database, current_auth
 from ..models import Role, User
-from ..updates import tenant_scope
+from ..updates import subject_user, tenant_scope
 
 router = APIRouter(prefix="/api/admin", include_in_schema=False)
 
@@ -35,15 +40,32 @@ def metrics_registry(updates: UpdateService) -> CollectorRegistry:
 def admin_tenants(auth: CurrentAuth) -> list[str]:
     slugs = [slug for slug, access in auth.tenants.items() if access.role is Role.admin]
     if not slugs:
-        forbidden("only a tenant admin can see the update hub's metrics and streams")
+        forbidden("only a tenant admin can see the open streams")
     return slugs
 
 
 @router.get("/metrics")
-async def metrics(request: Request, auth: CurrentAuth) -> Response:
-    admin_tenants(auth)
+async def metrics(request: Request, db: Database) -> Response:
+    settings = request.app.state.settings
+    if not _is_metrics_token(request, settings.metrics_token):
+        auth = await current_auth(request, db)
+        if auth.user.email.lower() not in settings.operators:
+            forbidden(
+                "only an operator can see the update hub's metrics (they count every "
+                "tenant); operators are listed in PORTAL_OPERATORS"
+            )
     body = generate_latest(request.app.state.metrics_registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def _is_metrics_token(request: Request, token: str | None) -> bool:
+    """The scraper's fixed token (`PORTAL_METRICS_TOKEN`), which opens this route only."""
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and secrets.compare_digest(sent.strip().encode(), token.encode())
+    )
 
 
 class OpenStream(BaseModel):
@@ -67,12 +89,12 @@ async def connections(request: Request, auth: CurrentAuth, db: Database) -> Open
     scopes = {tenant_scope(slug): slug for slug in admin_tenants(auth)}
     updates: UpdateService = request.app.state.updates
     mine = [c for c in updates.connections() if not c.scopes.isdisjoint(scopes)]
-    ids = {int(c.subject) for c in mine if c.subject and c.subject.isdigit()}
+    ids = {user_id for c in mine if (user_id := subject_user(c.subject)) is not None}
     rows = await db.execute(select(User.id, User.email).where(User.id.in_(ids)))
     emails = {user_id: email for user_id, email in rows}
     streams = []
     for c in mine:
-        user_id = int(c.subject) if c.subject and c.subject.isdigit() else None
+        user_id = subject_user(c.subject)
         streams.append(
             OpenStream(
                 user_id=user_id,

@@ -113,6 +113,8 @@ def portal_settings(database: dict[str, Any], simulator_url: str) -> Settings:
         min_interval=0.02,
         close_on_signals=False,
         session_secret="test-secret",
+        session_check_interval=0.05,
+        operators=frozenset({"alice@acme.test"}),
         **database,
     )
 

@@ -243,11 +243,14 @@ async def test_members_only_admins_manage_and_the_last_admin_stays(portal: Porta
     r = await alice.patch(f"/api/tenants/acme/members/{alice_id}", json={"role": "owner"})
     assert r.status_code == 422
     r = await alice.post("/api/tenants/acme/members", json={"email": CAROL, "role": "viewer"})
-    assert r.status_code == 201
+    assert r.status_code == 202
+    carol = await portal.client(CAROL)
+    [invitation] = (await carol.get("/api/invitations")).json()
+    assert (await carol.post(f"/api/invitations/{invitation['id']}/accept")).status_code == 200
     r = await alice.post("/api/tenants/acme/members", json={"email": CAROL})
     assert r.status_code == 409
-    carol = await portal.client(CAROL)
-    assert [t["slug"] for t in (await carol.get("/api/me")).json()["tenants"]] == ["acme", "globex"]
+    # in the order she joined: her own tenant stays her default
+    assert [t["slug"] for t in (await carol.get("/api/me")).json()["tenants"]] == ["globex", "acme"]
 
 
 async def test_gets_send_an_etag_and_answer_304_when_unchanged(portal: PortalHandle) -> None:

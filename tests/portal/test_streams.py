@@ -90,7 +90,11 @@ async def test_adding_a_member_opens_the_door_on_open_streams(portal: PortalHand
     alice, carol = await portal.client(ALICE), await portal.client(CAROL)
     async with Stream(portal.url, carol, types=["projects", "authentication"]) as stream:
         r = await alice.post("/api/tenants/acme/members", json={"email": CAROL, "role": "viewer"})
-        carol_id = r.json()["user_id"]
+        assert r.status_code == 202
+        [invitation] = (await carol.get("/api/invitations")).json()
+        r = await carol.post(f"/api/invitations/{invitation['id']}/accept")
+        assert r.status_code == 200
+        carol_id = (await carol.get("/api/me")).json()["id"]
         await wait_for(lambda: stream.saw("authentication", str(carol_id)))
         pid = (await alice.post("/api/projects", json={"name": "shared"})).json()["id"]
         await wait_for(lambda: stream.saw("projects", str(pid)))

@@ -81,3 +81,19 @@ async def test_signing_out_through_one_instance_ends_the_sessions_streams_on_the
             assert stream._task is not None
             stream._task.result()
         assert info.value.status_code == 401
+
+
+async def test_signing_out_everywhere_through_one_instance_ends_every_stream_on_the_other(
+    two: tuple[PortalHandle, PortalHandle],
+) -> None:
+    a, b = two
+    laptop, phone = await a.client(BOB), await b.client(BOB)
+    on_phone = Stream(b.url, phone, types=["projects"])
+    async with on_phone:
+        assert (await laptop.delete("/api/sessions")).status_code == 204
+        await wait_for(lambda: on_phone.ended, 10)
+        with pytest.raises(StreamRejected) as info:
+            assert on_phone._task is not None
+            on_phone._task.result()
+        assert info.value.status_code == 401
+    assert (await phone.get("/api/me")).status_code == 401
