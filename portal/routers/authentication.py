@@ -15,7 +15,15 @@ from sqlalchemy import func, select
 from refetch import PublishError
 
 from .. import schemas
-from ..access import ERRORS, conflict, not_found, require_admin, tenant_access
+from ..access import (
+    ERRORS,
+    LOGIN_ERRORS,
+    conflict,
+    conflicts,
+    not_found,
+    require_admin,
+    tenant_access,
+)
 from ..auth import (
     COOKIE_NAME,
     Auth,
@@ -50,7 +58,7 @@ def me_out(auth: Auth) -> schemas.Me:
     )
 
 
-@router.post("/login", responses={401: {"description": "Wrong email or password"}})
+@router.post("/login", responses=LOGIN_ERRORS)
 async def login(
     body: schemas.LoginRequest, request: Request, response: Response, db: Database
 ) -> schemas.LoginResponse:
@@ -106,7 +114,11 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
     return [schemas.Member(user_id=u.id, email=u.email, name=u.name, role=m.role) for m, u in rows]
 
 
-@router.post("/tenants/{tenant}/members", status_code=status.HTTP_201_CREATED, responses=ERRORS)
+@router.post(
+    "/tenants/{tenant}/members",
+    status_code=status.HTTP_201_CREATED,
+    responses={**ERRORS, **conflicts("Already a member")},
+)
 async def add_member(
     tenant: str, body: schemas.MemberAdd, request: Request, auth: CurrentAuth, db: Database
 ) -> schemas.Member:
@@ -125,7 +137,10 @@ async def add_member(
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
 
-@router.patch("/tenants/{tenant}/members/{user_id}", responses=ERRORS)
+@router.patch(
+    "/tenants/{tenant}/members/{user_id}",
+    responses={**ERRORS, **conflicts("The tenant's last admin cannot be demoted")},
+)
 async def change_member_role(
     tenant: str,
     user_id: int,
@@ -151,7 +166,7 @@ async def change_member_role(
 @router.delete(
     "/tenants/{tenant}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=ERRORS,
+    responses={**ERRORS, **conflicts("The tenant's last admin cannot be removed")},
 )
 async def remove_member(
     tenant: str, user_id: int, request: Request, auth: CurrentAuth, db: Database
