@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -23,50 +18,7 @@ import uvicorn
 
 from portal.http_limits import KNOWN_VERSIONS, HttpLimits
 
-from ..conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@asynccontextmanager
-async def portal_process(tmp_path: Path, **env: str) -> AsyncIterator[int]:
-    """`python -m portal` with these settings; yields its port once it answers."""
-    port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "portal",
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "PORT": str(port),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}",
-            "SESSION_SECRET": "test",
-            "SIMULATOR_URL": "http://127.0.0.1:9",  # nobody: the pollers back off
-            **env,
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    assert process.returncode is None, "python -m portal exited"
-                    try:
-                        await client.get(f"http://127.0.0.1:{port}/api/me")
-                        break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.1)
-        yield port
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            async with asyncio.timeout(10):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+from .conftest import portal_process
 
 
 async def exchange(port: int, head: bytes) -> tuple[int | None, dict[str, Any] | None]:
