@@ -67,6 +67,16 @@ export type Clusters = {
 };
 
 /**
+ * Error
+ */
+export type Error = {
+    /**
+     * Detail
+     */
+    detail: string;
+};
+
+/**
  * Flavor
  */
 export type Flavor = {
@@ -74,15 +84,19 @@ export type Flavor = {
      * Memory Gb
      */
     memory_gb: number;
-    /**
-     * Name
-     */
-    name: string;
+    name: FlavorName;
     /**
      * Vcpus
      */
     vcpus: number;
 };
+
+/**
+ * FlavorName
+ *
+ * The flavors the portal offers (GET /api/flavors): a fixed set, so an enum.
+ */
+export type FlavorName = 's1.small' | 's1.medium' | 'm1.large' | 'c1.xlarge';
 
 /**
  * HTTPValidationError
@@ -219,12 +233,11 @@ export type Instance = {
  * InstanceCreate
  */
 export type InstanceCreate = {
-    /**
-     * Flavor
-     */
-    flavor: string;
+    flavor: FlavorName;
     /**
      * Image
+     *
+     * An id from GET /api/images (409 when not in the catalog).
      */
     image?: string | null;
     /**
@@ -532,15 +545,15 @@ export type ListClustersErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -569,16 +582,18 @@ export type ListFlavorsErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type ListFlavorsError = ListFlavorsErrors[keyof ListFlavorsErrors];
 
 export type ListFlavorsResponses = {
     /**
@@ -602,16 +617,18 @@ export type ListImagesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type ListImagesError = ListImagesErrors[keyof ListImagesErrors];
 
 export type ListImagesResponses = {
     /**
@@ -640,15 +657,15 @@ export type ListInstancesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -684,15 +701,19 @@ export type DeleteInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is already being deleted; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -726,15 +747,15 @@ export type GetInstanceByIdErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -768,15 +789,19 @@ export type StartInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is not stopped; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -810,15 +835,19 @@ export type StopInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is not running; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -845,13 +874,21 @@ export type LoginData = {
 
 export type LoginErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Wrong email or password
      */
-    401: unknown;
+    401: Error;
     /**
      * Validation Error
      */
     422: HttpValidationError;
+    /**
+     * Too many attempts for this account or address; retry later
+     */
+    429: Error;
 };
 
 export type LoginError = LoginErrors[keyof LoginErrors];
@@ -876,16 +913,18 @@ export type LogoutErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type LogoutError = LogoutErrors[keyof LogoutErrors];
 
 export type LogoutResponses = {
     /**
@@ -907,16 +946,18 @@ export type GetMeErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type GetMeError = GetMeErrors[keyof GetMeErrors];
 
 export type GetMeResponses = {
     /**
@@ -938,16 +979,18 @@ export type GetProgressErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type GetProgressError = GetProgressErrors[keyof GetProgressErrors];
 
 export type GetProgressResponses = {
     /**
@@ -976,15 +1019,15 @@ export type ListProjectsErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1013,17 +1056,25 @@ export type CreateProjectData = {
 
 export type CreateProjectErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant already has a project of that name; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1057,15 +1108,19 @@ export type DeleteProjectErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * A concurrent change to the project won; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1099,15 +1154,15 @@ export type GetProjectByIdErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1139,17 +1194,25 @@ export type RenameProjectData = {
 
 export type RenameProjectErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant already has a project of that name; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1183,15 +1246,15 @@ export type ListProjectInstancesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1225,17 +1288,25 @@ export type CreateInstanceData = {
 
 export type CreateInstanceErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The project already has an instance of that name, or the image is not in the catalog (GET /api/images; it changes, so the schema cannot list it); nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1269,15 +1340,15 @@ export type ListMembersErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1311,17 +1382,25 @@ export type AddMemberData = {
 
 export type AddMemberErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * Already a member; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1359,15 +1438,19 @@ export type RemoveMemberErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant's last admin cannot be removed; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1403,17 +1486,25 @@ export type ChangeMemberRoleData = {
 
 export type ChangeMemberRoleErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant's last admin cannot be demoted; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1451,12 +1542,22 @@ export type StreamUpdatesErrors = {
     /**
      * Unknown update type (the body lists the known ones)
      */
-    400: unknown;
+    400: Error;
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
+    /**
+     * An update type the caller may not watch
+     */
+    403: Error;
+    /**
+     * The server is starting, draining, or lost its backend
+     */
+    503: Error;
 };
+
+export type StreamUpdatesError = StreamUpdatesErrors[keyof StreamUpdatesErrors];
 
 export type StreamUpdatesResponses = {
     /**
