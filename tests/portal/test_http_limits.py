@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
+from portal.config import Settings
 from portal.http_limits import KNOWN_VERSIONS, HttpLimits
 
 from .conftest import portal_process
@@ -158,3 +159,18 @@ async def wait_until(
     async with asyncio.timeout(10):
         while not done(await attempt()):
             await asyncio.sleep(0.05)
+
+
+def test_the_limits_come_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {"MAX_HEADER_BYTES": "8192", "MAX_HEADERS": "20", "HEADER_TIMEOUT": "2.5"}
+    )
+    assert (settings.max_header_bytes, settings.max_headers, settings.header_timeout) == (
+        8192,
+        20,
+        2.5,
+    )
+    assert settings.max_connections is None  # the fd limit less a reserve, at start
+    assert Settings.from_env({"MAX_CONNECTIONS": "500"}).max_connections == 500
+    with pytest.raises(ValueError, match="HEADER_TIMEOUT must be a number, got 'soon'"):
+        Settings.from_env({"HEADER_TIMEOUT": "soon"})
