@@ -30,7 +30,7 @@ async def exchange(port: int, head: bytes) -> tuple[int | None, dict[str, Any] |
         try:
             await writer.drain()
             answer = await reader.read()
-        except ConnectionResetError:
+        except ConnectionError:  # reset, or a broken pipe while still sending
             return None, None
         status_line, _, rest = answer.partition(b"\r\n")
         body = rest.partition(b"\r\n\r\n")[2]
