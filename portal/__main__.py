@@ -27,11 +27,14 @@ def main() -> None:
         max_header_bytes=settings.max_header_bytes,
         max_headers=settings.max_headers,
         header_timeout=settings.header_timeout,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
         max_connections=settings.max_connections or default_max_connections(),
     )
     print(
         f"http limits: {limits.max_connections} connections, request head "
         f"{limits.max_header_bytes} bytes / {limits.max_headers} lines / {limits.header_timeout} s"
+        f", body {limits.max_body_bytes} bytes / {limits.body_timeout} s"
     )
     uvicorn.run(
         app,

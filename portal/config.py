@@ -25,6 +25,8 @@ class Settings:
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
     header_timeout: float = 10.0
+    max_body_bytes: int = 64 * 1024
+    body_timeout: float = 10.0
     database_url: str = DEFAULT_DATABASE_URL
     backend_url: str | None = None
     simulator_url: str = "http://127.0.0.1:3000"
@@ -58,6 +60,8 @@ class Settings:
             max_header_bytes=_env_number(env, "MAX_HEADER_BYTES", 32 * 1024),
             max_headers=_env_number(env, "MAX_HEADERS", 100),
             header_timeout=_env_number(env, "HEADER_TIMEOUT", 10.0),
+            max_body_bytes=_env_number(env, "MAX_BODY_BYTES", 64 * 1024),
+            body_timeout=_env_number(env, "BODY_TIMEOUT", 10.0),
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             backend_url=env.get("REFETCH_BACKEND_URL") or None,
             simulator_url=(env.get("SIMULATOR_URL") or "http://127.0.0.1:3000").rstrip("/"),

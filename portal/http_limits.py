@@ -8,7 +8,9 @@ bounds the head's size but has no head deadline and no connection cap either (me
 
 So the portal keeps httptools and adds, per connection: a budget of bytes for the request line
 and headers (431 past it), a count of header lines (431), and a deadline for the whole head
-from the moment the connection opens or its previous response ends (408). Per server: a cap on
+from the moment the connection opens or its previous response ends (408); then a budget for the
+body (413) and a deadline for it from the end of the head (408), since a request whose body
+never ends holds its connection as surely as a head that never ends. Per server: a cap on
 open connections. At the cap a new connection evicts the connection that has waited longest for
 a request head (a slowloris socket or an idle keep-alive one); only when every connection is
 busy (a request in progress, an update stream) is the new one refused with a 503. Streams are
@@ -58,17 +60,22 @@ class HttpLimits:
     max_headers: int = 100
     #: seconds for the whole request head, from connect or from the previous response's end
     header_timeout: float = 10.0
+    #: bytes of a request body (the API takes small JSON bodies)
+    max_body_bytes: int = 64 * 1024
+    #: seconds for the whole request body, from the end of its head
+    body_timeout: float = 10.0
     max_connections: int
 
     def __post_init__(self) -> None:
-        for name in ("max_header_bytes", "max_headers", "max_connections"):
+        for name in ("max_header_bytes", "max_headers", "max_body_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
-        if not self.header_timeout > 0:
-            raise ValueError(f"header_timeout must be positive, got {self.header_timeout!r}")
+        for name in ("header_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
 
-class _HeadRejected(Exception):
+class _Rejected(Exception):
     """Raised from a parser callback to stop httptools; the response is already written."""
 
 
@@ -87,6 +94,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_lines = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._body_bytes = 0
+        self._body_deadline: asyncio.TimerHandle | None = None
         self._rejected = False
 
     # -- connection lifetime
@@ -102,6 +111,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
+        self._stop_body_deadline()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -133,15 +143,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_lines += 1
         if self._head_lines > self.limits.max_headers:
             self._reject(431, f"more than {self.limits.max_headers} header lines")
-            raise _HeadRejected
+            raise _Rejected
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_waiting()
+        # Cancelled by on_message_complete, at once for a request without a body.
+        self._body_bytes = 0
+        self._body_deadline = self.loop.call_later(self.limits.body_timeout, self._body_timed_out)
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            self._reject(413, f"request body exceeds {self.limits.max_body_bytes} bytes")
+            raise _Rejected
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
+        self._stop_body_deadline()
         super().on_message_complete()
         # The next bytes are the next request's head, even while this response goes on
         # (a pipelined request; an update stream): budgeted, but no deadline until then.
@@ -153,7 +174,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self._wait_for_head()
 
     def send_400_response(self, msg: str) -> None:
-        if not self._rejected:  # not our own _HeadRejected surfacing through uvicorn
+        if not self._rejected:  # not our own _Rejected surfacing through uvicorn
             super().send_400_response(msg)
 
     # -- the limits
@@ -174,6 +195,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+
+    def _stop_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
+    def _body_timed_out(self) -> None:
+        self._body_deadline = None
+        self._reject(408, f"request body not received within {self.limits.body_timeout} s")
 
     def _head_timed_out(self) -> None:
         self._deadline = None
@@ -211,7 +241,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._rejected = True
         self._stop_waiting()
+        self._stop_body_deadline()
         logger.info("%s from %s: %s", status, self.client, reason)
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The app's task is running: it reads a disconnect and its writes are dropped.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if cycle.response_started:  # our answer cannot go after the start of its own
+                self.transport.abort()
+                return
         self._write_error(status, reason)
         if self.transport.can_write_eof():
             self.transport.write_eof()
@@ -219,9 +258,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _write_error(self, status: int, reason: str, extra: bytes = b"") -> None:
         body = json.dumps({"detail": reason}).encode()
-        phrase = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}.get(
-            status, b"Service Unavailable"
-        )
+        phrase = {
+            408: b"Request Timeout",
+            413: b"Content Too Large",
+            431: b"Request Header Fields Too Large",
+        }.get(status, b"Service Unavailable")
         self.transport.write(
             b"HTTP/1.1 %d %b\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n%b\r\n%b" % (status, phrase, len(body), extra, body)

@@ -64,6 +64,8 @@ def test_limits_that_cannot_work_are_refused_at_start() -> None:
         HttpLimits(max_connections=10, header_timeout=0)
     with pytest.raises(ValueError, match="max_headers must be at least 1"):
         HttpLimits(max_connections=10, max_headers=0)
+    with pytest.raises(ValueError, match="body_timeout must be positive"):
+        HttpLimits(max_connections=10, body_timeout=-1)
 
 
 async def test_request_heads_are_bounded_in_bytes_and_lines(tmp_path: Path) -> None:
@@ -82,6 +84,31 @@ async def test_request_heads_are_bounded_in_bytes_and_lines(tmp_path: Path) -> N
         status, body = await exchange(port, head_with([b"X-%d: v" % i for i in range(60)]))
         assert (status, body) == (431, {"detail": "more than 50 header lines"})
         assert await me(port) == 401  # and the server still serves
+
+
+def post(body: bytes, length: int | None = None) -> bytes:
+    return (
+        b"POST /api/projects HTTP/1.1\r\nHost: portal\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
+        % (len(body) if length is None else length, body)
+    )
+
+
+async def test_request_bodies_are_bounded_in_bytes_and_time(tmp_path: Path) -> None:
+    async with portal_process(tmp_path, MAX_BODY_BYTES="1000", BODY_TIMEOUT="1") as port:
+        name = json.dumps({"name": "a" * 90}).encode()
+        assert (await exchange(port, post(name)))[0] == 401  # within the limits: the app answers
+
+        status, body = await exchange(port, post(b"[" + b"1," * 5000 + b"1]"))
+        assert status in (413, None)  # None: reset while the client still sent
+        if body is not None:
+            assert body == {"detail": "request body exceeds 1000 bytes"}
+
+        # A body that never ends: answered once its deadline passes (old: held for good).
+        async with asyncio.timeout(20):
+            status, body = await exchange(port, post(b'{"name": ', length=100))
+        assert (status, body) == (408, {"detail": "request body not received within 1.0 s"})
+        assert await me(port) == 401
 
 
 async def test_a_slowloris_socket_is_cut_at_the_header_deadline_while_clients_get_answers(
