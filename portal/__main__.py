@@ -8,6 +8,7 @@ import uvicorn
 
 from .app import create_app
 from .config import Settings
+from .http_limits import HttpLimits, default_max_connections, limited_protocol
 from .seed import DEMO_PASSWORD, DEMO_USERS
 
 
@@ -22,7 +23,27 @@ def main() -> None:
     print(f"demo logins (password {DEMO_PASSWORD!r}):")
     for email, _, tenant, role in DEMO_USERS:
         print(f"  {email:<20} {role} of {tenant}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    limits = HttpLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_headers=settings.max_headers,
+        header_timeout=settings.header_timeout,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout,
+        max_connections=settings.max_connections or default_max_connections(),
+    )
+    print(
+        f"http limits: {limits.max_connections} connections, request head "
+        f"{limits.max_header_bytes} bytes / {limits.max_headers} lines / {limits.header_timeout} s"
+        f", body {limits.max_body_bytes} bytes / {limits.body_timeout} s"
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        http=limited_protocol(limits),
+        ws="none",  # no WebSocket routes: an Upgrade must not hand the socket to another parser
+    )
 
 
 if __name__ == "__main__":

@@ -9,22 +9,42 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from fastapi import HTTPException, status
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .auth import Auth, TenantAccess
 from .models import Instance, Project, Role
+from .schemas import Error, TooManyRequests
 
 MAX_ID = 2**31 - 1  # INTEGER on PostgreSQL: larger ids cannot exist (and would raise there)
 
 WRITERS = frozenset({Role.admin, Role.member})
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Not signed in"},
-    403: {"description": "CSRF check failed, or the role does not allow this"},
-    404: {"description": "No such object in the caller's tenants"},
+Responses = dict[int | str, dict[str, Any]]
+
+ERRORS: Responses = {
+    401: {"model": Error, "description": "Not signed in"},
+    403: {"model": Error, "description": "CSRF check failed, or the role does not allow this"},
+    404: {"model": Error, "description": "No such object in the caller's tenants"},
 }
+
+
+LOGIN_ERRORS: Responses = {
+    401: {"model": Error, "description": "Wrong email or password"},
+    429: {
+        "model": TooManyRequests,
+        "description": "Too many failed logins for this account or address, or too many "
+        "logins at once (see `Retry-After`); the password was not checked",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+        },
+    },
+}
+
+
+def conflicts(description: str) -> Responses:
+    """A 409 for `responses=`: what conflicts, and nothing was written."""
+    return {409: {"model": Error, "description": description + "; nothing was changed"}}
 
 
 def not_found(what: str) -> NoReturn:
@@ -37,12 +57,6 @@ def forbidden(detail: str) -> NoReturn:
 
 def conflict(detail: str) -> NoReturn:
     raise HTTPException(status.HTTP_409_CONFLICT, detail)
-
-
-def field_error(location: tuple[str, ...], message: str) -> NoReturn:
-    raise RequestValidationError(
-        [{"type": "value_error", "loc": location, "msg": message, "input": None}]
-    )
 
 
 def tenant_access(auth: Auth, slug: str | None) -> TenantAccess:

@@ -20,6 +20,7 @@ from .auth import authenticate_stream, is_authenticated
 from .config import Settings, session_secret
 from .db import create_engine, create_schema, create_sessionmaker
 from .etag import ETagMiddleware
+from .methods import method_not_allowed
 from .openapi import custom_openapi, operation_id
 from .passwords import PasswordChecker
 from .pollers import portal_pollers
@@ -95,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
         # A concurrent write won a race our checks could not see; nothing was committed.
         return JSONResponse({"detail": "conflicting change, please retry"}, status_code=409)
+
+    app.add_exception_handler(405, method_not_allowed)
 
     app.openapi = lambda: custom_openapi(app)  # type: ignore[method-assign]
 

@@ -5,19 +5,29 @@ from __future__ import annotations
 import math
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./portal.db"
 SECRET_FILE = "portal.secret"
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
+    #: `python -m portal`'s HTTP limits (portal/http_limits.py); None: the fd limit less a reserve
+    max_connections: int | None = None
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    header_timeout: float = 10.0
+    max_body_bytes: int = 64 * 1024
+    body_timeout: float = 10.0
     database_url: str = DEFAULT_DATABASE_URL
     backend_url: str | None = None
     simulator_url: str = "http://127.0.0.1:3000"
@@ -74,6 +84,12 @@ class Settings:
         return cls(
             host=env.get("HOST", "127.0.0.1"),
             port=int(port),
+            max_connections=_env_number(env, "MAX_CONNECTIONS", 0) or None,
+            max_header_bytes=_env_number(env, "MAX_HEADER_BYTES", 32 * 1024),
+            max_headers=_env_number(env, "MAX_HEADERS", 100),
+            header_timeout=_env_number(env, "HEADER_TIMEOUT", 10.0),
+            max_body_bytes=_env_number(env, "MAX_BODY_BYTES", 64 * 1024),
+            body_timeout=_env_number(env, "BODY_TIMEOUT", 10.0),
             database_url=env.get("DATABASE_URL") or DEFAULT_DATABASE_URL,
             backend_url=env.get("REFETCH_BACKEND_URL") or None,
             simulator_url=(env.get("SIMULATOR_URL") or "http://127.0.0.1:3000").rstrip("/"),
@@ -88,16 +104,23 @@ class Settings:
         )
 
 
-def _seconds(env: os._Environ[str] | dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
+def _env_number(env: Mapping[str, str], name: str, default: N) -> N:
+    raw = env.get(name, "")
     if not raw:
         return default
     try:
-        value = float(raw)
+        return type(default)(raw)
     except ValueError:
-        value = -1.0
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        value = _env_number(env, name, float(default))
+    except ValueError:
+        value = math.nan
     if not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive number of seconds, got {raw!r}")
+        raise ValueError(f"{name} must be a positive number of seconds, got {env.get(name, '')!r}")
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -146,16 +147,27 @@ class Project(BaseModel):
 # -- compute --------------------------------------------------------------------------------
 
 
+class FlavorName(StrEnum):
+    """The flavors the portal offers (GET /api/flavors): a fixed set, so an enum."""
+
+    s1_small = "s1.small"
+    s1_medium = "s1.medium"
+    m1_large = "m1.large"
+    c1_xlarge = "c1.xlarge"
+
+
 class Flavor(BaseModel):
-    name: str
+    name: FlavorName
     vcpus: int
     memory_gb: int
 
 
 class InstanceCreate(Strict):
     name: HostName
-    flavor: Annotated[str, StringConstraints(min_length=1, max_length=40)]
-    image: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    flavor: FlavorName
+    image: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, description="An id from GET /api/images (409 when not in the catalog)."
+    )
 
 
 class Instance(BaseModel):

@@ -22,7 +22,16 @@ from sqlalchemy.orm import aliased
 from refetch import PublishError
 
 from .. import schemas
-from ..access import ERRORS, conflict, not_found, require_admin, tenant_access
+from ..access import (
+    ERRORS,
+    LOGIN_ERRORS,
+    Responses,
+    conflict,
+    conflicts,
+    not_found,
+    require_admin,
+    tenant_access,
+)
 from ..auth import (
     COOKIE_NAME,
     Auth,
@@ -46,20 +55,9 @@ logger = logging.getLogger("portal")
 
 router = APIRouter(prefix="/api", tags=[UpdateType.authentication])
 
-# What these routes answer besides success, each with its body (`{"detail": ...}`).
-_ANSWERS: dict[int | str, dict[str, Any]] = {
-    code: {**answer, "model": schemas.Error} for code, answer in ERRORS.items()
-}
-_SIGNED_IN: dict[int | str, dict[str, Any]] = {
-    code: _ANSWERS[code] for code in (401, 403)
-}  # 403: CSRF (cookie mutations)
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": schemas.Error, "description": "Not one of the caller's"}
-}
-
-
-def _conflict(description: str) -> dict[int | str, dict[str, Any]]:
-    return {409: {"model": schemas.Error, "description": description}}
+# What the routes that need no tenant answer besides success (403: CSRF on cookie mutations).
+_SIGNED_IN: Responses = {code: ERRORS[code] for code in (401, 403)}
+_NOT_FOUND: Responses = {404: {**ERRORS[404], "description": "Not one of the caller's"}}
 
 
 def me_out(auth: Auth) -> schemas.Me:
@@ -75,17 +73,7 @@ def me_out(auth: Auth) -> schemas.Me:
     )
 
 
-@router.post(
-    "/login",
-    responses={
-        401: {"model": schemas.Error, "description": "Wrong email or password"},
-        429: {
-            "model": schemas.TooManyRequests,
-            "description": "Too many failed logins for this account or address, or too "
-            "many logins at once (see `Retry-After`); the password was not checked",
-        },
-    },
-)
+@router.post("/login", responses=LOGIN_ERRORS)
 async def login(
     body: schemas.LoginRequest, request: Request, response: Response, db: Database
 ) -> schemas.LoginResponse:
@@ -214,7 +202,7 @@ async def get_me(auth: CurrentAuth) -> schemas.Me:
     return me_out(auth)
 
 
-@router.get("/tenants/{tenant}/members", responses=_ANSWERS)
+@router.get("/tenants/{tenant}/members", responses=ERRORS)
 async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[schemas.Member]:
     access = tenant_access(auth, tenant)
     rows = await db.execute(
@@ -229,7 +217,7 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
 @router.post(
     "/tenants/{tenant}/members",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={**_ANSWERS, **_conflict("Already a member of this tenant")},
+    responses={**ERRORS, **conflicts("Already a member of this tenant")},
 )
 async def add_member(
     tenant: str, body: schemas.MemberAdd, auth: CurrentAuth, db: Database
@@ -268,7 +256,7 @@ async def add_member(
     return schemas.InvitationSent(tenant=access.slug, email=email, role=body.role, status="invited")
 
 
-@router.get("/tenants/{tenant}/invitations", responses=_ANSWERS)
+@router.get("/tenants/{tenant}/invitations", responses=ERRORS)
 async def list_tenant_invitations(
     tenant: str, auth: CurrentAuth, db: Database
 ) -> list[schemas.PendingInvitation]:
@@ -287,7 +275,7 @@ async def list_tenant_invitations(
 @router.delete(
     "/tenants/{tenant}/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=_ANSWERS,
+    responses=ERRORS,
 )
 async def revoke_invitation(
     tenant: str, invitation_id: int, auth: CurrentAuth, db: Database
@@ -325,7 +313,7 @@ async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invi
 
 @router.post(
     "/invitations/{invitation_id}/accept",
-    responses={**_SIGNED_IN, **_NOT_FOUND, **_conflict("Already a member of this tenant")},
+    responses={**_SIGNED_IN, **_NOT_FOUND, **conflicts("Already a member of this tenant")},
 )
 async def accept_invitation(
     invitation_id: int, request: Request, auth: CurrentAuth, db: Database
@@ -382,7 +370,7 @@ _LAST_ADMIN = "a tenant needs at least one admin; promote someone else first"
 
 @router.patch(
     "/tenants/{tenant}/members/{user_id}",
-    responses={**_ANSWERS, **_conflict("The tenant's last admin")},
+    responses={**ERRORS, **conflicts("The tenant's last admin")},
 )
 async def change_member_role(
     tenant: str,
@@ -419,7 +407,7 @@ async def change_member_role(
 @router.delete(
     "/tenants/{tenant}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={**_ANSWERS, **_conflict("The tenant's last admin")},
+    responses={**ERRORS, **conflicts("The tenant's last admin")},
 )
 async def remove_member(
     tenant: str, user_id: int, request: Request, auth: CurrentAuth, db: Database

@@ -15,7 +15,7 @@ from .. import schemas
 from ..access import (
     ERRORS,
     conflict,
-    field_error,
+    conflicts,
     get_instance,
     get_project,
     require_writer,
@@ -30,12 +30,11 @@ from ..updates import UpdateType, tenant_scope
 router = APIRouter(prefix="/api", tags=[UpdateType.compute], responses=ERRORS)
 
 FLAVORS = [
-    schemas.Flavor(name="s1.small", vcpus=1, memory_gb=2),
-    schemas.Flavor(name="s1.medium", vcpus=2, memory_gb=4),
-    schemas.Flavor(name="m1.large", vcpus=4, memory_gb=16),
-    schemas.Flavor(name="c1.xlarge", vcpus=16, memory_gb=32),
+    schemas.Flavor(name=schemas.FlavorName.s1_small, vcpus=1, memory_gb=2),
+    schemas.Flavor(name=schemas.FlavorName.s1_medium, vcpus=2, memory_gb=4),
+    schemas.Flavor(name=schemas.FlavorName.m1_large, vcpus=4, memory_gb=16),
+    schemas.Flavor(name=schemas.FlavorName.c1_xlarge, vcpus=16, memory_gb=32),
 ]
-FLAVOR_NAMES = frozenset(f.name for f in FLAVORS)
 
 
 def instance_out(auth: Auth, instance: Instance, project: Project) -> schemas.Instance:
@@ -84,7 +83,14 @@ async def list_project_instances(
     return [instance_out(auth, i, project) for i in instances]
 
 
-@router.post("/projects/{project_id}/instances", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/projects/{project_id}/instances",
+    status_code=status.HTTP_201_CREATED,
+    responses=conflicts(
+        "The project already has an instance of that name, or the image is not in the "
+        "catalog (GET /api/images; it changes, so the schema cannot list it)"
+    ),
+)
 async def create_instance(
     project_id: int,
     body: schemas.InstanceCreate,
@@ -94,13 +100,12 @@ async def create_instance(
 ) -> schemas.Instance:
     project = await get_project(db, auth, project_id)
     require_writer(auth, project.tenant_id)
-    if body.flavor not in FLAVOR_NAMES:
-        field_error(("body", "flavor"), f"unknown flavor; one of {', '.join(sorted(FLAVOR_NAMES))}")
     if body.image is not None:
         catalog = request.app.state.worker.latest(IMAGES)
-        # an image must exist in the catalog, as far as the portal knows it
+        # An image must exist in the catalog, as far as the portal knows it. 409, not 422:
+        # the request is well formed, the catalog (which changes) lacks the image.
         if catalog.has_value and body.image not in {i.id for i in catalog.value}:
-            field_error(("body", "image"), "unknown image; see GET /api/images")
+            conflict(f"image {body.image!r} is not in the catalog; see GET /api/images")
     instance = Instance(
         project_id=project.id,
         name=body.name,
@@ -153,7 +158,11 @@ def _step_committed(
     call_after_commit(db, lambda: provider.schedule(instance_id, new_status))
 
 
-@router.post("/instances/{instance_id}/start", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/instances/{instance_id}/start",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=conflicts("The instance is not stopped"),
+)
 async def start_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database
 ) -> schemas.Instance:
@@ -162,7 +171,11 @@ async def start_instance(
     )
 
 
-@router.post("/instances/{instance_id}/stop", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/instances/{instance_id}/stop",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=conflicts("The instance is not running"),
+)
 async def stop_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database
 ) -> schemas.Instance:
@@ -171,7 +184,11 @@ async def stop_instance(
     )
 
 
-@router.delete("/instances/{instance_id}", status_code=status.HTTP_202_ACCEPTED)
+@router.delete(
+    "/instances/{instance_id}",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=conflicts("The instance is already being deleted"),
+)
 async def delete_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database
 ) -> schemas.Instance:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from .. import schemas
-from ..access import ERRORS, conflict, get_project, require_writer, tenant_access
+from ..access import ERRORS, conflict, conflicts, get_project, require_writer, tenant_access
 from ..auth import Auth, CurrentAuth, Database
 from ..db import notify_after_commit
 from ..models import Instance, Project, utcnow
@@ -39,7 +39,11 @@ async def list_projects(
     return [project_out(auth, p) for p in projects]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses=conflicts("The tenant already has a project of that name"),
+)
 async def create_project(
     body: schemas.ProjectCreate, auth: CurrentAuth, db: Database
 ) -> schemas.Project:
@@ -61,7 +65,7 @@ async def get_project_by_id(project_id: int, auth: CurrentAuth, db: Database) ->
     return project_out(auth, await get_project(db, auth, project_id))
 
 
-@router.patch("/{project_id}")
+@router.patch("/{project_id}", responses=conflicts("The tenant already has a project of that name"))
 async def rename_project(
     project_id: int, body: schemas.ProjectUpdate, auth: CurrentAuth, db: Database
 ) -> schemas.Project:
@@ -84,7 +88,11 @@ async def rename_project(
     return project_out(auth, project)
 
 
-@router.delete("/{project_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{project_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=conflicts("A concurrent change to the project won"),
+)
 async def delete_project(project_id: int, auth: CurrentAuth, db: Database) -> Response:
     project = await get_project(db, auth, project_id)
     require_writer(auth, project.tenant_id)

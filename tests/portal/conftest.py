@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import signal
+import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from portal.simulator import create_app as create_simulator
 from portal.simulator.app import Simulator
 
 from ..conftest import Stream as BaseStream
-from ..conftest import serve, wait_for
+from ..conftest import free_port, serve, wait_for
 
 # The standard local PostgreSQL, or the throwaway one tests/services.py started.
 POSTGRES_DSN = os.environ.get(
@@ -160,3 +163,47 @@ class Stream(BaseStream):
     async def __aexit__(self, *exc: object) -> None:
         await super().__aexit__(*exc)
         await self._http.aclose()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def portal_process(tmp_path: Path, **env: str) -> AsyncIterator[int]:
+    """`python -m portal` with these settings; yields its port once it answers."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "portal",
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PORT": str(port),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}",
+            "SESSION_SECRET": "test",
+            "SIMULATOR_URL": "http://127.0.0.1:9",  # nobody: the pollers back off
+            **env,
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=2) as client:
+            async with asyncio.timeout(30):
+                while True:
+                    assert process.returncode is None, "python -m portal exited"
+                    try:
+                        await client.get(f"http://127.0.0.1:{port}/api/me")
+                        break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.1)
+        yield port
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(10):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -63,3 +63,62 @@ def test_the_rest_shapes_of_the_issue(schema: dict[str, Any]) -> None:
     assert set(paths["/api/progress"]) == {"get"}
     progress = schema["components"]["schemas"]["Progress"]["properties"]
     assert {"value", "fetched_at", "stale"} <= set(progress)
+
+
+def test_every_error_status_the_server_answers_is_declared_with_a_body(
+    schema: dict[str, Any],
+) -> None:
+    ops = {op["operationId"]: op for _, _, op in operations(schema)}
+    conflicts = {
+        "createProject",
+        "renameProject",
+        "addMember",
+        "changeMemberRole",
+        "removeMember",
+        "createInstance",
+        "startInstance",
+        "stopInstance",
+        "deleteInstance",
+    }
+    for name in conflicts:
+        assert "409" in ops[name]["responses"], name
+    for path, method, op in operations(schema):
+        if "requestBody" in op:  # FastAPI's own answer to a body that is not UTF-8
+            assert "400" in op["responses"], (path, method)
+        for code in ("400", "401", "403", "404", "409", "429"):
+            if code in op["responses"]:
+                content = op["responses"][code]["content"]["application/json"]
+                # 429 also says how long to wait (TooManyRequests: detail + retry_after).
+                body = "TooManyRequests" if code == "429" else "Error"
+                assert content["schema"] == {"$ref": f"#/components/schemas/{body}"}, (path, code)
+    login = ops["login"]["responses"]
+    assert set(login) >= {"401", "429"} and "Retry-After" in login["429"]["headers"]
+
+
+def test_fixed_sets_are_enums(schema: dict[str, Any]) -> None:
+    schemas = schema["components"]["schemas"]
+    assert schemas["InstanceCreate"]["properties"]["flavor"] == {
+        "$ref": "#/components/schemas/FlavorName"
+    }
+    assert schemas["FlavorName"]["enum"] == ["s1.small", "s1.medium", "m1.large", "c1.xlarge"]
+
+
+def test_every_operation_says_how_it_authenticates(schema: dict[str, Any]) -> None:
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The token from POST /api/login",
+    }
+    assert (schemes["sessionCookie"]["in"], schemes["sessionCookie"]["name"]) == (
+        "cookie",
+        "portal_session",
+    )
+    assert (schemes["csrfToken"]["in"], schemes["csrfToken"]["name"]) == ("header", "X-CSRF-Token")
+    for path, method, op in operations(schema):
+        if op["operationId"] == "login":
+            assert op["security"] == [], path
+        elif method == "get":
+            assert op["security"] == [{"bearer": []}, {"sessionCookie": []}], path
+        else:  # the cookie alone is not enough for a mutation
+            assert op["security"] == [{"bearer": []}, {"sessionCookie": [], "csrfToken": []}], path

@@ -2,7 +2,7 @@
 
 import type { Client, Options as Options2, TDataShape } from './client';
 import { client } from './client.gen';
-import type { AddMemberData, AddMemberErrors, AddMemberResponses, ChangeMemberRoleData, ChangeMemberRoleErrors, ChangeMemberRoleResponses, CreateInstanceData, CreateInstanceErrors, CreateInstanceResponses, CreateProjectData, CreateProjectErrors, CreateProjectResponses, DeleteInstanceData, DeleteInstanceErrors, DeleteInstanceResponses, DeleteProjectData, DeleteProjectErrors, DeleteProjectResponses, GetInstanceByIdData, GetInstanceByIdErrors, GetInstanceByIdResponses, GetMeData, GetMeErrors, GetMeResponses, GetProgressData, GetProgressErrors, GetProgressResponses, GetProjectByIdData, GetProjectByIdErrors, GetProjectByIdResponses, ListClustersData, ListClustersErrors, ListClustersResponses, ListFlavorsData, ListFlavorsErrors, ListFlavorsResponses, ListImagesData, ListImagesErrors, ListImagesResponses, ListInstancesData, ListInstancesErrors, ListInstancesResponses, ListMembersData, ListMembersErrors, ListMembersResponses, ListProjectInstancesData, ListProjectInstancesErrors, ListProjectInstancesResponses, ListProjectsData, ListProjectsErrors, ListProjectsResponses, LoginData, LoginErrors, LoginResponses, LogoutData, LogoutErrors, LogoutResponses, RemoveMemberData, RemoveMemberErrors, RemoveMemberResponses, RenameProjectData, RenameProjectErrors, RenameProjectResponses, StartInstanceData, StartInstanceErrors, StartInstanceResponses, StopInstanceData, StopInstanceErrors, StopInstanceResponses, StreamUpdatesData, StreamUpdatesErrors, StreamUpdatesResponse, StreamUpdatesResponses } from './types.gen';
+import type { AcceptInvitationData, AcceptInvitationErrors, AcceptInvitationResponses, AddMemberData, AddMemberErrors, AddMemberResponses, ChangeMemberRoleData, ChangeMemberRoleErrors, ChangeMemberRoleResponses, CreateInstanceData, CreateInstanceErrors, CreateInstanceResponses, CreateProjectData, CreateProjectErrors, CreateProjectResponses, DeclineInvitationData, DeclineInvitationErrors, DeclineInvitationResponses, DeleteAllSessionsData, DeleteAllSessionsErrors, DeleteAllSessionsResponses, DeleteInstanceData, DeleteInstanceErrors, DeleteInstanceResponses, DeleteProjectData, DeleteProjectErrors, DeleteProjectResponses, DeleteSessionData, DeleteSessionErrors, DeleteSessionResponses, GetInstanceByIdData, GetInstanceByIdErrors, GetInstanceByIdResponses, GetMeData, GetMeErrors, GetMeResponses, GetProgressData, GetProgressErrors, GetProgressResponses, GetProjectByIdData, GetProjectByIdErrors, GetProjectByIdResponses, ListClustersData, ListClustersErrors, ListClustersResponses, ListFlavorsData, ListFlavorsErrors, ListFlavorsResponses, ListImagesData, ListImagesErrors, ListImagesResponses, ListInstancesData, ListInstancesErrors, ListInstancesResponses, ListInvitationsData, ListInvitationsErrors, ListInvitationsResponses, ListMembersData, ListMembersErrors, ListMembersResponses, ListProjectInstancesData, ListProjectInstancesErrors, ListProjectInstancesResponses, ListProjectsData, ListProjectsErrors, ListProjectsResponses, ListSessionsData, ListSessionsErrors, ListSessionsResponses, ListTenantInvitationsData, ListTenantInvitationsErrors, ListTenantInvitationsResponses, LoginData, LoginErrors, LoginResponses, LogoutData, LogoutErrors, LogoutResponses, RemoveMemberData, RemoveMemberErrors, RemoveMemberResponses, RenameProjectData, RenameProjectErrors, RenameProjectResponses, RevokeInvitationData, RevokeInvitationErrors, RevokeInvitationResponses, StartInstanceData, StartInstanceErrors, StartInstanceResponses, StopInstanceData, StopInstanceErrors, StopInstanceResponses, StreamUpdatesData, StreamUpdatesErrors, StreamUpdatesResponse, StreamUpdatesResponses } from './types.gen';
 
 export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends boolean = boolean, TResponse = unknown> = Options2<TData, ThrowOnError, TResponse> & {
     /**
@@ -21,42 +21,169 @@ export type Options<TData extends TDataShape = TDataShape, ThrowOnError extends 
 /**
  * List Clusters
  */
-export const listClusters = <ThrowOnError extends boolean = false>(options?: Options<ListClustersData, ThrowOnError>) => (options?.client ?? client).get<ListClustersResponses, ListClustersErrors, ThrowOnError>({ url: '/api/clusters', ...options });
+export const listClusters = <ThrowOnError extends boolean = false>(options?: Options<ListClustersData, ThrowOnError>) => (options?.client ?? client).get<ListClustersResponses, ListClustersErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/clusters',
+    ...options
+});
 
 /**
  * List Flavors
  */
-export const listFlavors = <ThrowOnError extends boolean = false>(options?: Options<ListFlavorsData, ThrowOnError>) => (options?.client ?? client).get<ListFlavorsResponses, ListFlavorsErrors, ThrowOnError>({ url: '/api/flavors', ...options });
+export const listFlavors = <ThrowOnError extends boolean = false>(options?: Options<ListFlavorsData, ThrowOnError>) => (options?.client ?? client).get<ListFlavorsResponses, ListFlavorsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/flavors',
+    ...options
+});
 
 /**
  * List Images
  */
-export const listImages = <ThrowOnError extends boolean = false>(options?: Options<ListImagesData, ThrowOnError>) => (options?.client ?? client).get<ListImagesResponses, ListImagesErrors, ThrowOnError>({ url: '/api/images', ...options });
+export const listImages = <ThrowOnError extends boolean = false>(options?: Options<ListImagesData, ThrowOnError>) => (options?.client ?? client).get<ListImagesResponses, ListImagesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/images',
+    ...options
+});
 
 /**
  * List Instances
  */
-export const listInstances = <ThrowOnError extends boolean = false>(options?: Options<ListInstancesData, ThrowOnError>) => (options?.client ?? client).get<ListInstancesResponses, ListInstancesErrors, ThrowOnError>({ url: '/api/instances', ...options });
+export const listInstances = <ThrowOnError extends boolean = false>(options?: Options<ListInstancesData, ThrowOnError>) => (options?.client ?? client).get<ListInstancesResponses, ListInstancesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/instances',
+    ...options
+});
 
 /**
  * Delete Instance
  */
-export const deleteInstance = <ThrowOnError extends boolean = false>(options: Options<DeleteInstanceData, ThrowOnError>) => (options.client ?? client).delete<DeleteInstanceResponses, DeleteInstanceErrors, ThrowOnError>({ url: '/api/instances/{instance_id}', ...options });
+export const deleteInstance = <ThrowOnError extends boolean = false>(options: Options<DeleteInstanceData, ThrowOnError>) => (options.client ?? client).delete<DeleteInstanceResponses, DeleteInstanceErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/instances/{instance_id}',
+    ...options
+});
 
 /**
  * Get Instance By Id
  */
-export const getInstanceById = <ThrowOnError extends boolean = false>(options: Options<GetInstanceByIdData, ThrowOnError>) => (options.client ?? client).get<GetInstanceByIdResponses, GetInstanceByIdErrors, ThrowOnError>({ url: '/api/instances/{instance_id}', ...options });
+export const getInstanceById = <ThrowOnError extends boolean = false>(options: Options<GetInstanceByIdData, ThrowOnError>) => (options.client ?? client).get<GetInstanceByIdResponses, GetInstanceByIdErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/instances/{instance_id}',
+    ...options
+});
 
 /**
  * Start Instance
  */
-export const startInstance = <ThrowOnError extends boolean = false>(options: Options<StartInstanceData, ThrowOnError>) => (options.client ?? client).post<StartInstanceResponses, StartInstanceErrors, ThrowOnError>({ url: '/api/instances/{instance_id}/start', ...options });
+export const startInstance = <ThrowOnError extends boolean = false>(options: Options<StartInstanceData, ThrowOnError>) => (options.client ?? client).post<StartInstanceResponses, StartInstanceErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/instances/{instance_id}/start',
+    ...options
+});
 
 /**
  * Stop Instance
  */
-export const stopInstance = <ThrowOnError extends boolean = false>(options: Options<StopInstanceData, ThrowOnError>) => (options.client ?? client).post<StopInstanceResponses, StopInstanceErrors, ThrowOnError>({ url: '/api/instances/{instance_id}/stop', ...options });
+export const stopInstance = <ThrowOnError extends boolean = false>(options: Options<StopInstanceData, ThrowOnError>) => (options.client ?? client).post<StopInstanceResponses, StopInstanceErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/instances/{instance_id}/stop',
+    ...options
+});
+
+/**
+ * List Invitations
+ *
+ * Invitations to the caller's email, oldest first.
+ */
+export const listInvitations = <ThrowOnError extends boolean = false>(options?: Options<ListInvitationsData, ThrowOnError>) => (options?.client ?? client).get<ListInvitationsResponses, ListInvitationsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/invitations',
+    ...options
+});
+
+/**
+ * Decline Invitation
+ */
+export const declineInvitation = <ThrowOnError extends boolean = false>(options: Options<DeclineInvitationData, ThrowOnError>) => (options.client ?? client).delete<DeclineInvitationResponses, DeclineInvitationErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/invitations/{invitation_id}',
+    ...options
+});
+
+/**
+ * Accept Invitation
+ *
+ * Join the tenant with the invited role; it comes last in the caller's tenants.
+ */
+export const acceptInvitation = <ThrowOnError extends boolean = false>(options: Options<AcceptInvitationData, ThrowOnError>) => (options.client ?? client).post<AcceptInvitationResponses, AcceptInvitationErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/invitations/{invitation_id}/accept',
+    ...options
+});
 
 /**
  * Login
@@ -73,27 +200,72 @@ export const login = <ThrowOnError extends boolean = false>(options: Options<Log
 /**
  * Logout
  */
-export const logout = <ThrowOnError extends boolean = false>(options?: Options<LogoutData, ThrowOnError>) => (options?.client ?? client).post<LogoutResponses, LogoutErrors, ThrowOnError>({ url: '/api/logout', ...options });
+export const logout = <ThrowOnError extends boolean = false>(options?: Options<LogoutData, ThrowOnError>) => (options?.client ?? client).post<LogoutResponses, LogoutErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/logout',
+    ...options
+});
 
 /**
  * Get Me
  */
-export const getMe = <ThrowOnError extends boolean = false>(options?: Options<GetMeData, ThrowOnError>) => (options?.client ?? client).get<GetMeResponses, GetMeErrors, ThrowOnError>({ url: '/api/me', ...options });
+export const getMe = <ThrowOnError extends boolean = false>(options?: Options<GetMeData, ThrowOnError>) => (options?.client ?? client).get<GetMeResponses, GetMeErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/me',
+    ...options
+});
 
 /**
  * Get Progress
  */
-export const getProgress = <ThrowOnError extends boolean = false>(options?: Options<GetProgressData, ThrowOnError>) => (options?.client ?? client).get<GetProgressResponses, GetProgressErrors, ThrowOnError>({ url: '/api/progress', ...options });
+export const getProgress = <ThrowOnError extends boolean = false>(options?: Options<GetProgressData, ThrowOnError>) => (options?.client ?? client).get<GetProgressResponses, GetProgressErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/progress',
+    ...options
+});
 
 /**
  * List Projects
  */
-export const listProjects = <ThrowOnError extends boolean = false>(options?: Options<ListProjectsData, ThrowOnError>) => (options?.client ?? client).get<ListProjectsResponses, ListProjectsErrors, ThrowOnError>({ url: '/api/projects', ...options });
+export const listProjects = <ThrowOnError extends boolean = false>(options?: Options<ListProjectsData, ThrowOnError>) => (options?.client ?? client).get<ListProjectsResponses, ListProjectsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/projects',
+    ...options
+});
 
 /**
  * Create Project
  */
 export const createProject = <ThrowOnError extends boolean = false>(options: Options<CreateProjectData, ThrowOnError>) => (options.client ?? client).post<CreateProjectResponses, CreateProjectErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
     url: '/api/projects',
     ...options,
     headers: {
@@ -105,17 +277,46 @@ export const createProject = <ThrowOnError extends boolean = false>(options: Opt
 /**
  * Delete Project
  */
-export const deleteProject = <ThrowOnError extends boolean = false>(options: Options<DeleteProjectData, ThrowOnError>) => (options.client ?? client).delete<DeleteProjectResponses, DeleteProjectErrors, ThrowOnError>({ url: '/api/projects/{project_id}', ...options });
+export const deleteProject = <ThrowOnError extends boolean = false>(options: Options<DeleteProjectData, ThrowOnError>) => (options.client ?? client).delete<DeleteProjectResponses, DeleteProjectErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/projects/{project_id}',
+    ...options
+});
 
 /**
  * Get Project By Id
  */
-export const getProjectById = <ThrowOnError extends boolean = false>(options: Options<GetProjectByIdData, ThrowOnError>) => (options.client ?? client).get<GetProjectByIdResponses, GetProjectByIdErrors, ThrowOnError>({ url: '/api/projects/{project_id}', ...options });
+export const getProjectById = <ThrowOnError extends boolean = false>(options: Options<GetProjectByIdData, ThrowOnError>) => (options.client ?? client).get<GetProjectByIdResponses, GetProjectByIdErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/projects/{project_id}',
+    ...options
+});
 
 /**
  * Rename Project
  */
 export const renameProject = <ThrowOnError extends boolean = false>(options: Options<RenameProjectData, ThrowOnError>) => (options.client ?? client).patch<RenameProjectResponses, RenameProjectErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
     url: '/api/projects/{project_id}',
     ...options,
     headers: {
@@ -127,12 +328,29 @@ export const renameProject = <ThrowOnError extends boolean = false>(options: Opt
 /**
  * List Project Instances
  */
-export const listProjectInstances = <ThrowOnError extends boolean = false>(options: Options<ListProjectInstancesData, ThrowOnError>) => (options.client ?? client).get<ListProjectInstancesResponses, ListProjectInstancesErrors, ThrowOnError>({ url: '/api/projects/{project_id}/instances', ...options });
+export const listProjectInstances = <ThrowOnError extends boolean = false>(options: Options<ListProjectInstancesData, ThrowOnError>) => (options.client ?? client).get<ListProjectInstancesResponses, ListProjectInstancesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/projects/{project_id}/instances',
+    ...options
+});
 
 /**
  * Create Instance
  */
 export const createInstance = <ThrowOnError extends boolean = false>(options: Options<CreateInstanceData, ThrowOnError>) => (options.client ?? client).post<CreateInstanceResponses, CreateInstanceErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
     url: '/api/projects/{project_id}/instances',
     ...options,
     headers: {
@@ -142,14 +360,121 @@ export const createInstance = <ThrowOnError extends boolean = false>(options: Op
 });
 
 /**
+ * Delete All Sessions
+ *
+ * Sign out everywhere: every session of the caller ends, this one too, with its streams.
+ */
+export const deleteAllSessions = <ThrowOnError extends boolean = false>(options?: Options<DeleteAllSessionsData, ThrowOnError>) => (options?.client ?? client).delete<DeleteAllSessionsResponses, DeleteAllSessionsErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/sessions',
+    ...options
+});
+
+/**
+ * List Sessions
+ *
+ * The caller's live login sessions, newest first.
+ */
+export const listSessions = <ThrowOnError extends boolean = false>(options?: Options<ListSessionsData, ThrowOnError>) => (options?.client ?? client).get<ListSessionsResponses, ListSessionsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/sessions',
+    ...options
+});
+
+/**
+ * Delete Session
+ *
+ * End one of the caller's sessions (and its streams), e.g. a browser left signed in.
+ */
+export const deleteSession = <ThrowOnError extends boolean = false>(options: Options<DeleteSessionData, ThrowOnError>) => (options.client ?? client).delete<DeleteSessionResponses, DeleteSessionErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/sessions/{session_id}',
+    ...options
+});
+
+/**
+ * List Tenant Invitations
+ *
+ * The tenant's pending invitations (admins only).
+ */
+export const listTenantInvitations = <ThrowOnError extends boolean = false>(options: Options<ListTenantInvitationsData, ThrowOnError>) => (options.client ?? client).get<ListTenantInvitationsResponses, ListTenantInvitationsErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/tenants/{tenant}/invitations',
+    ...options
+});
+
+/**
+ * Revoke Invitation
+ */
+export const revokeInvitation = <ThrowOnError extends boolean = false>(options: Options<RevokeInvitationData, ThrowOnError>) => (options.client ?? client).delete<RevokeInvitationResponses, RevokeInvitationErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/tenants/{tenant}/invitations/{invitation_id}',
+    ...options
+});
+
+/**
  * List Members
  */
-export const listMembers = <ThrowOnError extends boolean = false>(options: Options<ListMembersData, ThrowOnError>) => (options.client ?? client).get<ListMembersResponses, ListMembersErrors, ThrowOnError>({ url: '/api/tenants/{tenant}/members', ...options });
+export const listMembers = <ThrowOnError extends boolean = false>(options: Options<ListMembersData, ThrowOnError>) => (options.client ?? client).get<ListMembersResponses, ListMembersErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/tenants/{tenant}/members',
+    ...options
+});
 
 /**
  * Add Member
+ *
+ * Invite someone by email; they join once they accept (`POST /api/invitations/{id}/accept`).
+ *
+ * The answer is the same whether or not a user has this email. Inviting again changes the
+ * role of the pending invitation.
  */
 export const addMember = <ThrowOnError extends boolean = false>(options: Options<AddMemberData, ThrowOnError>) => (options.client ?? client).post<AddMemberResponses, AddMemberErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
     url: '/api/tenants/{tenant}/members',
     ...options,
     headers: {
@@ -161,12 +486,33 @@ export const addMember = <ThrowOnError extends boolean = false>(options: Options
 /**
  * Remove Member
  */
-export const removeMember = <ThrowOnError extends boolean = false>(options: Options<RemoveMemberData, ThrowOnError>) => (options.client ?? client).delete<RemoveMemberResponses, RemoveMemberErrors, ThrowOnError>({ url: '/api/tenants/{tenant}/members/{user_id}', ...options });
+export const removeMember = <ThrowOnError extends boolean = false>(options: Options<RemoveMemberData, ThrowOnError>) => (options.client ?? client).delete<RemoveMemberResponses, RemoveMemberErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
+    url: '/api/tenants/{tenant}/members/{user_id}',
+    ...options
+});
 
 /**
  * Change Member Role
  */
 export const changeMemberRole = <ThrowOnError extends boolean = false>(options: Options<ChangeMemberRoleData, ThrowOnError>) => (options.client ?? client).patch<ChangeMemberRoleResponses, ChangeMemberRoleErrors, ThrowOnError>({
+    security: [
+        { scheme: 'bearer', type: 'http' },
+        { name: 'X-CSRF-Token', type: 'apiKey' },
+        {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }
+    ],
     url: '/api/tenants/{tenant}/members/{user_id}',
     ...options,
     headers: {
@@ -180,4 +526,12 @@ export const changeMemberRole = <ThrowOnError extends boolean = false>(options: 
  *
  * Frames: `hello` (HelloFrame), `invalidate` (InvalidateFrame), `resync` (ResyncFrame), `ping`. Resume with the `Last-Event-ID` header or `lastEventId`.
  */
-export const streamUpdates = <ThrowOnError extends boolean = false>(options?: Options<StreamUpdatesData, ThrowOnError, StreamUpdatesResponse>) => (options?.client ?? client).sse.get<StreamUpdatesResponses, StreamUpdatesErrors, ThrowOnError>({ url: '/api/updates', ...options });
+export const streamUpdates = <ThrowOnError extends boolean = false>(options?: Options<StreamUpdatesData, ThrowOnError, StreamUpdatesResponse>) => (options?.client ?? client).sse.get<StreamUpdatesResponses, StreamUpdatesErrors, ThrowOnError>({
+    security: [{ scheme: 'bearer', type: 'http' }, {
+            in: 'cookie',
+            name: 'portal_session',
+            type: 'apiKey'
+        }],
+    url: '/api/updates',
+    ...options
+});

@@ -67,6 +67,16 @@ export type Clusters = {
 };
 
 /**
+ * Error
+ */
+export type Error = {
+    /**
+     * Detail
+     */
+    detail: string;
+};
+
+/**
  * Flavor
  */
 export type Flavor = {
@@ -74,15 +84,19 @@ export type Flavor = {
      * Memory Gb
      */
     memory_gb: number;
-    /**
-     * Name
-     */
-    name: string;
+    name: FlavorName;
     /**
      * Vcpus
      */
     vcpus: number;
 };
+
+/**
+ * FlavorName
+ *
+ * The flavors the portal offers (GET /api/flavors): a fixed set, so an enum.
+ */
+export type FlavorName = 's1.small' | 's1.medium' | 'm1.large' | 'c1.xlarge';
 
 /**
  * HTTPValidationError
@@ -219,12 +233,11 @@ export type Instance = {
  * InstanceCreate
  */
 export type InstanceCreate = {
-    /**
-     * Flavor
-     */
-    flavor: string;
+    flavor: FlavorName;
     /**
      * Image
+     *
+     * An id from GET /api/images (409 when not in the catalog).
      */
     image?: string | null;
     /**
@@ -248,6 +261,54 @@ export type InvalidateFrame = {
      * Updates
      */
     updates: Array<TypeUpdate>;
+};
+
+/**
+ * Invitation
+ *
+ * An invitation to the caller: accept it to join the tenant.
+ */
+export type Invitation = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Id
+     */
+    id: number;
+    role: Role;
+    /**
+     * Tenant
+     */
+    tenant: string;
+    /**
+     * Tenant Name
+     */
+    tenant_name: string;
+};
+
+/**
+ * InvitationSent
+ *
+ * The same answer whether or not anyone has this email: it tells nobody who exists.
+ */
+export type InvitationSent = {
+    /**
+     * Email
+     */
+    email: string;
+    role: Role;
+    /**
+     * Status
+     *
+     * Always `invited`: the invitee joins by accepting.
+     */
+    status: string;
+    /**
+     * Tenant
+     */
+    tenant: string;
 };
 
 /**
@@ -279,6 +340,42 @@ export type LoginResponse = {
      */
     token: string;
     user: Me;
+};
+
+/**
+ * LoginSessionInfo
+ *
+ * One of the caller's login sessions.
+ */
+export type LoginSessionInfo = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Current
+     *
+     * The session of this request.
+     */
+    current: boolean;
+    /**
+     * Expires At
+     *
+     * Unless used before (idle timeout); never later.
+     */
+    expires_at: string;
+    /**
+     * Id
+     *
+     * For DELETE /api/sessions/{session_id}.
+     */
+    id: string;
+    /**
+     * Last Seen At
+     *
+     * Recorded at most once a minute.
+     */
+    last_seen_at: string;
 };
 
 /**
@@ -343,6 +440,27 @@ export type MemberAdd = {
  * MemberUpdate
  */
 export type MemberUpdate = {
+    role: Role;
+};
+
+/**
+ * PendingInvitation
+ *
+ * An invitation of a tenant, as its admins see it.
+ */
+export type PendingInvitation = {
+    /**
+     * Created At
+     */
+    created_at: string;
+    /**
+     * Email
+     */
+    email: string;
+    /**
+     * Id
+     */
+    id: number;
     role: Role;
 };
 
@@ -469,6 +587,24 @@ export type TenantRole = {
 };
 
 /**
+ * TooManyRequests
+ *
+ * `429`: also in the `Retry-After` header.
+ */
+export type TooManyRequests = {
+    /**
+     * Detail
+     */
+    detail: string;
+    /**
+     * Retry After
+     *
+     * Seconds to wait before trying again.
+     */
+    retry_after: number;
+};
+
+/**
  * TypeUpdate
  */
 export type TypeUpdate = {
@@ -532,15 +668,15 @@ export type ListClustersErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -569,16 +705,18 @@ export type ListFlavorsErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type ListFlavorsError = ListFlavorsErrors[keyof ListFlavorsErrors];
 
 export type ListFlavorsResponses = {
     /**
@@ -602,16 +740,18 @@ export type ListImagesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type ListImagesError = ListImagesErrors[keyof ListImagesErrors];
 
 export type ListImagesResponses = {
     /**
@@ -640,15 +780,15 @@ export type ListInstancesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -684,15 +824,19 @@ export type DeleteInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is already being deleted; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -726,15 +870,15 @@ export type GetInstanceByIdErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -768,15 +912,19 @@ export type StartInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is not stopped; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -810,15 +958,19 @@ export type StopInstanceErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The instance is not running; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -836,6 +988,125 @@ export type StopInstanceResponses = {
 
 export type StopInstanceResponse = StopInstanceResponses[keyof StopInstanceResponses];
 
+export type ListInvitationsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/invitations';
+};
+
+export type ListInvitationsErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+};
+
+export type ListInvitationsError = ListInvitationsErrors[keyof ListInvitationsErrors];
+
+export type ListInvitationsResponses = {
+    /**
+     * Response Listinvitations
+     *
+     * Successful Response
+     */
+    200: Array<Invitation>;
+};
+
+export type ListInvitationsResponse = ListInvitationsResponses[keyof ListInvitationsResponses];
+
+export type DeclineInvitationData = {
+    body?: never;
+    path: {
+        /**
+         * Invitation Id
+         */
+        invitation_id: number;
+    };
+    query?: never;
+    url: '/api/invitations/{invitation_id}';
+};
+
+export type DeclineInvitationErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+    /**
+     * Not one of the caller's
+     */
+    404: Error;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+};
+
+export type DeclineInvitationError = DeclineInvitationErrors[keyof DeclineInvitationErrors];
+
+export type DeclineInvitationResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type DeclineInvitationResponse = DeclineInvitationResponses[keyof DeclineInvitationResponses];
+
+export type AcceptInvitationData = {
+    body?: never;
+    path: {
+        /**
+         * Invitation Id
+         */
+        invitation_id: number;
+    };
+    query?: never;
+    url: '/api/invitations/{invitation_id}/accept';
+};
+
+export type AcceptInvitationErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+    /**
+     * Not one of the caller's
+     */
+    404: Error;
+    /**
+     * Already a member of this tenant; nothing was changed
+     */
+    409: Error;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+};
+
+export type AcceptInvitationError = AcceptInvitationErrors[keyof AcceptInvitationErrors];
+
+export type AcceptInvitationResponses = {
+    /**
+     * Successful Response
+     */
+    200: TenantRole;
+};
+
+export type AcceptInvitationResponse = AcceptInvitationResponses[keyof AcceptInvitationResponses];
+
 export type LoginData = {
     body: LoginRequest;
     path?: never;
@@ -845,13 +1116,21 @@ export type LoginData = {
 
 export type LoginErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Wrong email or password
      */
-    401: unknown;
+    401: Error;
     /**
      * Validation Error
      */
     422: HttpValidationError;
+    /**
+     * Too many failed logins for this account or address, or too many logins at once (see `Retry-After`); the password was not checked
+     */
+    429: TooManyRequests;
 };
 
 export type LoginError = LoginErrors[keyof LoginErrors];
@@ -876,16 +1155,14 @@ export type LogoutErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
-    /**
-     * No such object in the caller's tenants
-     */
-    404: unknown;
+    403: Error;
 };
+
+export type LogoutError = LogoutErrors[keyof LogoutErrors];
 
 export type LogoutResponses = {
     /**
@@ -907,16 +1184,14 @@ export type GetMeErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
-    /**
-     * No such object in the caller's tenants
-     */
-    404: unknown;
+    403: Error;
 };
+
+export type GetMeError = GetMeErrors[keyof GetMeErrors];
 
 export type GetMeResponses = {
     /**
@@ -938,16 +1213,18 @@ export type GetProgressErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
 };
+
+export type GetProgressError = GetProgressErrors[keyof GetProgressErrors];
 
 export type GetProgressResponses = {
     /**
@@ -976,15 +1253,15 @@ export type ListProjectsErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1013,17 +1290,25 @@ export type CreateProjectData = {
 
 export type CreateProjectErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant already has a project of that name; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1057,15 +1342,19 @@ export type DeleteProjectErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * A concurrent change to the project won; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1099,15 +1388,15 @@ export type GetProjectByIdErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1139,17 +1428,25 @@ export type RenameProjectData = {
 
 export type RenameProjectErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant already has a project of that name; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1183,15 +1480,15 @@ export type ListProjectInstancesErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1225,17 +1522,25 @@ export type CreateInstanceData = {
 
 export type CreateInstanceErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The project already has an instance of that name, or the image is not in the catalog (GET /api/images; it changes, so the schema cannot list it); nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1253,6 +1558,198 @@ export type CreateInstanceResponses = {
 
 export type CreateInstanceResponse = CreateInstanceResponses[keyof CreateInstanceResponses];
 
+export type DeleteAllSessionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/sessions';
+};
+
+export type DeleteAllSessionsErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+};
+
+export type DeleteAllSessionsError = DeleteAllSessionsErrors[keyof DeleteAllSessionsErrors];
+
+export type DeleteAllSessionsResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type DeleteAllSessionsResponse = DeleteAllSessionsResponses[keyof DeleteAllSessionsResponses];
+
+export type ListSessionsData = {
+    body?: never;
+    path?: never;
+    query?: never;
+    url: '/api/sessions';
+};
+
+export type ListSessionsErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+};
+
+export type ListSessionsError = ListSessionsErrors[keyof ListSessionsErrors];
+
+export type ListSessionsResponses = {
+    /**
+     * Response Listsessions
+     *
+     * Successful Response
+     */
+    200: Array<LoginSessionInfo>;
+};
+
+export type ListSessionsResponse = ListSessionsResponses[keyof ListSessionsResponses];
+
+export type DeleteSessionData = {
+    body?: never;
+    path: {
+        /**
+         * Session Id
+         */
+        session_id: string;
+    };
+    query?: never;
+    url: '/api/sessions/{session_id}';
+};
+
+export type DeleteSessionErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+    /**
+     * Not one of the caller's
+     */
+    404: Error;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+};
+
+export type DeleteSessionError = DeleteSessionErrors[keyof DeleteSessionErrors];
+
+export type DeleteSessionResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type DeleteSessionResponse = DeleteSessionResponses[keyof DeleteSessionResponses];
+
+export type ListTenantInvitationsData = {
+    body?: never;
+    path: {
+        /**
+         * Tenant
+         */
+        tenant: string;
+    };
+    query?: never;
+    url: '/api/tenants/{tenant}/invitations';
+};
+
+export type ListTenantInvitationsErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+    /**
+     * No such object in the caller's tenants
+     */
+    404: Error;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+};
+
+export type ListTenantInvitationsError = ListTenantInvitationsErrors[keyof ListTenantInvitationsErrors];
+
+export type ListTenantInvitationsResponses = {
+    /**
+     * Response Listtenantinvitations
+     *
+     * Successful Response
+     */
+    200: Array<PendingInvitation>;
+};
+
+export type ListTenantInvitationsResponse = ListTenantInvitationsResponses[keyof ListTenantInvitationsResponses];
+
+export type RevokeInvitationData = {
+    body?: never;
+    path: {
+        /**
+         * Tenant
+         */
+        tenant: string;
+        /**
+         * Invitation Id
+         */
+        invitation_id: number;
+    };
+    query?: never;
+    url: '/api/tenants/{tenant}/invitations/{invitation_id}';
+};
+
+export type RevokeInvitationErrors = {
+    /**
+     * Not signed in
+     */
+    401: Error;
+    /**
+     * CSRF check failed, or the role does not allow this
+     */
+    403: Error;
+    /**
+     * No such object in the caller's tenants
+     */
+    404: Error;
+    /**
+     * Validation Error
+     */
+    422: HttpValidationError;
+};
+
+export type RevokeInvitationError = RevokeInvitationErrors[keyof RevokeInvitationErrors];
+
+export type RevokeInvitationResponses = {
+    /**
+     * Successful Response
+     */
+    204: void;
+};
+
+export type RevokeInvitationResponse = RevokeInvitationResponses[keyof RevokeInvitationResponses];
+
 export type ListMembersData = {
     body?: never;
     path: {
@@ -1269,15 +1766,15 @@ export type ListMembersErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
     /**
      * Validation Error
      */
@@ -1311,17 +1808,25 @@ export type AddMemberData = {
 
 export type AddMemberErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * Already a member of this tenant; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1334,7 +1839,7 @@ export type AddMemberResponses = {
     /**
      * Successful Response
      */
-    201: Member;
+    202: InvitationSent;
 };
 
 export type AddMemberResponse = AddMemberResponses[keyof AddMemberResponses];
@@ -1359,15 +1864,19 @@ export type RemoveMemberErrors = {
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant's last admin; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1403,17 +1912,25 @@ export type ChangeMemberRoleData = {
 
 export type ChangeMemberRoleErrors = {
     /**
+     * The body is not UTF-8 text
+     */
+    400: Error;
+    /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
     /**
      * CSRF check failed, or the role does not allow this
      */
-    403: unknown;
+    403: Error;
     /**
      * No such object in the caller's tenants
      */
-    404: unknown;
+    404: Error;
+    /**
+     * The tenant's last admin; nothing was changed
+     */
+    409: Error;
     /**
      * Validation Error
      */
@@ -1451,12 +1968,22 @@ export type StreamUpdatesErrors = {
     /**
      * Unknown update type (the body lists the known ones)
      */
-    400: unknown;
+    400: Error;
     /**
      * Not signed in
      */
-    401: unknown;
+    401: Error;
+    /**
+     * An update type the caller may not watch
+     */
+    403: Error;
+    /**
+     * The server is starting, draining, or lost its backend
+     */
+    503: Error;
 };
+
+export type StreamUpdatesError = StreamUpdatesErrors[keyof StreamUpdatesErrors];
 
 export type StreamUpdatesResponses = {
     /**

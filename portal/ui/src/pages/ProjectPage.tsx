@@ -13,7 +13,7 @@ import {
   startInstanceMutation,
   stopInstanceMutation,
 } from "../client/@tanstack/react-query.gen";
-import type { Instance, Me } from "../client/types.gen";
+import type { FlavorName, Instance, Me } from "../client/types.gen";
 import { Ago, Empty, ErrorState, InlineError, Loading, StatusBadge } from "../components/States";
 import { href } from "../router";
 
@@ -117,7 +117,7 @@ function CreateInstance({ projectId }: { projectId: number }) {
   const flavors = useQuery(listFlavorsOptions());
   const images = useQuery(live(listImagesOptions()));
   const [name, setName] = useState("");
-  const [flavor, setFlavor] = useState("");
+  const [flavor, setFlavor] = useState<FlavorName | "">("");
   const [image, setImage] = useState("");
   const replace = useReplaceInstance(projectId);
   const create = useMutation({
@@ -127,9 +127,10 @@ function CreateInstance({ projectId }: { projectId: number }) {
       replace(instance);
     },
   });
-  const chosenFlavor = flavor || flavors.data?.[0]?.name || "";
+  const chosenFlavor = flavor || flavors.data?.[0]?.name;
   const submit = (event: FormEvent) => {
     event.preventDefault();
+    if (!chosenFlavor) return; // the flavors are still loading
     create.mutate({ path: { project_id: projectId }, body: { name, flavor: chosenFlavor, image: image || null } });
   };
   return (
@@ -149,7 +150,12 @@ function CreateInstance({ projectId }: { projectId: number }) {
       </label>
       <label>
         <span className="sr-only">Flavor</span>
-        <select value={chosenFlavor} onChange={(e) => setFlavor(e.target.value)} disabled={!flavors.data}>
+        <select
+          value={chosenFlavor ?? ""}
+          // the options are the server's own flavor names
+          onChange={(e) => setFlavor(e.target.value as FlavorName)}
+          disabled={!flavors.data}
+        >
           {(flavors.data ?? []).map((f) => (
             <option key={f.name} value={f.name}>
               {f.name} · {f.vcpus} vCPU · {f.memory_gb} GB
