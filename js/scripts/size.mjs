@@ -1,6 +1,6 @@
 // What each entry costs an app: bundled alone from src/ with esbuild (minified, ESM, browser), the
 // framework packages left out (they are the app's own), then gzip -9 (refetch-sse has no runtime
-// dependency: its SSE parser is src/sse.ts). `npm run size` prints the table; test/size.test.ts
+// dependency: its SSE parser is src/stream/sse.ts). `npm run size` prints the table; test/size.test.ts
 // holds the budget.
 import { gzipSync } from "node:zlib";
 import { dirname, resolve } from "node:path";

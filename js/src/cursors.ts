@@ -2,7 +2,7 @@
 // handler read its data. A client that resumes its update stream from the oldest such cursor of
 // the data it shows hears exactly what changed since that data was read.
 
-import { listen } from "./listeners.js";
+import { listen } from "./subscribable.js";
 
 /** The response header a refetch server stamps on API responses. */
 export const CURSOR_HEADER = "Refetch-Cursor";

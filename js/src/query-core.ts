@@ -5,10 +5,10 @@
 // wiring it to the invalidator is `refetch-sse/query` (`queryUpdates`), which every adapter uses.
 import { focusManager, type QueryClient } from "@tanstack/query-core";
 
-import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidator.js";
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidation/query-invalidator.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type FocusManagerLike, type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type FocusManagerLike, type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidation/query-invalidator.js";
 
 /** The invalidator, following @tanstack/query-core's focusManager unless told otherwise. */
 export class QueryInvalidator extends CoreInvalidator {

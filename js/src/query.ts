@@ -6,10 +6,10 @@
 // primitives; and `.invalidator.tagObserver(observer.refetch, tags)` for its `useAutoRefetch`.
 import { focusManager, type QueryClient } from "@tanstack/query-core";
 
-import { queryUpdates as coreQueryUpdates, type QueryUpdates, type QueryUpdatesOptions } from "./session.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates, type QueryUpdatesOptions } from "./session/session.js";
 
 export * from "./query-core.js";
-export { QueryUpdates, type ConnectOptions, type QueryUpdatesOptions } from "./session.js";
+export { QueryUpdates, type ConnectOptions, type QueryUpdatesOptions } from "./session/session.js";
 
 /** The one QueryUpdates of this client: `queryUpdates(client).connect({ url, cursors })`. */
 export function queryUpdates(client: QueryClient, options: QueryUpdatesOptions = {}): QueryUpdates {

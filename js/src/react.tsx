@@ -1,15 +1,15 @@
 "use client";
-// The React adapter: hooks over the framework-free core (session.ts, invalidator.ts). Nothing
+// The React adapter: hooks over the framework-free core (session/, invalidation/). Nothing
 // here decides what to invalidate; it only ties the core's lifetime to components.
 import { focusManager, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 
-import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions, type UpdateTag } from "./invalidator.js";
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions, type UpdateTag } from "./invalidation/query-invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type ConnectOptions, type QueryUpdates } from "./session.js";
+import { queryUpdates as coreQueryUpdates, type ConnectOptions, type QueryUpdates } from "./session/session.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidation/query-invalidator.js";
 
 /** The invalidator, following react-query's focusManager unless told otherwise. */
 export class QueryInvalidator extends CoreInvalidator {

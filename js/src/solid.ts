@@ -5,12 +5,12 @@ import type { QueryClient as CoreQueryClient } from "@tanstack/query-core";
 import { focusManager, useQueryClient, type QueryClient } from "@tanstack/solid-query";
 import { createEffect, createSignal, onCleanup, splitProps, untrack, type Accessor, type JSX } from "solid-js";
 
-import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./adapter.js";
+import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./session/adapter.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/session.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type UpdatesMeta, type UpdateTag } from "./invalidation/query-invalidator.js";
 
 export interface UseSSEUpdatesOptions extends AdapterConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */

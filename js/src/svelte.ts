@@ -8,12 +8,12 @@ import { onMount } from "svelte";
 import { createSubscriber } from "svelte/reactivity";
 import { toStore } from "svelte/store";
 
-import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./adapter.js";
+import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./session/adapter.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/session.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type UpdatesMeta, type UpdateTag } from "./invalidation/query-invalidator.js";
 
 export interface UseSSEUpdatesOptions extends AdapterConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */

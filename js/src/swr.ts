@@ -1,17 +1,17 @@
 "use client";
 // The SWR adapter (swr 2.x): invalidation through SWR's `mutate` with a key filter, keys tagged by
 // a middleware that also follows their fetches and mounts (SWR tells nobody about either). The
-// decisions are the key invalidator's (key-invalidator.ts); this module ties it to SWR and React.
+// decisions are the key invalidator's (invalidation/key-invalidator.ts); this module ties it to SWR and React.
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 import { unstable_serialize, useSWRConfig, type BareFetcher, type Cache, type Middleware, type ScopedMutator } from "swr";
 
-import { tagsFor } from "./adapter.js";
-import { KeyInvalidator, type KeyInvalidatorOptions } from "./key-invalidator.js";
+import { tagsFor } from "./session/adapter.js";
+import { KeyInvalidator, type KeyInvalidatorOptions } from "./invalidation/key-invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import type { ConnectOptions } from "./session.js";
-import { createUpdateStream } from "./shared.js";
+import type { ConnectOptions } from "./session/session.js";
+import { createUpdateStream } from "./stream/shared.js";
 
-export { type UpdateTag } from "./invalidator.js";
+export { type UpdateTag } from "./invalidation/query-invalidator.js";
 
 /** What the SWR adapter takes to open the stream: no `cursors` (SWR's data carries no cursor). */
 export type SWRConnectOptions = Omit<ConnectOptions, "cursors">;

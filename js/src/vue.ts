@@ -14,12 +14,12 @@ import {
   type Ref,
 } from "vue";
 
-import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./adapter.js";
+import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./session/adapter.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/session.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type UpdatesMeta, type UpdateTag } from "./invalidation/query-invalidator.js";
 
 export interface UseSSEUpdatesOptions extends AdapterConnectOptions {
   /** Default: the client installed by VueQueryPlugin. */

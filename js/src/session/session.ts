@@ -2,11 +2,11 @@
 // invalidator (the current source, its status and frame log for a UI), with no framework in it.
 import type { QueryClient } from "@tanstack/query-core";
 
-import type { CursorTracker } from "./cursors.js";
-import { listen } from "./listeners.js";
-import { QueryInvalidator, type FocusManagerLike } from "./invalidator.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource } from "./protocol.js";
-import { createUpdateStream, type CreateUpdateStreamOptions } from "./shared.js";
+import type { CursorTracker } from "../cursors.js";
+import { listen } from "../subscribable.js";
+import { QueryInvalidator, type FocusManagerLike } from "../invalidation/query-invalidator.js";
+import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
+import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
 
 export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   /** Default "/api/updates". */

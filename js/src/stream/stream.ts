@@ -11,8 +11,8 @@ import {
   type UpdateListener,
   type UpdateSource,
   type UpdateType,
-} from "./protocol.js";
-import { append, listen, notify } from "./listeners.js";
+} from "../protocol.js";
+import { append, listen, notify } from "../subscribable.js";
 import { createSseParser, type SseMessage } from "./sse.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);

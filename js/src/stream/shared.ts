@@ -1,4 +1,4 @@
-import { append, listen, notify } from "./listeners.js";
+import { append, listen, notify } from "../subscribable.js";
 import {
   type FrameListener,
   type FrameLogEntry,
@@ -7,7 +7,7 @@ import {
   type UpdateEvent,
   type UpdateListener,
   type UpdateSource,
-} from "./protocol.js";
+} from "../protocol.js";
 import { parseRelayMessage, RELAY_VERSION, type RelayMessage } from "./relay.js";
 import { UpdateStream, type UpdateStreamOptions } from "./stream.js";
 

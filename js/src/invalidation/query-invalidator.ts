@@ -5,8 +5,8 @@
 // (pnpm installs it under @tanstack/react-query), so each entry passes its own focusManager.
 import type { Query, QueryCacheNotifyEvent, QueryClient } from "@tanstack/query-core";
 
-import { addCursor, compareCursors, NO_CURSORS, type CursorSummary, type CursorTracker } from "./cursors.js";
-import type { StreamStatus, Update, UpdateEvent, UpdateSource, UpdateType } from "./protocol.js";
+import { addCursor, compareCursors, NO_CURSORS, type CursorSummary, type CursorTracker } from "../cursors.js";
+import type { StreamStatus, Update, UpdateEvent, UpdateSource, UpdateType } from "../protocol.js";
 
 /** What a query depends on: a whole update type, or only some keys of it. */
 export type UpdateTag = UpdateType | { type: UpdateType; keys?: readonly (string | number)[] };

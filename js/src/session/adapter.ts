@@ -1,7 +1,7 @@
 // What the Vue, Svelte and Solid adapters share about opening the stream: which options make a new
 // stream and how the latest options reach a connect. React keeps its own (a dependency array).
-import type { UpdateTag } from "./invalidator.js";
-import type { UpdateType } from "./protocol.js";
+import type { UpdateTag } from "../invalidation/query-invalidator.js";
+import type { UpdateType } from "../protocol.js";
 import type { ConnectOptions, QueryUpdates } from "./session.js";
 
 export interface AdapterConnectOptions extends ConnectOptions {

@@ -9,8 +9,8 @@ import {
   type FocusManagerLike,
   type NormalTag,
   type UpdateTag,
-} from "./invalidator.js";
-import type { StreamStatus, Update, UpdateEvent, UpdateSource } from "./protocol.js";
+} from "./query-invalidator.js";
+import type { StreamStatus, Update, UpdateEvent, UpdateSource } from "../protocol.js";
 
 export interface KeyInvalidatorOptions {
   /** Updates arriving within this window share one invalidation pass. Default 25 ms. */
