@@ -1,27 +1,31 @@
-// The listener plumbing of the stream classes, the session and the cursor tracker, in one place.
+// One listener set, TanStack's `Subscribable` shape: the streams' update, status and frame
+// listeners, the session's change listeners and the cursor tracker's all go through it.
 
-/** Adds the listener; returns its removal. */
-export function listen<T>(listeners: Set<T>, listener: T): () => void {
-  listeners.add(listener);
-  return () => listeners.delete(listener);
-}
+export class Subscribable<T = void> {
+  readonly #listeners = new Set<(value: T) => void>();
+  readonly #logger: Pick<Console, "error">;
 
-/**
- * Calls every listener with the value, over a copy (a listener may remove another), logging a
- * listener that throws so it cannot break the stream or the listeners after it.
- */
-export function notify<T>(listeners: Set<(value: T) => void>, value: T, logger: Pick<Console, "error">): void {
-  for (const listener of [...listeners]) {
-    try {
-      listener(value);
-    } catch (error) {
-      logger.error("refetch: a listener threw", error);
+  constructor(logger: Pick<Console, "error"> = console) {
+    this.#logger = logger;
+  }
+
+  /** Adds the listener; returns its removal. */
+  subscribe(listener: (value: T) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Calls every listener with the value, over a copy (a listener may remove another), logging a
+   * listener that throws so it cannot break its source or the listeners after it.
+   */
+  notify(value: T): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(value);
+      } catch (error) {
+        this.#logger.error("refetch: a listener threw", error);
+      }
     }
   }
-}
-
-/** Appends the entry to a log that keeps only its `size` most recent entries. */
-export function append<T>(log: T[], entry: T, size: number): void {
-  log.push(entry);
-  if (log.length > size) log.splice(0, log.length - size);
 }

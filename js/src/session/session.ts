@@ -1,12 +1,11 @@
-// One QueryClient kept fresh by one update stream: what every framework adapter needs beyond the
-// invalidator (the current source, its status and frame log for a UI), with no framework in it.
-import type { QueryClient } from "@tanstack/query-core";
-
+// One cache kept fresh by one update stream: opens the stream (or attaches one), feeds it to the
+// cache's invalidator, and offers what every framework adapter needs beyond that (the current
+// source, its status and frame log, for a UI). The same for TanStack (QueryUpdates) and SWR
+// (SWRUpdates); they differ only in their invalidator. No framework here.
 import type { CursorTracker } from "../cursors.js";
-import { listen } from "../subscribable.js";
-import { QueryInvalidator, type FocusManagerLike } from "../invalidation/query-invalidator.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
 import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
+import { Subscribable } from "../subscribable.js";
 
 export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   /** Default "/api/updates". */
@@ -19,27 +18,31 @@ export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   cursors?: CursorTracker | null;
 }
 
-export interface QueryUpdatesOptions {
-  /** The focusManager of the adapter's framework package (the same object as query-core's when deduped). */
-  focusManager?: FocusManagerLike;
-  logger?: Pick<Console, "warn" | "error">;
+/** What the session needs of an invalidator (QueryInvalidator, KeyInvalidator). */
+export interface SessionInvalidator {
+  coalesceMs: number;
+  /** The cursor a stream that has none of its own starts from. */
+  startCursor(): string | null | Promise<string | null>;
+  /** Feeds the source's events in; returns the disconnect. */
+  connect(source: UpdateSource): () => void;
+  /** Only an invalidator whose cache can say what each response was read at. */
+  useCursors?(cursors: CursorTracker | null): void;
 }
 
-/**
- * Everything that keeps one QueryClient fresh. Get it with `queryUpdates(client)`: one per client,
- * so tags declared anywhere (a hook outside the provider, a loader) reach the same invalidator.
- */
-export class QueryUpdates {
-  readonly invalidator: QueryInvalidator;
+export class UpdatesSession<I extends SessionInvalidator> {
+  readonly invalidator: I;
   readonly #logger: Pick<Console, "warn" | "error">;
-  readonly #listeners = new Set<() => void>();
+  readonly #cache: string;
+  readonly #changes: Subscribable;
   #source: UpdateSource | null = null;
   #log: readonly FrameLogEntry[] = EMPTY;
 
-  constructor(client: QueryClient, options: QueryUpdatesOptions = {}) {
-    const invalidatorOptions = options.focusManager ? { focusManager: options.focusManager } : {};
-    this.invalidator = new QueryInvalidator(client, { ...invalidatorOptions, logger: options.logger ?? console });
-    this.#logger = options.logger ?? console;
+  /** `cache` names what the session keeps fresh, for the misuse warning ("QueryClient", "SWR cache"). */
+  constructor(invalidator: I, cache: string, logger: Pick<Console, "warn" | "error"> = console) {
+    this.invalidator = invalidator;
+    this.#logger = logger;
+    this.#cache = cache;
+    this.#changes = new Subscribable(this.#logger);
   }
 
   /** The attached stream, or null. */
@@ -57,20 +60,20 @@ export class QueryUpdates {
     return this.#log;
   }
 
-  /** Called on every change of source, status or log. */
+  /** Called on every change of source, status or log. A bound property, for useSyncExternalStore. */
   subscribe = (listener: () => void): (() => void) => {
-    return listen(this.#listeners, listener);
+    return this.#changes.subscribe(listener);
   };
 
   /**
-   * Opens the update stream (or attaches `options.stream`) and invalidates the client's tagged
-   * queries from it. Returns the disconnect, which closes a stream it created; the stream's cursor
-   * is carried to the next `connect()`, so changes made in between are replayed, not lost.
+   * Opens the update stream (or attaches `options.stream`) and invalidates the cache from it.
+   * Returns the disconnect, which closes a stream it created; the stream's cursor is carried to
+   * the next `connect()`, so changes made in between are replayed, not lost.
    */
   connect(options: ConnectOptions = {}): () => void {
     const { stream, coalesceMs, cursors, ...streamOptions } = options;
     const invalidator = this.invalidator;
-    if (cursors !== undefined) invalidator.useCursors(cursors);
+    if (cursors !== undefined) invalidator.useCursors?.(cursors);
     const source =
       stream ??
       createUpdateStream({
@@ -88,41 +91,36 @@ export class QueryUpdates {
 
   #attach(source: UpdateSource, coalesceMs: number | undefined): () => void {
     if (this.#source && this.#source !== source) {
-      this.#logger.warn("refetch: two update streams for one QueryClient; connect once per app");
+      this.#logger.warn(`refetch: two update streams for one ${this.#cache}; connect once per app`);
     }
     this.#source = source;
     if (coalesceMs !== undefined) this.invalidator.coalesceMs = coalesceMs;
     const disconnect = this.invalidator.connect(source);
     this.#log = [...source.log];
-    const offStatus = source.onStatus(() => this.#notify());
+    const offStatus = source.onStatus(() => this.#changes.notify());
     const offFrames = source.onFrame(() => {
       this.#log = [...source.log];
-      this.#notify();
+      this.#changes.notify();
     });
-    this.#notify();
+    this.#changes.notify();
     return () => {
       offStatus();
       offFrames();
       disconnect();
       if (this.#source === source) this.#source = null;
-      this.#notify();
+      this.#changes.notify();
     };
-  }
-
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
   }
 }
 
 const EMPTY: readonly FrameLogEntry[] = [];
-const sessions = new WeakMap<QueryClient, QueryUpdates>();
 
-/** The one QueryUpdates of this client (created on first use with these options). */
-export function queryUpdates(client: QueryClient, options: QueryUpdatesOptions = {}): QueryUpdates {
-  let session = sessions.get(client);
+/** The one session of each cache (a QueryClient, an SWR cache), created on its first use. */
+export function sessionOf<K extends object, S>(sessions: WeakMap<K, S>, cache: K, create: () => S): S {
+  let session = sessions.get(cache);
   if (!session) {
-    session = new QueryUpdates(client, options);
-    sessions.set(client, session);
+    session = create();
+    sessions.set(cache, session);
   }
   return session;
 }
