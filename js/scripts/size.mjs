@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const ENTRIES = { ".": "index", "/query-core": "query-core", "/query": "query", "/react": "react", "/vue": "vue", "/svelte": "svelte", "/solid": "solid", "/swr": "swr" };
+export const ENTRIES = { ".": "index", "/query-invalidator": "query-invalidator", "/query-updates": "query-updates", "/react": "react", "/vue": "vue", "/svelte": "svelte", "/solid": "solid", "/swr": "swr" };
 const EXTERNAL = ["@tanstack/*", "react", "react/*", "react-dom", "vue", "svelte", "svelte/*", "solid-js", "solid-js/*", "swr"];
 
 /** { entry: { min, gzip } } in bytes, for every subpath export. */
