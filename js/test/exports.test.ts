@@ -36,7 +36,7 @@ describe("public API", () => {
   });
 
   it("test_the_former_entry_names_are_aliases_of_the_new_ones", () => {
-    // refetch-sse/query-core and refetch-sse/query, kept for one release (docs/js.md, "Entries").
+    // refetch-sse/query-core and refetch-sse/query, kept for one release (docs/js.md, "Former entry names").
     expect(queryCore).toEqual(queryInvalidator);
     expect(query).toEqual(queryUpdates);
     expect(queryCore.QueryInvalidator).toBe(queryInvalidator.QueryInvalidator);
