@@ -57,7 +57,6 @@ export class KeyInvalidator {
     this.#logger = options.logger ?? console;
   }
 
-
   /** The cursor the next source should start from (the previous source's last one), or null. */
   startCursor(): string | null {
     return this.#carry;
