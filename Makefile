@@ -39,7 +39,7 @@ js/node_modules/.installed: js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund
 	@touch $@
 
-js/dist/index.js: js/node_modules/.installed $(wildcard js/src/*.ts js/src/*.tsx)
+js/dist/index.js: js/node_modules/.installed $(shell find js/src -name "*.ts" -o -name "*.tsx")
 	cd js && npm run build
 
 # The JS package: types, unit tests, and integration tests against the real Python server.

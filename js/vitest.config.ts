@@ -55,6 +55,8 @@ export default defineConfig({
   resolve: {
     alias: [
       { find: /^refetch-sse$/, replacement: resolve(here, "src/index.ts") },
+      { find: /^refetch-sse\/query-invalidator$/, replacement: resolve(here, "src/query-invalidator.ts") },
+      { find: /^refetch-sse\/query-updates$/, replacement: resolve(here, "src/query-updates.ts") },
       { find: /^refetch-sse\/query-core$/, replacement: resolve(here, "src/query-core.ts") },
       { find: /^refetch-sse\/query$/, replacement: resolve(here, "src/query.ts") },
     ],

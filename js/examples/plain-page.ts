@@ -1,7 +1,7 @@
 // A page with no UI framework: a bare @tanstack/query-core QueryClient kept fresh by refetch-sse.
 import { QueryClient, QueryObserver } from "@tanstack/query-core";
 import { CursorTracker } from "refetch-sse";
-import { queryUpdates } from "refetch-sse/query";
+import { queryUpdates } from "refetch-sse/query-updates";
 
 /** Shows the stream's status and the project list in `root`; returns the page's teardown. */
 export function startProjectsPage(root: HTMLElement, base = ""): () => void {

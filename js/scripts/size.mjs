@@ -1,6 +1,6 @@
 // What each entry costs an app: bundled alone from src/ with esbuild (minified, ESM, browser), the
 // framework packages left out (they are the app's own), then gzip -9 (refetch-sse has no runtime
-// dependency: its SSE parser is src/sse.ts). `npm run size` prints the table; test/size.test.ts
+// dependency: its SSE parser is src/stream/sse.ts). `npm run size` prints the table; test/size.test.ts
 // holds the budget.
 import { gzipSync } from "node:zlib";
 import { dirname, resolve } from "node:path";
@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 
 const here = dirname(fileURLToPath(import.meta.url));
-export const ENTRIES = { ".": "index", "/query-core": "query-core", "/query": "query", "/react": "react", "/vue": "vue", "/svelte": "svelte", "/solid": "solid", "/swr": "swr" };
+export const ENTRIES = { ".": "index", "/query-invalidator": "query-invalidator", "/query-updates": "query-updates", "/react": "react", "/vue": "vue", "/svelte": "svelte", "/solid": "solid", "/swr": "swr" };
 const EXTERNAL = ["@tanstack/*", "react", "react/*", "react-dom", "vue", "svelte", "svelte/*", "solid-js", "solid-js/*", "swr"];
 
 /** { entry: { min, gzip } } in bytes, for every subpath export. */

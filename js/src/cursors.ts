@@ -2,7 +2,7 @@
 // handler read its data. A client that resumes its update stream from the oldest such cursor of
 // the data it shows hears exactly what changed since that data was read.
 
-import { listen } from "./listeners.js";
+import { Subscribable } from "./subscribable.js";
 
 /** The response header a refetch server stamps on API responses. */
 export const CURSOR_HEADER = "Refetch-Cursor";
@@ -62,7 +62,7 @@ export const NO_CURSORS: CursorSummary = { count: 0, oldest: null, mixed: false 
  */
 export class CursorTracker {
   #summary: CursorSummary = NO_CURSORS;
-  readonly #listeners = new Set<CursorListener>();
+  readonly #noted = new Subscribable<string>();
 
   /** Everything noted since this tracker was created. */
   get summary(): CursorSummary {
@@ -78,7 +78,7 @@ export class CursorTracker {
           : from.get(CURSOR_HEADER);
     if (!cursor) return;
     this.#summary = addCursor(this.#summary, cursor);
-    for (const listener of [...this.#listeners]) listener(cursor);
+    this.#noted.notify(cursor);
   }
 
   /** A fetch that notes the cursor of every response, for clients that take a `fetch` option. */
@@ -91,6 +91,6 @@ export class CursorTracker {
   }
 
   subscribe(listener: CursorListener): () => void {
-    return listen(this.#listeners, listener);
+    return this.#noted.subscribe(listener);
   }
 }

@@ -1,4 +1,4 @@
-export { fullJitterDelay, type BackoffOptions } from "./backoff.js";
+export { fullJitterDelay, type BackoffOptions } from "./stream/backoff.js";
 export {
   compareCursors,
   CURSOR_HEADER,
@@ -30,5 +30,5 @@ export {
   type CreateUpdateStreamOptions,
   type LockManagerLike,
   type SharedStreamOptions,
-} from "./shared.js";
-export { UpdateStream, type HeadersOption, type UpdateStreamOptions } from "./stream.js";
+} from "./stream/shared.js";
+export { UpdateStream, type HeadersOption, type UpdateStreamOptions } from "./stream/stream.js";

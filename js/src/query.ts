@@ -1,17 +1,3 @@
-// The stream for a bare @tanstack/query-core QueryClient: one update stream per client, shared
-// across tabs, wired to the invalidator of `refetch-sse/query-core` (re-exported here, so a page
-// needs one import). An adapter needs: `queryUpdates(client, { focusManager })` once per client;
-// `.connect(options)` for the stream's lifetime (returns the disconnect; the cursor carries to the
-// next connect); `.subscribe()` with `.status`, `.source` and `.log` for its status and log
-// primitives; and `.invalidator.tagObserver(observer.refetch, tags)` for its `useAutoRefetch`.
-import { focusManager, type QueryClient } from "@tanstack/query-core";
-
-import { queryUpdates as coreQueryUpdates, type QueryUpdates, type QueryUpdatesOptions } from "./session.js";
-
-export * from "./query-core.js";
-export { QueryUpdates, type ConnectOptions, type QueryUpdatesOptions } from "./session.js";
-
-/** The one QueryUpdates of this client: `queryUpdates(client).connect({ url, cursors })`. */
-export function queryUpdates(client: QueryClient, options: QueryUpdatesOptions = {}): QueryUpdates {
-  return coreQueryUpdates(client, { focusManager, ...options });
-}
+// Entry `refetch-sse/query`: the former name of `refetch-sse/query-updates`, kept for one release
+// (docs/js.md, "Former entry names"); it will be removed in the next one.
+export * from "./query-updates.js";

@@ -1,15 +1,18 @@
 "use client";
-// The React adapter: hooks over the framework-free core (session.ts, invalidator.ts). Nothing
+// The React adapter: hooks over the framework-free core (session/, invalidation/). Nothing
 // here decides what to invalidate; it only ties the core's lifetime to components.
 import { focusManager, useQueryClient, type QueryClient } from "@tanstack/react-query";
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 
-import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions, type UpdateTag } from "./invalidator.js";
+import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidation/query-invalidator.js";
+import { tagsFor, type UpdateTag } from "./invalidation/tags.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type ConnectOptions, type QueryUpdates } from "./session.js";
+import { connectLatest, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type QueryInvalidatorOptions, type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type QueryInvalidatorOptions, type UpdatesMeta } from "./invalidation/query-invalidator.js";
+export { type UpdateTag } from "./invalidation/tags.js";
 
 /** The invalidator, following react-query's focusManager unless told otherwise. */
 export class QueryInvalidator extends CoreInvalidator {
@@ -18,11 +21,9 @@ export class QueryInvalidator extends CoreInvalidator {
   }
 }
 
-export interface UseSSEUpdatesOptions extends ConnectOptions {
+export interface UseSSEUpdatesOptions extends AdapterConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */
   queryClient?: QueryClient;
-  /** false: no connection (e.g. while signed out). Default true. The cursor carries across. */
-  enabled?: boolean;
 }
 
 /** The core session of this client, with react-query's focusManager (one copy even if query-core is not deduped). */
@@ -38,24 +39,12 @@ export function useSSEUpdates(options: UseSSEUpdatesOptions = {}): UpdateSource 
   const session = sessionFor(useQueryClient(options.queryClient));
   const latest = useRef(options);
   latest.current = options;
-  const { stream, enabled = true, share = true, credentials, cursors } = options;
-  const url = String(options.url ?? "/api/updates");
-  const types = options.types ? [...options.types].join(",") : "";
 
   useEffect(() => {
-    if (!enabled) return undefined;
-    const { queryClient: _client, enabled: _enabled, ...connectOptions } = latest.current;
-    return session.connect({
-      ...connectOptions,
-      url,
-      share,
-      // Read at connect time, so a new token needs no reconnect of the hook.
-      headers: async () => {
-        const headers = latest.current.headers;
-        return (typeof headers === "function" ? await headers() : headers) ?? {};
-      },
-    });
-  }, [session, stream, enabled, url, types, share, credentials, cursors]);
+    if (options.enabled === false) return undefined;
+    const { queryClient: _client, ...connectOptions } = latest.current;
+    return connectLatest(session, connectOptions, () => latest.current);
+  }, [session, ...streamIdentity(options)]);
 
   return useSyncExternalStore(session.subscribe, () => session.source, () => null);
 }
@@ -87,9 +76,7 @@ export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknow
   options: AutoRefetchOptions = {},
 ): Q {
   const session = sessionFor(useQueryClient(options.queryClient));
-  const list: readonly UpdateType[] = Array.isArray(types) ? types : [types as UpdateType];
-  const tags: UpdateTag[] = list.map((type) => (options.keys ? { type, keys: options.keys } : type));
-  const signature = JSON.stringify(tags);
+  const signature = JSON.stringify(tagsFor(types, options.keys));
   const refetch = query.refetch;
   useEffect(
     () => session.invalidator.tagObserver(refetch, JSON.parse(signature) as UpdateTag[]),

@@ -5,12 +5,14 @@ import type { QueryClient as CoreQueryClient } from "@tanstack/query-core";
 import { focusManager, useQueryClient, type QueryClient } from "@tanstack/solid-query";
 import { createEffect, createSignal, onCleanup, splitProps, untrack, type Accessor, type JSX } from "solid-js";
 
-import { connectLatest, sameIdentity, streamIdentity, tagsFor, type AdapterConnectOptions } from "./adapter.js";
+import { tagsFor } from "./invalidation/tags.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session.js";
+import { connectLatest, sameIdentity, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
+import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
 export { CursorTracker } from "./cursors.js";
-export { type UpdatesMeta, type UpdateTag } from "./invalidator.js";
+export { type UpdatesMeta } from "./invalidation/query-invalidator.js";
+export { type UpdateTag } from "./invalidation/tags.js";
 
 export interface UseSSEUpdatesOptions extends AdapterConnectOptions {
   /** Default: the client of the surrounding QueryClientProvider. */

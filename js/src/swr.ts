@@ -1,84 +1,32 @@
 "use client";
 // The SWR adapter (swr 2.x): invalidation through SWR's `mutate` with a key filter, keys tagged by
 // a middleware that also follows their fetches and mounts (SWR tells nobody about either). The
-// decisions are the key invalidator's (key-invalidator.ts); this module ties it to SWR and React.
+// decisions are the key invalidator's (invalidation/key-invalidator.ts); this module ties it to SWR and React.
 import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 import { unstable_serialize, useSWRConfig, type BareFetcher, type Cache, type Middleware, type ScopedMutator } from "swr";
 
-import { tagsFor } from "./adapter.js";
-import { KeyInvalidator, type KeyInvalidatorOptions } from "./key-invalidator.js";
+import { KeyInvalidator, type KeyInvalidatorOptions } from "./invalidation/key-invalidator.js";
+import { tagsFor } from "./invalidation/tags.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
-import type { ConnectOptions } from "./session.js";
-import { createUpdateStream } from "./shared.js";
+import { connectLatest, streamIdentity } from "./session/adapter.js";
+import { sessionOf, UpdatesSession, type ConnectOptions } from "./session/session.js";
 
-export { type UpdateTag } from "./invalidator.js";
+export { type UpdateTag } from "./invalidation/tags.js";
 
 /** What the SWR adapter takes to open the stream: no `cursors` (SWR's data carries no cursor). */
 export type SWRConnectOptions = Omit<ConnectOptions, "cursors">;
 
 /** Everything that keeps one SWR cache fresh: `swrUpdates(cache, mutate)`, one per cache. */
-export class SWRUpdates {
-  readonly invalidator: KeyInvalidator;
-  readonly #listeners = new Set<() => void>();
-  #source: UpdateSource | null = null;
-  #log: readonly FrameLogEntry[] = EMPTY;
-
+export class SWRUpdates extends UpdatesSession<KeyInvalidator> {
   constructor(mutate: ScopedMutator, options: KeyInvalidatorOptions = {}) {
     // A filter, so one call revalidates every matching key of this cache, each by one of its hooks.
-    this.invalidator = new KeyInvalidator((keys) => mutate((key) => keys.has(unstable_serialize(key))), options);
+    const invalidator = new KeyInvalidator((keys) => mutate((key) => keys.has(unstable_serialize(key))), options);
+    super(invalidator, "SWR cache", options.logger);
   }
-
-  get source(): UpdateSource | null {
-    return this.#source;
-  }
-
-  get status(): StreamStatus {
-    return this.#source?.status ?? "closed";
-  }
-
-  get log(): readonly FrameLogEntry[] {
-    return this.#log;
-  }
-
-  subscribe = (listener: () => void): (() => void) => {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  };
 
   /** Opens the stream (or attaches `options.stream`); returns the disconnect. The next connect resumes. */
-  connect(options: SWRConnectOptions = {}): () => void {
-    const { stream, coalesceMs, ...streamOptions } = options;
-    const invalidator = this.invalidator;
-    if (coalesceMs !== undefined) invalidator.coalesceMs = coalesceMs;
-    const source =
-      stream ??
-      createUpdateStream({
-        ...streamOptions,
-        url: options.url ?? "/api/updates",
-        cursor: options.cursor ?? (() => invalidator.startCursor()),
-      });
-    this.#source = source;
-    const disconnect = invalidator.connect(source);
-    this.#log = [...source.log];
-    const offStatus = source.onStatus(() => this.#notify());
-    const offFrames = source.onFrame(() => {
-      this.#log = [...source.log];
-      this.#notify();
-    });
-    source.start();
-    this.#notify();
-    return () => {
-      offStatus();
-      offFrames();
-      disconnect();
-      if (!stream) source.close();
-      if (this.#source === source) this.#source = null;
-      this.#notify();
-    };
-  }
-
-  #notify(): void {
-    for (const listener of [...this.#listeners]) listener();
+  override connect(options: SWRConnectOptions = {}): () => void {
+    return super.connect(options);
   }
 }
 
@@ -87,12 +35,7 @@ const sessions = new WeakMap<Cache, SWRUpdates>();
 
 /** The one SWRUpdates of this cache (the `cache` and `mutate` of `useSWRConfig()`), created on first use with these options. */
 export function swrUpdates(cache: Cache, mutate: ScopedMutator, options: KeyInvalidatorOptions = {}): SWRUpdates {
-  let session = sessions.get(cache);
-  if (!session) {
-    session = new SWRUpdates(mutate, options);
-    sessions.set(cache, session);
-  }
-  return session;
+  return sessionOf(sessions, cache, () => new SWRUpdates(mutate, options));
 }
 
 function useSession(): SWRUpdates {
@@ -113,24 +56,11 @@ export function useSSEUpdates(options: UseSSEUpdatesOptions = {}): UpdateSource 
   const session = useSession();
   const latest = useRef(options);
   latest.current = options;
-  const { stream, enabled = true, share = true, credentials } = options;
-  const url = String(options.url ?? "/api/updates");
-  const types = options.types ? [...options.types].join(",") : "";
 
   useEffect(() => {
-    if (!enabled) return undefined;
-    const { enabled: _enabled, ...connectOptions } = latest.current;
-    return session.connect({
-      ...connectOptions,
-      url,
-      share,
-      // Read at connect time, so a new token needs no new stream.
-      headers: async () => {
-        const headers = latest.current.headers;
-        return (typeof headers === "function" ? await headers() : headers) ?? {};
-      },
-    });
-  }, [session, stream, enabled, url, types, share, credentials]);
+    if (options.enabled === false) return undefined;
+    return connectLatest(session, latest.current, () => latest.current);
+  }, [session, ...streamIdentity(options)]);
 
   return useSyncExternalStore(session.subscribe, () => session.source, () => null);
 }

@@ -6,6 +6,8 @@ import { describe, expect, it } from "vitest";
 import * as core from "../src/index.js";
 import * as query from "../src/query.js";
 import * as queryCore from "../src/query-core.js";
+import * as queryInvalidator from "../src/query-invalidator.js";
+import * as queryUpdates from "../src/query-updates.js";
 import * as react from "../src/react.js";
 import * as solid from "../src/solid.js";
 import * as swr from "../src/swr.js";
@@ -26,11 +28,19 @@ describe("public API", () => {
     ]);
   });
 
-  it("test_query_core_exports", () => {
-    // The invalidation core only: nothing here opens a stream (that is refetch-sse/query).
-    expect(Object.keys(queryCore).sort()).toEqual(["CursorTracker", "QueryInvalidator"]);
-    expect(Object.keys(query).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
-    expect(query.QueryInvalidator).toBe(queryCore.QueryInvalidator);
+  it("test_query_invalidator_and_query_updates_exports", () => {
+    // The invalidation core only: nothing here opens a stream (that is refetch-sse/query-updates).
+    expect(Object.keys(queryInvalidator).sort()).toEqual(["CursorTracker", "QueryInvalidator"]);
+    expect(Object.keys(queryUpdates).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    expect(queryUpdates.QueryInvalidator).toBe(queryInvalidator.QueryInvalidator);
+  });
+
+  it("test_the_former_entry_names_are_aliases_of_the_new_ones", () => {
+    // refetch-sse/query-core and refetch-sse/query, kept for one release (docs/js.md, "Former entry names").
+    expect(queryCore).toEqual(queryInvalidator);
+    expect(query).toEqual(queryUpdates);
+    expect(queryCore.QueryInvalidator).toBe(queryInvalidator.QueryInvalidator);
+    expect(query.queryUpdates).toBe(queryUpdates.queryUpdates);
   });
 
   it("test_react_exports", () => {
@@ -67,6 +77,8 @@ describe("public API", () => {
     expect(pkg.type).toBe("module");
     for (const [entry, file] of [
       [".", "index"],
+      ["./query-invalidator", "query-invalidator"],
+      ["./query-updates", "query-updates"],
       ["./query-core", "query-core"],
       ["./query", "query"],
       ["./react", "react"],
@@ -77,7 +89,7 @@ describe("public API", () => {
     ]) {
       expect(pkg.exports[entry!]).toEqual({ types: `./dist/${file}.d.ts`, import: `./dist/${file}.js`, default: `./dist/${file}.js` });
     }
-    const entries = ["query-core", "query", "react", "vue", "svelte", "solid", "swr"];
+    const entries = ["query-invalidator", "query-updates", "query-core", "query", "react", "vue", "svelte", "solid", "swr"];
     expect(pkg.typesVersions).toEqual({ "*": Object.fromEntries(entries.map((e) => [e, [`./dist/${e}.d.ts`]])) });
     // Optional, so npm installs no framework a user did not ask for.
     for (const peer of Object.keys(pkg.peerDependencies)) expect(pkg.peerDependenciesMeta[peer]).toEqual({ optional: true });

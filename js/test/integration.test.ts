@@ -3,10 +3,10 @@ import { QueryClient, QueryObserver } from "@tanstack/react-query";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 
 import { CursorTracker } from "../src/cursors.js";
-import { QueryInvalidator } from "../src/invalidator.js";
+import { QueryInvalidator } from "../src/invalidation/query-invalidator.js";
 import { queryUpdates } from "../src/query.js";
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
-import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
+import { UpdateStream, type UpdateStreamOptions } from "../src/stream/stream.js";
 import { PythonServer, serverAvailable } from "./python-server.js";
 
 const python = new PythonServer();

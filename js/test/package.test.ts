@@ -40,8 +40,9 @@ describe("npm pack, installed into a fresh project", () => {
 
   it("test_the_tarball_ships_dist_with_use_client_on_the_react_entry", () => {
     const files = JSON.parse(readFileSync(join(project, "files.json"), "utf8")) as string[];
-    for (const file of ["dist/index.js", "dist/index.d.ts", "dist/query-core.js", "dist/query-core.d.ts", "dist/query.js", "dist/query.d.ts", "dist/react.js", "dist/react.d.ts"]) {
-      expect(files).toContain(file);
+    for (const entry of ["index", "query-invalidator", "query-updates", "query-core", "query", "react"]) {
+      expect(files).toContain(`dist/${entry}.js`);
+      expect(files).toContain(`dist/${entry}.d.ts`);
     }
     for (const entry of ["vue", "svelte", "solid", "swr"]) {
       expect(files).toContain(`dist/${entry}.js`);
@@ -63,10 +64,15 @@ describe("npm pack, installed into a fresh project", () => {
   it("test_it_loads_by_name_with_import_and_require", () => {
     const imported = run(
       "node",
-      ["-e", 'Promise.all([import("refetch-sse"), import("refetch-sse/query-core"), import("refetch-sse/query")]).then(([m, c, q]) => console.log(typeof m.createUpdateStream, typeof c.QueryInvalidator, typeof q.queryUpdates))'],
+      [
+        "-e",
+        'Promise.all(["refetch-sse", "refetch-sse/query-invalidator", "refetch-sse/query-updates", "refetch-sse/query-core", "refetch-sse/query"].map((name) => import(name)))' +
+          ".then(([m, i, u, c, q]) => console.log(typeof m.createUpdateStream, typeof i.QueryInvalidator, typeof u.queryUpdates, c.QueryInvalidator === i.QueryInvalidator, q.queryUpdates === u.queryUpdates))",
+      ],
       project,
     );
-    expect(imported.trim()).toBe("function function function");
+    // The former names load the very same modules as the new ones.
+    expect(imported.trim()).toBe("function function function true true");
     // require() of the ESM build through the "default" condition (Node >= 20.19 loads ESM from require).
     const [major, minor] = process.versions.node.split(".").map(Number) as [number, number];
     if (major > 20 || (major === 20 && minor >= 19)) {
@@ -80,12 +86,15 @@ describe("npm pack, installed into a fresh project", () => {
       join(project, "use.ts"),
       [
         'import { createUpdateStream, type StreamStatus } from "refetch-sse";',
-        'import { QueryInvalidator, type UpdatesMeta } from "refetch-sse/query-core";',
-        'import { queryUpdates, type ConnectOptions } from "refetch-sse/query";',
+        'import { QueryInvalidator, type UpdatesMeta } from "refetch-sse/query-invalidator";',
+        'import { queryUpdates, type ConnectOptions } from "refetch-sse/query-updates";',
+        'import { QueryInvalidator as FormerInvalidator, type UpdatesMeta as FormerMeta } from "refetch-sse/query-core";',
+        'import { queryUpdates as formerUpdates, type ConnectOptions as FormerConnect } from "refetch-sse/query";',
         'const status: StreamStatus = "error";',
         'const meta: UpdatesMeta = { updates: ["projects", { type: "projects", keys: [1] }] };',
         'const connect: ConnectOptions = { url: "/updates" };',
-        "export { createUpdateStream, QueryInvalidator, queryUpdates, status, meta, connect };",
+        'const former: [FormerMeta, FormerConnect] = [meta, connect];',
+        "export { createUpdateStream, QueryInvalidator, queryUpdates, FormerInvalidator, formerUpdates, status, meta, connect, former };",
         "",
       ].join("\n"),
     );

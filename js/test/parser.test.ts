@@ -3,7 +3,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 import type { FrameLogEntry, UpdateEvent } from "../src/protocol.js";
-import { UpdateStream } from "../src/stream.js";
+import { UpdateStream } from "../src/stream/stream.js";
 import { FakeServer, settle, silentLogger } from "./helpers.js";
 
 let server: FakeServer;

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { UpdateEvent } from "../src/protocol.js";
 import { UpdatesProvider, useAutoRefetch, useUpdateLog, useUpdateStatus } from "../src/react.js";
-import { UpdateStream } from "../src/stream.js";
+import { UpdateStream } from "../src/stream/stream.js";
 import { FakeServer, ManualSource, frame, hello, settle, silentLogger } from "./helpers.js";
 
 /** A fake data API: every request reads the version when it starts and answers 50 ms later. */

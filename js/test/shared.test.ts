@@ -4,8 +4,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { UpdateEvent } from "../src/protocol.js";
-import { SharedUpdateStream, createUpdateStream, type LockManagerLike } from "../src/shared.js";
-import { UpdateStream } from "../src/stream.js";
+import { SharedUpdateStream, createUpdateStream, type LockManagerLike } from "../src/stream/shared.js";
+import { UpdateStream } from "../src/stream/stream.js";
 import { FakeServer, frame, hello, silentLogger } from "./helpers.js";
 
 /** Exclusive locks granted in request order, like navigator.locks.request(name, {signal}, cb). */

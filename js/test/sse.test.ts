@@ -5,7 +5,7 @@ import { createParser } from "eventsource-parser";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 
-import { createSseParser } from "../src/sse.js";
+import { createSseParser } from "../src/stream/sse.js";
 
 type Seen = (string | number | { id: string | undefined; event: string | undefined; data: string })[];
 

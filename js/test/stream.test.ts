@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
-import { fullJitterDelay } from "../src/backoff.js";
+import { fullJitterDelay } from "../src/stream/backoff.js";
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
-import { UpdateStream, type UpdateStreamOptions } from "../src/stream.js";
+import { UpdateStream, type UpdateStreamOptions } from "../src/stream/stream.js";
 import { FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
 
 let server: FakeServer;

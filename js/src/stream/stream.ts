@@ -2,17 +2,12 @@ import { fullJitterDelay, type BackoffOptions } from "./backoff.js";
 import {
   parseHello,
   parseUpdates,
-  type FrameListener,
   type FrameLogEntry,
-  type StatusListener,
   type StreamFailure,
-  type StreamStatus,
-  type UpdateEvent,
-  type UpdateListener,
   type UpdateSource,
   type UpdateType,
-} from "./protocol.js";
-import { append, listen, notify } from "./listeners.js";
+} from "../protocol.js";
+import { SourceBase } from "./source-base.js";
 import { createSseParser, type SseMessage } from "./sse.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
@@ -62,21 +57,15 @@ function isFinal(status: number): boolean {
 }
 
 /** One SSE connection over `fetch`, kept alive for as long as it is not closed. */
-export class UpdateStream implements UpdateSource {
+export class UpdateStream extends SourceBase implements UpdateSource {
   readonly #options: UpdateStreamOptions;
   readonly #fetch: typeof fetch;
   readonly #random: () => number;
   readonly #logger: Pick<Console, "warn" | "error">;
-  readonly #logSize: number;
   readonly #maxMs: number;
-  readonly #listeners = new Set<UpdateListener>();
-  readonly #statusListeners = new Set<StatusListener>();
-  readonly #frameListeners = new Set<FrameListener>();
 
-  #status: StreamStatus = "connecting";
   #failure: StreamFailure | null = null;
   #cursor: string | null;
-  #log: FrameLogEntry[] = [];
   #started = false;
   #closed = false;
   // Bumped by reconnect()/close(): a connection loop that sees a newer generation stops.
@@ -99,19 +88,15 @@ export class UpdateStream implements UpdateSource {
     // so the global one is never stored as a method of ours.
     const fetchImpl: typeof fetch =
       options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => globalThis.fetch(input, init));
+    super(options.logger ?? console, options.logSize ?? 100);
     this.#options = options;
     this.#fetch = fetchImpl;
     this.#random = options.random ?? Math.random;
     this.#logger = options.logger ?? console;
-    this.#logSize = options.logSize ?? 100;
     this.#retryMs = options.backoff?.initialMs ?? 1000;
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#heartbeatMs = clampHeartbeat(options.heartbeat ?? 15) * 1000;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
-  }
-
-  get status(): StreamStatus {
-    return this.#status;
   }
 
   get cursor(): string | null {
@@ -120,10 +105,6 @@ export class UpdateStream implements UpdateSource {
 
   get failure(): StreamFailure | null {
     return this.#failure;
-  }
-
-  get log(): readonly FrameLogEntry[] {
-    return this.#log;
   }
 
   /** The watchdog's limit: about twice the heartbeat the server announced. */
@@ -143,7 +124,7 @@ export class UpdateStream implements UpdateSource {
     this.#generation++;
     this.#controller?.abort();
     this.#wake?.();
-    this.#setStatus("closed");
+    this.setStatus("closed");
   }
 
   reconnect(): void {
@@ -153,20 +134,8 @@ export class UpdateStream implements UpdateSource {
     this.#controller?.abort();
     this.#wake?.();
     this.#attempt = 0;
-    this.#setStatus(this.#endedConnections > 0 ? "reconnecting" : "connecting");
+    this.setStatus(this.#endedConnections > 0 ? "reconnecting" : "connecting");
     void this.#run(this.#generation);
-  }
-
-  subscribe(listener: UpdateListener): () => void {
-    return listen(this.#listeners, listener);
-  }
-
-  onStatus(listener: StatusListener): () => void {
-    return listen(this.#statusListeners, listener);
-  }
-
-  onFrame(listener: FrameListener): () => void {
-    return listen(this.#frameListeners, listener);
   }
 
   async #run(generation: number): Promise<void> {
@@ -182,16 +151,16 @@ export class UpdateStream implements UpdateSource {
       if (generation !== this.#generation || outcome === "superseded") return;
       this.#endedConnections++;
       if (outcome === "unauthorized") {
-        this.#setStatus("unauthorized");
+        this.setStatus("unauthorized");
         return;
       }
       if (outcome === "final") {
         // Slowly, not never: a deploy of the server (a new type, new permissions) may fix it.
-        this.#setStatus("error");
+        this.setStatus("error");
         await this.#sleep(Math.floor(this.#maxMs / 2 + (this.#random() * this.#maxMs) / 2));
         continue;
       }
-      this.#setStatus("reconnecting");
+      this.setStatus("reconnecting");
       const delay = fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
       await this.#sleep(delay);
     }
@@ -258,10 +227,10 @@ export class UpdateStream implements UpdateSource {
       const feed = createSseParser({
         onEvent: (message) => {
           if (!current()) return;
-          const wasOpen = this.#status === "open";
+          const before = this.status;
           this.#handle(message, sentCursor);
           arm();
-          if (!wasOpen && this.#status === "open") {
+          if (before !== "open" && this.status === "open") {
             // Only a connection that stays up resets the backoff: a server that closes right after
             // hello must not be hammered.
             stable = setTimeout(() => {
@@ -335,8 +304,7 @@ export class UpdateStream implements UpdateSource {
     if (message.id !== undefined) entry.id = message.id;
     this.#process(event, message, sentCursor);
     // After processing, so a frame listener (the cross-tab relay) sees the cursor it moved to.
-    append(this.#log, entry, this.#logSize);
-    notify(this.#frameListeners, entry, this.#logger);
+    this.pushFrame(entry);
   }
 
   #process(event: string, message: SseMessage, sentCursor: string | null): void {
@@ -361,8 +329,8 @@ export class UpdateStream implements UpdateSource {
           id !== undefined &&
           (sentCursor !== null || this.#options.resume === true || this.#endedConnections > 0);
         if (id !== undefined) this.#cursor = id;
-        this.#setStatus("open");
-        if (notResumed) this.#emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
+        this.setStatus("open");
+        if (notResumed) this.emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
         return;
       }
       case "invalidate": {
@@ -371,16 +339,16 @@ export class UpdateStream implements UpdateSource {
         if (updates === null) {
           // Dropping it would leave the client silently stale; refetching everything cannot.
           this.#logger.warn("refetch: malformed invalidate frame", message.data);
-          this.#emit({ kind: "invalidate-all", reason: "malformed-frame", cursor: this.#cursor });
+          this.emit({ kind: "invalidate-all", reason: "malformed-frame", cursor: this.#cursor });
         } else if (updates.length > 0) {
-          this.#emit({ kind: "invalidate", updates, cursor: this.#cursor });
+          this.emit({ kind: "invalidate", updates, cursor: this.#cursor });
         }
         return;
       }
       case "resync": {
         if (id !== undefined) this.#cursor = id;
         const reason = (data as { reason?: unknown } | undefined)?.reason;
-        this.#emit({
+        this.emit({
           kind: "invalidate-all",
           reason: typeof reason === "string" ? reason : "resync",
           cursor: this.#cursor,
@@ -391,16 +359,6 @@ export class UpdateStream implements UpdateSource {
         // ping, and events of later protocol versions, only feed the watchdog.
         return;
     }
-  }
-
-  #emit(event: UpdateEvent): void {
-    notify(this.#listeners, event, this.#logger);
-  }
-
-  #setStatus(status: StreamStatus): void {
-    if (status === this.#status) return;
-    this.#status = status;
-    notify(this.#statusListeners, status, this.#logger);
   }
 
 }

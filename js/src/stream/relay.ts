@@ -1,7 +1,7 @@
 // The messages tabs exchange over the BroadcastChannel of a SharedUpdateStream. Versioned and
 // checked on receipt: a tab of another deploy (or anything else on the channel) is ignored, never
 // trusted, and cannot crash or confuse this one.
-import { parseUpdates, type FrameLogEntry, type StreamStatus, type UpdateEvent } from "./protocol.js";
+import { parseUpdates, type FrameLogEntry, type StreamStatus, type UpdateEvent } from "../protocol.js";
 
 /** Bumped whenever a message's shape changes; it is part of the channel name too. */
 export const RELAY_VERSION = 2;

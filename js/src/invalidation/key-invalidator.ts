@@ -2,15 +2,10 @@
 // TanStack core (one pass per burst, nothing started twice, exactly one more fetch for an update
 // that lands mid-fetch, hidden-tab deferral, resync, inactive keys marked stale), kept by
 // following each key's fetches and mounts, since such a cache tells nobody about them.
-import {
-  normalizeTags,
-  pageVisibility,
-  tagMatches,
-  type FocusManagerLike,
-  type NormalTag,
-  type UpdateTag,
-} from "./invalidator.js";
-import type { StreamStatus, Update, UpdateEvent, UpdateSource } from "./protocol.js";
+import type { StreamStatus, Update, UpdateEvent, UpdateSource } from "../protocol.js";
+import { Batch } from "./batch.js";
+import { pageVisibility, type FocusManagerLike } from "./focus.js";
+import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
 
 export interface KeyInvalidatorOptions {
   /** Updates arriving within this window share one invalidation pass. Default 25 ms. */
@@ -38,16 +33,14 @@ interface KeyState {
 }
 
 export class KeyInvalidator {
+  /** Updates arriving within this window share one invalidation pass. */
   coalesceMs: number;
   readonly #revalidate: Revalidate;
   readonly #focus: FocusManagerLike;
   readonly #logger: Pick<Console, "warn" | "error">;
+  readonly #batch: Batch<string>;
   readonly #keys = new Map<string, KeyState>();
   #clock = 0;
-  #pending: Update[] = [];
-  #pendingAll = false;
-  readonly #pendingKeys = new Set<string>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
   #offFocus: (() => void) | null = null;
   #source: UpdateSource | null = null;
   // The last cursor of a source that went away: the next source starts from it.
@@ -56,6 +49,10 @@ export class KeyInvalidator {
   constructor(revalidate: Revalidate, options: KeyInvalidatorOptions = {}) {
     this.#revalidate = revalidate;
     this.coalesceMs = options.coalesceMs ?? 25;
+    this.#batch = new Batch(
+      () => this.coalesceMs,
+      (updates, all, matched) => this.#pass(updates, all, matched),
+    );
     this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
   }
@@ -131,21 +128,16 @@ export class KeyInvalidator {
   }
 
   handle(event: UpdateEvent): void {
-    if (event.kind === "invalidate-all") this.#pendingAll = true;
-    else this.#pending.push(...event.updates);
-    this.#schedule();
+    this.#batch.add(event);
   }
 
   /** Runs the pending pass now. */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const updates = this.#pending;
-    const all = this.#pendingAll;
-    const matched = new Set(this.#pendingKeys);
-    this.#pending = [];
-    this.#pendingAll = false;
-    this.#pendingKeys.clear();
+    this.#batch.flush();
+  }
+
+  /** `matched`: the keys that join this pass whatever the updates say. */
+  #pass(updates: Update[], all: boolean, matched: Set<string>): void {
     if (all || updates.length > 0) {
       for (const [key, state] of this.#keys) {
         if (state.tags.size === 0) continue;
@@ -163,11 +155,6 @@ export class KeyInvalidator {
       this.#keys.set(key, state);
     }
     return state;
-  }
-
-  #schedule(): void {
-    // A window, not a debounce: a steady stream still gets a pass every coalesceMs.
-    if (this.#timer === undefined) this.#timer = setTimeout(() => this.flush(), this.coalesceMs);
   }
 
   #start(): void {
@@ -217,19 +204,13 @@ export class KeyInvalidator {
   #settled(key: string, state: KeyState): void {
     if (state.fetching > 0 || state.requested || !state.dirty) return;
     state.dirty = false;
-    this.#pendingKeys.add(key);
-    this.#schedule();
+    this.#batch.include(key);
   }
 
   /** Keys fetched up to `tick` may miss changes: one more fetch for each tagged one, in the next pass. */
   #gap(tick: number): void {
-    let any = false;
     for (const [key, state] of this.#keys) {
-      if (state.tags.size > 0 && state.fetchedAt > 0 && state.fetchedAt <= tick) {
-        this.#pendingKeys.add(key);
-        any = true;
-      }
+      if (state.tags.size > 0 && state.fetchedAt > 0 && state.fetchedAt <= tick) this.#batch.include(key);
     }
-    if (any) this.#schedule();
   }
 }

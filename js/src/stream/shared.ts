@@ -1,14 +1,6 @@
-import { append, listen, notify } from "./listeners.js";
-import {
-  type FrameListener,
-  type FrameLogEntry,
-  type StatusListener,
-  type StreamStatus,
-  type UpdateEvent,
-  type UpdateListener,
-  type UpdateSource,
-} from "./protocol.js";
+import type { UpdateSource } from "../protocol.js";
 import { parseRelayMessage, RELAY_VERSION, type RelayMessage } from "./relay.js";
+import { SourceBase } from "./source-base.js";
 import { UpdateStream, type UpdateStreamOptions } from "./stream.js";
 
 /** The part of the Web Locks API this package uses (so tests can pass a fake). */
@@ -48,24 +40,18 @@ type Outgoing = RelayMessage extends infer M ? (M extends RelayMessage ? Omit<M,
  * when the leader's tab goes away, the next tab in the lock's queue takes over and resumes from
  * the last cursor it heard, so no update falls between the two.
  */
-export class SharedUpdateStream implements UpdateSource {
+export class SharedUpdateStream extends SourceBase implements UpdateSource {
   readonly #options: SharedStreamOptions;
   readonly #locks: LockManagerLike;
   readonly #Channel: BroadcastChannelConstructor;
   #name: string;
   readonly #logger: Pick<Console, "warn" | "error">;
-  readonly #logSize: number;
-  readonly #listeners = new Set<UpdateListener>();
-  readonly #statusListeners = new Set<StatusListener>();
-  readonly #frameListeners = new Set<FrameListener>();
   readonly #lockAbort = new AbortController();
 
   #channel: BroadcastChannelLike | null = null;
   #inner: UpdateStream | null = null;
   #release: (() => void) | null = null;
-  #status: StreamStatus = "connecting";
   #cursor: string | null;
-  #log: FrameLogEntry[] = [];
   #heardLeader = false;
   #started = false;
   #closed = false;
@@ -78,25 +64,17 @@ export class SharedUpdateStream implements UpdateSource {
         "SharedUpdateStream needs the Web Locks API and BroadcastChannel; use createUpdateStream() to fall back",
       );
     }
+    super(options.logger ?? console, options.logSize ?? 100);
     this.#options = options;
     this.#locks = locks;
     this.#Channel = Channel;
     this.#name = options.channelName ?? "";
     this.#logger = options.logger ?? console;
-    this.#logSize = options.logSize ?? 100;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
-  }
-
-  get status(): StreamStatus {
-    return this.#status;
   }
 
   get cursor(): string | null {
     return this.#cursor;
-  }
-
-  get log(): readonly FrameLogEntry[] {
-    return this.#log;
   }
 
   /** Whether this tab currently holds the connection. */
@@ -150,25 +128,13 @@ export class SharedUpdateStream implements UpdateSource {
     this.#release?.();
     this.#channel?.close();
     this.#channel = null;
-    this.#setStatus("closed");
+    this.setStatus("closed");
   }
 
   reconnect(): void {
     if (this.#closed) return;
     if (this.#inner) this.#inner.reconnect();
     else this.#post({ t: "reconnect" });
-  }
-
-  subscribe(listener: UpdateListener): () => void {
-    return listen(this.#listeners, listener);
-  }
-
-  onStatus(listener: StatusListener): () => void {
-    return listen(this.#statusListeners, listener);
-  }
-
-  onFrame(listener: FrameListener): () => void {
-    return listen(this.#frameListeners, listener);
   }
 
   #lead(): Promise<void> {
@@ -189,24 +155,24 @@ export class SharedUpdateStream implements UpdateSource {
       if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "event", event, cursor: this.#cursor });
-      this.#deliver(event);
+      this.emit(event);
     });
     inner.onStatus((status) => {
       if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "status", status, cursor: this.#cursor });
-      this.#setStatus(status);
+      this.setStatus(status);
     });
     inner.onFrame((frame) => {
       if (!current()) return;
       this.#cursor = inner.cursor;
       this.#post({ t: "frame", frame, cursor: this.#cursor });
-      this.#pushFrame(frame);
+      this.pushFrame(frame);
     });
     // Taking over from a leader that went away is a reconnect, not a first connect.
     const status = this.#heardLeader ? "reconnecting" : inner.status;
     this.#post({ t: "status", status, cursor: this.#cursor });
-    this.#setStatus(status);
+    this.setStatus(status);
     inner.start();
     return new Promise((resolve) => {
       this.#release = resolve;
@@ -228,20 +194,20 @@ export class SharedUpdateStream implements UpdateSource {
     switch (message.t) {
       case "event":
         this.#heard(message.cursor);
-        this.#deliver(message.event);
+        this.emit(message.event);
         return;
       case "status":
         this.#heard(message.cursor);
-        this.#setStatus(message.status);
+        this.setStatus(message.status);
         return;
       case "frame":
         this.#heard(message.cursor);
-        this.#pushFrame(message.frame);
+        this.pushFrame(message.frame);
         return;
       case "state":
         this.#heard(message.cursor);
-        this.#log = message.log.slice(-this.#logSize);
-        this.#setStatus(message.status);
+        this.restoreLog(message.log);
+        this.setStatus(message.status);
         return;
       default:
         return;
@@ -260,22 +226,6 @@ export class SharedUpdateStream implements UpdateSource {
       this.#logger.error("refetch: could not relay to other tabs", error);
     }
   }
-
-  #deliver(event: UpdateEvent): void {
-    notify(this.#listeners, event, this.#logger);
-  }
-
-  #pushFrame(frame: FrameLogEntry): void {
-    append(this.#log, frame, this.#logSize);
-    notify(this.#frameListeners, frame, this.#logger);
-  }
-
-  #setStatus(status: StreamStatus): void {
-    if (status === this.#status) return;
-    this.#status = status;
-    notify(this.#statusListeners, status, this.#logger);
-  }
-
 }
 
 export interface CreateUpdateStreamOptions extends SharedStreamOptions {

@@ -1,8 +1,7 @@
-// What the Vue, Svelte and Solid adapters share about opening the stream: which options make a new
-// stream and how the latest options reach a connect. React keeps its own (a dependency array).
-import type { UpdateTag } from "./invalidator.js";
-import type { UpdateType } from "./protocol.js";
-import type { ConnectOptions, QueryUpdates } from "./session.js";
+// What every framework adapter shares about opening the stream: which options make a new stream
+// and how the latest options reach a connect. React and SWR use the identity as an effect's
+// dependency array; Vue, Svelte and Solid compare it themselves.
+import type { ConnectOptions, SessionInvalidator, UpdatesSession } from "./session.js";
 
 export interface AdapterConnectOptions extends ConnectOptions {
   /** false: no connection (e.g. while signed out). Default true. The cursor carries across. */
@@ -11,7 +10,7 @@ export interface AdapterConnectOptions extends ConnectOptions {
 
 /**
  * The options whose change makes a new stream (which resumes from the previous one's cursor);
- * `headers` is read on each connect and the rest when the stream is created.
+ * `headers` is read on each connect and the rest when the stream is created. Always as long.
  */
 export function streamIdentity(options: AdapterConnectOptions): readonly unknown[] {
   return [
@@ -31,7 +30,7 @@ export function sameIdentity(a: readonly unknown[] | null, b: readonly unknown[]
 
 /** Connects with these options; `latest()` is asked for the headers on every (re)connect. */
 export function connectLatest(
-  session: QueryUpdates,
+  session: UpdatesSession<SessionInvalidator>,
   options: AdapterConnectOptions,
   latest: () => AdapterConnectOptions,
 ): () => void {
@@ -44,10 +43,4 @@ export function connectLatest(
       return (typeof headers === "function" ? await headers() : headers) ?? {};
     },
   });
-}
-
-/** The tags `useAutoRefetch(query, types, { keys })` declares, in every adapter. */
-export function tagsFor(types: UpdateType | readonly UpdateType[], keys?: readonly (string | number)[]): UpdateTag[] {
-  const list: readonly UpdateType[] = Array.isArray(types) ? types : [types as UpdateType];
-  return list.map((type) => (keys ? { type, keys } : type));
 }

@@ -1,0 +1,126 @@
+// One cache kept fresh by one update stream: opens the stream (or attaches one), feeds it to the
+// cache's invalidator, and offers what every framework adapter needs beyond that (the current
+// source, its status and frame log, for a UI). The same for TanStack (QueryUpdates) and SWR
+// (SWRUpdates); they differ only in their invalidator. No framework here.
+import type { CursorTracker } from "../cursors.js";
+import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
+import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
+import { Subscribable } from "../subscribable.js";
+
+export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
+  /** Default "/api/updates". */
+  url?: string | URL;
+  /** Use this stream instead of creating one; it is started but not closed on disconnect. */
+  stream?: UpdateSource;
+  /** Updates arriving within this window share one invalidation pass. Default 25 ms. */
+  coalesceMs?: number;
+  /** The `Refetch-Cursor`s of the app's API responses: the stream starts from the oldest. */
+  cursors?: CursorTracker | null;
+}
+
+/** What the session needs of an invalidator (QueryInvalidator, KeyInvalidator). */
+export interface SessionInvalidator {
+  coalesceMs: number;
+  /** The cursor a stream that has none of its own starts from. */
+  startCursor(): string | null | Promise<string | null>;
+  /** Feeds the source's events in; returns the disconnect. */
+  connect(source: UpdateSource): () => void;
+  /** Only an invalidator whose cache can say what each response was read at. */
+  useCursors?(cursors: CursorTracker | null): void;
+}
+
+export class UpdatesSession<I extends SessionInvalidator> {
+  readonly invalidator: I;
+  readonly #logger: Pick<Console, "warn" | "error">;
+  readonly #cache: string;
+  readonly #changes: Subscribable;
+  #source: UpdateSource | null = null;
+  #log: readonly FrameLogEntry[] = EMPTY;
+
+  /** `cache` names what the session keeps fresh, for the misuse warning ("QueryClient", "SWR cache"). */
+  constructor(invalidator: I, cache: string, logger: Pick<Console, "warn" | "error"> = console) {
+    this.invalidator = invalidator;
+    this.#logger = logger;
+    this.#cache = cache;
+    this.#changes = new Subscribable(this.#logger);
+  }
+
+  /** The attached stream, or null. */
+  get source(): UpdateSource | null {
+    return this.#source;
+  }
+
+  /** The stream's status: "closed" while none is attached. */
+  get status(): StreamStatus {
+    return this.#source?.status ?? "closed";
+  }
+
+  /** The recent frames, oldest first; a new array on every change (for snapshot-based UIs). */
+  get log(): readonly FrameLogEntry[] {
+    return this.#log;
+  }
+
+  /** Called on every change of source, status or log. A bound property, for useSyncExternalStore. */
+  subscribe = (listener: () => void): (() => void) => {
+    return this.#changes.subscribe(listener);
+  };
+
+  /**
+   * Opens the update stream (or attaches `options.stream`) and invalidates the cache from it.
+   * Returns the disconnect, which closes a stream it created; the stream's cursor is carried to
+   * the next `connect()`, so changes made in between are replayed, not lost.
+   */
+  connect(options: ConnectOptions = {}): () => void {
+    const { stream, coalesceMs, cursors, ...streamOptions } = options;
+    const invalidator = this.invalidator;
+    if (cursors !== undefined) invalidator.useCursors?.(cursors);
+    const source =
+      stream ??
+      createUpdateStream({
+        ...streamOptions,
+        url: options.url ?? "/api/updates",
+        cursor: options.cursor ?? (() => invalidator.startCursor()),
+      });
+    const detach = this.#attach(source, coalesceMs);
+    source.start();
+    return () => {
+      detach();
+      if (!stream) source.close();
+    };
+  }
+
+  #attach(source: UpdateSource, coalesceMs: number | undefined): () => void {
+    if (this.#source && this.#source !== source) {
+      this.#logger.warn(`refetch: two update streams for one ${this.#cache}; connect once per app`);
+    }
+    this.#source = source;
+    if (coalesceMs !== undefined) this.invalidator.coalesceMs = coalesceMs;
+    const disconnect = this.invalidator.connect(source);
+    this.#log = [...source.log];
+    const offStatus = source.onStatus(() => this.#changes.notify());
+    const offFrames = source.onFrame(() => {
+      this.#log = [...source.log];
+      this.#changes.notify();
+    });
+    this.#changes.notify();
+    return () => {
+      offStatus();
+      offFrames();
+      disconnect();
+      if (this.#source === source) this.#source = null;
+      this.#changes.notify();
+    };
+  }
+}
+
+const EMPTY: readonly FrameLogEntry[] = [];
+
+/** The one session of each cache (a QueryClient, an SWR cache), created on its first use. */
+export function sessionOf<K extends object, S>(sessions: WeakMap<K, S>, cache: K, create: () => S): S {
+  let session = sessions.get(cache);
+  if (!session) {
+    session = create();
+    sessions.set(cache, session);
+  }
+  return session;
+}
