@@ -122,8 +122,8 @@ class BrokerSequencer:
     def submit(self, items: Sequence[Item]) -> None:
         self._outbox.put(items)
 
-    async def flush(self) -> str:
-        return await self._outbox.flush()
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        return await self._outbox.flush(timeout)
 
     def _deliver_local(self, update: Update | Control) -> None:
         if not isinstance(update, Update):

@@ -81,8 +81,13 @@ class Outbox:
             self._read_at[position] = time.monotonic()
         return sent
 
-    async def flush(self) -> str:
-        """Wait until everything queued so far is published; the cursor of the newest."""
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        """Wait until everything queued so far is published; the cursor of the newest.
+
+        Raises ``PublishError`` (and nothing else) when the broker does not take it
+        within ``timeout`` seconds (``None``: ``publish_timeout``); what is queued stays
+        queued and goes out when the broker answers.
+        """
         if self.down is not None:
             raise PublishError(
                 f"the backend at {self.backend.url} is not accepting updates "
@@ -90,10 +95,17 @@ class Outbox:
             )
         target = self._enqueued
         if self._sent < target:
+            limit = self.publish_timeout if timeout is None else timeout
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._barriers.append((target, future))
-            async with asyncio.timeout(self.publish_timeout):
-                await future
+            try:
+                async with asyncio.timeout(limit):
+                    await future
+            except TimeoutError:
+                raise PublishError(
+                    f"the backend at {self.backend.url} did not confirm within {limit:g} s; "
+                    "what is queued is published when it answers"
+                ) from None
         return self._cursor_of(self._last_position)
 
     def _settle_barriers(self, failure: BaseException | None = None) -> None:

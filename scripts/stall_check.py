@@ -152,24 +152,47 @@ async def check(kind: str, stall: float) -> dict[str, Any]:
 
             stopped = time.monotonic()
             stop()
+            # Bob is removed from acme through A, 0.2 s into the stall; A answers within
+            # flush(timeout=2) with PublishError, and B ends bob's stream on its own.
+            revoked: dict[str, Any] = {}
+
+            async def revoke() -> None:
+                await asyncio.sleep(0.2)
+                a.reauthorize("bob", Principal.of("bob", ["user:bob"]))
+                revoked["at"] = time.monotonic()
+                try:
+                    await a.flush(timeout=2)
+                    revoked["flush"] = "returned"
+                except Exception as exc:
+                    revoked["flush"] = type(exc).__name__
+                revoked["flush_s"] = round(time.monotonic() - revoked["at"], 2)
+
+            revoking = asyncio.create_task(revoke())
             notified: dict[str, float] = {}
+            public: set[str] = set()
             detected = ended = None
             n = 0
             while time.monotonic() - stopped < stall:
                 key = f"b{n}"
                 n += 1
                 notified[key] = time.monotonic()
-                b.notify("compute", key)
+                if n % 2:
+                    b.notify("compute", key, audience=["tenant:acme"])
+                else:
+                    public.add(key)
+                    b.notify("compute", key)
                 for _ in range(20):
                     if detected is None and b.statistics().listener_down is not None:
                         detected = time.monotonic() - stopped
                     if ended is None and bob_conn.ended.done():
                         ended = time.monotonic() - stopped
                     await asyncio.sleep(0.01)
-            waits = [anonymous.heard.get(k, time.monotonic()) - t for k, t in notified.items()]
+            waits = [anonymous.heard.get(k, time.monotonic()) - notified[k] for k in public]
+            await revoking
+            after_revoke = [t - revoked["at"] for k, t in bob.heard.items() if k in notified]
             resume()
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not set(notified) <= set(on_a.heard):  # noqa: ASYNC110
+            while time.monotonic() < deadline and not public <= set(on_a.heard):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
             return {
                 "broker": kind,
@@ -178,7 +201,12 @@ async def check(kind: str, stall: float) -> dict[str, Any]:
                 "authenticated_stream_ended_after_s": None if ended is None else round(ended, 2),
                 "b_notifies": len(notified),
                 "longest_local_wait_s": round(max(waits), 2),
-                "silently_stale_on_a": sorted(set(notified) - set(on_a.heard)),
+                "silently_stale_on_a": sorted(public - set(on_a.heard)),
+                "revoking_flush": revoked["flush"],
+                "revoking_flush_s": revoked["flush_s"],
+                # B's own acme notifies reach bob (B has not heard of the revocation)
+                # until B fails closed: the last one, in seconds after the revocation.
+                "bob_heard_acme_until_s_after_revocation": round(max(after_revoke, default=0), 2),
             }
     finally:
         if process is not None:

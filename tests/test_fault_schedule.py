@@ -527,3 +527,39 @@ def test_every_stream_hears_what_it_may_or_a_resync_under_any_broker_timing(
 ) -> None:
     with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
         runner.run(Run().run(ops))
+
+
+async def revoke_during_stall(timeouts: Sequence[float | None]) -> list[tuple[str, float]]:
+    """Two hubs, the broker stalled: what each revoking ``flush()`` raised, and when."""
+    broker = Broker()
+    links = [Link(broker), Link(broker)]
+    outcomes: list[tuple[str, float]] = []
+    loop = asyncio.get_running_loop()
+    async with (
+        UpdateService(TYPES, backend=links[0], close_on_signals=False, gc_freeze=False) as a,
+        UpdateService(TYPES, backend=links[1], close_on_signals=False, gc_freeze=False),
+    ):
+        await a.flush()
+        for link in links:
+            link.stalled_until = loop.time() + 30
+        for timeout in timeouts:
+            a.reauthorize("bob", Principal.of("bob", ["user:bob"]))
+            started = loop.time()
+            try:
+                await (a.flush() if timeout is None else a.flush(timeout=timeout))
+                outcomes.append(("returned", loop.time() - started))
+            except Exception as exc:
+                outcomes.append((type(exc).__name__, loop.time() - started))
+    return outcomes
+
+
+def test_flush_on_a_stalled_broker_raises_publish_error_within_its_timeout() -> None:
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        (default, after_default), (short, after_short) = runner.run(
+            revoke_during_stall([None, 0.5])
+        )
+    # Without a timeout: the publish timeout (10 s) at most, and PublishError, not the
+    # TimeoutError that escaped before (the portal catches PublishError).
+    assert default == "PublishError" and after_default <= 10.1
+    # With one: within it (at once when the instance already knows the broker is away).
+    assert short == "PublishError" and after_short <= 0.6
