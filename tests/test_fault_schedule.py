@@ -324,6 +324,7 @@ class Run:
         self.clients = [Client(h, subject) for h in range(HUBS) for subject in [*SUBJECTS, None]]
         self.notified: list[Notified] = []
         self.revocations: list[Revocation] = []
+        self.changes: list[Revocation] = []  # reauthorizes and sign-outs, in call order
         self.tasks: list[asyncio.Task[None]] = []
 
     def principal(self, subject: str | None) -> Principal:
@@ -383,13 +384,14 @@ class Run:
             since = len(self.history[subject]) - 1
             revocation = Revocation(subject, self.scopes[subject], now, since)
             self.revocations.append(revocation)
+            self.changes.append(revocation)
             hub.reauthorize(subject, self.principal(subject))
             self.tasks.append(loop.create_task(self.revoke(hub, revocation)))
         elif kind == "close":
             hub.close_streams("signed out", subject=op[2])
-            self.tasks.append(
-                loop.create_task(self.revoke(hub, Revocation(op[2], frozenset(), now)))
-            )
+            closing = Revocation(op[2], frozenset(), now)
+            self.changes.append(closing)
+            self.tasks.append(loop.create_task(self.revoke(hub, closing)))
         elif kind == "refuse":
             link.refused_until = max(link.refused_until, now + op[2])
             link.cuts += 1
@@ -450,11 +452,27 @@ class Run:
                 revocation.subject == client.subject
                 and revocation.returned is not None
                 and revocation.returned < update.at
+                and self.settled_before(revocation)
             ):
                 later = self.history[client.subject][revocation.since :]
                 if all(update.audience.isdisjoint(s) for s in later):
                     return revocation
         return None
+
+    def settled_before(self, revocation: Revocation) -> bool:
+        """Every earlier change of the subject was confirmed before this one was made.
+
+        Otherwise the two are concurrent: the stream's order decides which principal
+        holds (docs/scaling.md), not the order of the calls.
+        """
+        for change in self.changes:
+            if change is revocation:
+                return True
+            if change.subject == revocation.subject and (
+                change.returned is None or change.returned > revocation.called
+            ):
+                return False
+        return True
 
     def check(self) -> None:
         for i, client in enumerate(self.clients):
