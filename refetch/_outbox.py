@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ._backoff import Backoff
 from ._codec import encode_entry, encode_resync_marker
-from ._control import Control
+from ._control import Control, stale
 from ._exceptions import PublishError, ServiceClosed
 from ._sequencer import Item
 from ._update import Update
@@ -48,7 +48,8 @@ class Outbox:
         self._cursor_of = cursor_of
         self._queue: deque[Queued] = deque()
         self._limit = 10_000
-        self._unsent: deque[Update | Control] = deque(maxlen=self._limit)
+        # Failed updates, oldest first, to publish before anything queued after them.
+        self._unsent: deque[Update | Control] = deque()
         self._lost = False
         self.down: str | None = None
         self._wake = asyncio.Event()
@@ -64,6 +65,9 @@ class Outbox:
         self._sent_at: dict[int, float] = {}
         self._read_at: dict[int, float] = {}
         self._publishing = 0
+        # A publish has gone unanswered for ``local_fallback_after``: local clients were
+        # told of everything queued, and are told of what is put, until it ends.
+        self._stalled = False
         self.lag: float | None = None
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
@@ -77,8 +81,13 @@ class Outbox:
             self._read_at[position] = time.monotonic()
         return sent
 
-    async def flush(self) -> str:
-        """Wait until everything queued so far is published; the cursor of the newest."""
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        """Wait until everything queued so far is published; the cursor of the newest.
+
+        Raises ``PublishError`` (and nothing else) when the broker does not take it
+        within ``timeout`` seconds (``None``: ``publish_timeout``); what is queued stays
+        queued and goes out when the broker answers.
+        """
         if self.down is not None:
             raise PublishError(
                 f"the backend at {self.backend.url} is not accepting updates "
@@ -86,10 +95,17 @@ class Outbox:
             )
         target = self._enqueued
         if self._sent < target:
+            limit = self.publish_timeout if timeout is None else timeout
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._barriers.append((target, future))
-            async with asyncio.timeout(self.publish_timeout):
-                await future
+            try:
+                async with asyncio.timeout(limit):
+                    await future
+            except TimeoutError:
+                raise PublishError(
+                    f"the backend at {self.backend.url} did not confirm within {limit:g} s; "
+                    "what is queued is published when it answers"
+                ) from None
         return self._cursor_of(self._last_position)
 
     def _settle_barriers(self, failure: BaseException | None = None) -> None:
@@ -117,8 +133,9 @@ class Outbox:
                 else:
                     logger.error("%r dropped: %s", update, exc)
                 continue
-            if not self._listening():
-                # Our listener cannot hear the broker: local clients hear it from us now.
+            if not self._listening() or self._stalled:
+                # Our listener cannot hear the broker, or a publish is stuck: local
+                # clients hear it from us now (not after the stuck publish gives up).
                 self._deliver_local(update)
             if self.down is None and len(self._queue) < self._limit:
                 self._queue.append((update, payload, future))
@@ -134,13 +151,21 @@ class Outbox:
                     )
                 )
             elif self.down is not None:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
+                self._keep(update)
             else:
                 self._lost = True
-        if self._queue or self._lost:
-            self._wake.set()
+        # Whatever was accepted, the publisher must hear of it: an update kept in
+        # ``_unsent`` while a recovery append is in flight goes out in that recovery.
+        self._wake.set()
+
+    def _keep(self, update: Update | Control) -> None:
+        """Keep a failed update for when the broker is back (bounded: beyond, one resync)."""
+        if len(self._unsent) >= self._limit:
+            self._lost = True  # the resync marker covers every update kept before it
+            self._unsent.clear()
+        if not isinstance(update, Update):
+            update = stale(update)  # a principal published late could undo a newer one
+        self._unsent.append(update)
 
     async def run(self) -> None:
         """The publisher task: sends what is queued, and what failed once the broker is back."""
@@ -149,8 +174,13 @@ class Outbox:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.down is not None or self._lost:
-                if self.down is not None:
+            # While ``down`` is set, put() keeps updates in ``_unsent``, so everything
+            # kept goes out before anything queued after the recovery, in order; the
+            # broker is "back" only once nothing kept is left (updates kept during a
+            # recovery append go out in the same recovery, not at the next outage).
+            failed = self.down is not None
+            while self.down is not None or self._lost or self._unsent:
+                if failed:
                     await asyncio.sleep(backoff.next())
                 try:
                     async with asyncio.timeout(self.publish_timeout):
@@ -158,7 +188,11 @@ class Outbox:
                 except Exception as exc:
                     logger.debug("backend %s still unavailable: %r", backend.url, exc)
                     self.down = repr(exc)
+                    failed = True
                     continue
+                failed = False
+                if self._unsent or self._lost:
+                    continue  # kept while that append was in flight: send it now
                 if self.down is not None:
                     logger.warning("publishing to %s again", backend.url)
                 self.down = None
@@ -167,6 +201,11 @@ class Outbox:
                 batch = [self._queue.popleft() for _ in range(min(500, len(self._queue)))]
                 try:
                     positions = await self._publish_batch(backend, batch)
+                except asyncio.CancelledError:
+                    # Stopped mid-publish: stop() sends the batch again (a duplicate at
+                    # worst, which only invalidates twice), never drops it.
+                    self._queue.extendleft(reversed(batch))
+                    raise
                 except _PublishedLate as exc:
                     cause = exc.__cause__
                     failure = cause if isinstance(cause, Exception) else exc
@@ -193,12 +232,20 @@ class Outbox:
         task = asyncio.get_running_loop().create_task(
             self._timed_publish(backend, [p for _, p, _ in batch])
         )
-        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        except asyncio.CancelledError:
+            task.cancel()  # stopped: stop() publishes the batch, this must not as well
+            raise
         if done:
             return task.result()
         # The broker is slow to answer (a stalled connection, a reconnecting client):
-        # local clients should not wait for it. What we told them, we do not repeat.
+        # local clients should not wait for it, for this batch nor for what queues up
+        # behind it. What we told them, we do not repeat if the publish then fails.
+        self._stalled = True
         for update, _, _ in batch:
+            self._deliver_local(update)
+        for update, _, _ in self._queue:
             self._deliver_local(update)
         self._flush()
         try:
@@ -206,6 +253,8 @@ class Outbox:
                 return await task
         except Exception as exc:
             raise _PublishedLate from exc
+        finally:
+            self._stalled = False
 
     async def _timed_publish(self, backend: Backend, payloads: list[bytes]) -> list[int]:
         sent = time.monotonic()
@@ -227,18 +276,31 @@ class Outbox:
         return positions
 
     async def _send_unsent(self, backend: Backend) -> None:
+        # What is sent is taken out of ``_unsent`` before the await and put back in
+        # front if it fails: put() appends to ``_unsent`` meanwhile, so counting what
+        # to remove after the await would remove the wrong updates.
         if self._lost:
             # More failed than we kept: nobody can tell what other instances missed.
-            await backend.append(
-                [encode_resync_marker("updates were lost while a broker was away")]
-            )
             self._lost = False
             self._unsent.clear()
+            try:
+                await backend.append(
+                    [encode_resync_marker("updates were lost while a broker was away")]
+                )
+            except BaseException:
+                self._lost = True
+                raise
         elif self._unsent:
             updates = list(self._unsent)
-            await backend.append([encode_entry(u) for u in updates])
-            for _ in updates:
-                self._unsent.popleft()
+            self._unsent.clear()
+            try:
+                await backend.append([encode_entry(u) for u in updates])
+            except BaseException:
+                self._unsent.extendleft(reversed(updates))
+                if len(self._unsent) > self._limit:
+                    self._lost = True
+                    self._unsent.clear()
+                raise
         else:
             await backend.ping()
 
@@ -262,8 +324,8 @@ class Outbox:
         self._settle_barriers(
             PublishError(f"cannot publish to {backend.url}: {exc!r}; kept for when it is back")
         )
-        for i, (update, _, future) in enumerate(batch + waiting):
-            if not (told and i < len(batch)):
+        for update, _, future in batch + waiting:
+            if not told:  # told: the batch stalled, and local clients heard all of it
                 self._deliver_local(update)  # twice if the listener is down too: harmless
             if future is not None:
                 if not future.done():
@@ -273,31 +335,38 @@ class Outbox:
                         )
                     )
             else:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
+                self._keep(update)
         self._flush()
 
     async def stop(self, grace: float) -> None:
-        """Publish what is still queued, if the broker takes it within ``grace``."""
+        """Publish what is kept and queued, in order, if the broker takes it within ``grace``."""
         self._settle_barriers(ServiceClosed("closed before everything was published"))
-        outbox, self._queue = list(self._queue), deque()
-        if outbox:
-            try:
-                async with asyncio.timeout(grace):
-                    positions = await self.backend.append([payload for _, payload, _ in outbox])
-            except Exception as exc:
-                logger.warning(
-                    "%d update(s) not published to %s at close: %r",
-                    len(outbox),
-                    self.backend.url,
-                    exc,
-                )
-                positions = []
-            for i, (_, _, future) in enumerate(outbox):
-                if future is None or future.done():
-                    continue
-                if i < len(positions):
-                    future.set_result(self._cursor_of(positions[i]))
-                else:
-                    future.set_exception(ServiceClosed("closed before the update was published"))
+        try:
+            async with asyncio.timeout(grace):
+                # A loop, not one snapshot: what is put while an append is in flight
+                # goes out too, after it.
+                while self._lost or self._unsent or self._queue:
+                    if self._lost or self._unsent:
+                        await self._send_unsent(self.backend)
+                        continue
+                    outbox, self._queue = list(self._queue), deque()
+                    try:
+                        positions = await self.backend.append([p for _, p, _ in outbox])
+                    except BaseException:
+                        self._queue.extendleft(reversed(outbox))
+                        raise
+                    for (_, _, future), position in zip(outbox, positions, strict=True):
+                        if future is not None and not future.done():
+                            future.set_result(self._cursor_of(position))
+        except Exception as exc:
+            logger.warning(
+                "%d update(s) not published to %s at close: %r",
+                len(self._queue) + len(self._unsent),
+                self.backend.url,
+                exc,
+            )
+        for _, _, future in self._queue:
+            if future is not None and not future.done():
+                future.set_exception(ServiceClosed("closed before the update was published"))
+        self._queue.clear()
+        self._unsent.clear()
