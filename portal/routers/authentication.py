@@ -83,8 +83,8 @@ async def logout(request: Request, auth: CurrentAuth, db: Database) -> Response:
     # Open streams were authenticated by this session: end them, so this browser's
     # reconnect gets 401; the user's other sessions reconnect and carry on.
     request.app.state.updates.close_streams("signed out", subject=str(auth.user.id))
-    await revocation_published(request)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    await revocation_published(request, response)
     response.delete_cookie(COOKIE_NAME, path="/")
     return response
 
@@ -108,7 +108,12 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
 
 @router.post("/tenants/{tenant}/members", status_code=status.HTTP_201_CREATED, responses=ERRORS)
 async def add_member(
-    tenant: str, body: schemas.MemberAdd, request: Request, auth: CurrentAuth, db: Database
+    tenant: str,
+    body: schemas.MemberAdd,
+    request: Request,
+    response: Response,
+    auth: CurrentAuth,
+    db: Database,
 ) -> schemas.Member:
     access = tenant_access(auth, tenant)
     require_admin(auth, access.tenant_id)
@@ -121,7 +126,7 @@ async def add_member(
     await db.flush()
     await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
-    await revocation_published(request)
+    await revocation_published(request, response)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
 
@@ -131,6 +136,7 @@ async def change_member_role(
     user_id: int,
     body: schemas.MemberUpdate,
     request: Request,
+    response: Response,
     auth: CurrentAuth,
     db: Database,
 ) -> schemas.Member:
@@ -144,7 +150,7 @@ async def change_member_role(
         await db.flush()
         await _membership_changed(request, db, user.id, access.slug)
         await db.commit()
-        await revocation_published(request)
+        await revocation_published(request, response)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=membership.role)
 
 
@@ -165,8 +171,9 @@ async def remove_member(
     await db.flush()
     await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
-    await revocation_published(request)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    await revocation_published(request, response)
+    return response
 
 
 async def _member(db: Database, tenant_id: int, user_id: int) -> tuple[Membership, User]:
@@ -204,13 +211,26 @@ async def _membership_changed(request: Request, db: Database, user_id: int, slug
     )
 
 
-async def revocation_published(request: Request) -> None:
+#: How long a revoking request waits for the broker before answering. Longer would not make
+#: the change safer: it is committed and in force here already, and an instance that cannot
+#: hear the broker ends its authenticated streams on its own (fail closed).
+REVOCATION_FLUSH_TIMEOUT = 2.0
+#: Says how far the change got when the request answered: ``published`` (every instance can
+#: hear it) or ``pending`` (committed and in force on this instance; the others hear it when
+#: the broker takes it, and those that cannot hear the broker end their streams meanwhile).
+PROPAGATION_HEADER = "Refetch-Propagation"
+
+
+async def revocation_published(request: Request, response: Response) -> None:
     """Answer once every instance can hear the change (it is ordered with the updates).
 
-    If the backend does not take it, the change still holds here and in the database;
-    instances that cannot hear the broker end their authenticated streams on their own.
+    If the backend does not take it in time, the change still holds here and in the database,
+    and the answer says so (``Refetch-Propagation: pending``) instead of failing the request.
     """
     try:
-        await request.app.state.updates.flush()
+        await request.app.state.updates.flush(timeout=REVOCATION_FLUSH_TIMEOUT)
     except PublishError as exc:
         logger.warning("revocation not yet published to the other instances: %s", exc)
+        response.headers[PROPAGATION_HEADER] = "pending"
+    else:
+        response.headers[PROPAGATION_HEADER] = "published"
