@@ -50,6 +50,9 @@ class Outcome:
     unpublished: list[str] = field(default_factory=list)
     #: Seconds from the freeze until each instance noticed (listener / publisher), or None.
     detected: dict[str, float | None] = field(default_factory=dict)
+    #: The longest a client waited for a notify of its own instance (the broker is not
+    #: needed for that: a stall must not starve local clients beyond the fallback bound).
+    local_delay: float = 0.0
     #: Seconds from the last write (``after`` seconds after the thaw) until both last
     #: updates reached every client.
     recovered: float | None = None
@@ -67,6 +70,7 @@ class Outcome:
             f"{self.kind} stall {self.stall:.1f}s: {self.updates} updates, {self.clients} "
             f"clients, {len(self.stale)} silently stale, {self.resynced} resynced, "
             f"{len(self.unpublished)} never published; detected: {detected}; "
+            f"local clients waited at most {self.local_delay:.1f}s; "
             f"all caught up {recovered} after the last write"
         )
 
@@ -82,12 +86,17 @@ class Client:
     def __init__(self, url: str, instance: str, last_event_id: str | None = None) -> None:
         self.instance = instance
         self.frames: list[Frame] = []
+        self.heard: dict[str, float] = {}  # key -> when first heard
         self._iterator = listen(url, backoff=0.1, max_backoff=0.5, last_event_id=last_event_id)
         self.task = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         async for frame in self._iterator:
             self.frames.append(frame)
+            now = time.monotonic()
+            for update in frame.updates if frame.event == "invalidate" else ():
+                for key in update.keys or ():
+                    self.heard.setdefault(key, now)
 
     async def aclose(self) -> None:
         self.task.cancel()
@@ -95,13 +104,7 @@ class Client:
         await self._iterator.aclose()
 
     def keys(self) -> set[str]:
-        return {
-            key
-            for f in self.frames
-            if f.event == "invalidate"
-            for u in f.updates
-            for key in (u.keys or ())
-        }
+        return set(self.heard)
 
     @property
     def resynced(self) -> bool:
@@ -182,7 +185,7 @@ async def run(
     """One stall; see the module docstring. ``settle`` bounds the wait for the last updates."""
     outcome = Outcome(broker.kind, stall)
     url = stream_url(broker, f"stall_{uuid.uuid4().hex[:12]}")
-    notified: list[str] = []
+    notified: dict[str, float] = {}  # key -> when notified
     async with AsyncExitStack() as stack:
         hubs: dict[str, UpdateService] = {}
         urls: dict[str, str] = {}
@@ -199,7 +202,7 @@ async def run(
                 for name, hub in hubs.items():
                     key = f"{name}{i}"
                     hub.notify("projects", key)
-                    notified.append(key)
+                    notified[key] = time.monotonic()
                 await asyncio.sleep(interval)
 
         writer = asyncio.create_task(write())
@@ -233,6 +236,10 @@ async def run(
         outcome.updates = len(notified)
         outcome.clients = len(readers)
         expected = set(notified) | lasts
+        for client in readers:
+            for key, at in client.heard.items():
+                if key[0] == client.instance and key in notified:
+                    outcome.local_delay = max(outcome.local_delay, at - notified[key])
         for i, client in enumerate(readers):
             if client.resynced:
                 outcome.resynced += 1

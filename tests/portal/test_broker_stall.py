@@ -188,5 +188,10 @@ async def test_removing_a_member_while_the_broker_is_stalled_answers_at_once_and
         await wait_for(lambda: "*" in bob.keys("images", since=thawed), 10)
         assert bob.keys("projects", since=thawed) == {}, "bob heard acme after his removal"
         assert str(bob_id) in bob.keys("authentication", since=thawed)
+
+        # With the broker back, a revoking request says its change reached the broker.
+        signed_out = await alice_a.post("/api/logout")
+        assert signed_out.status_code == 204
+        assert signed_out.headers["refetch-propagation"] == "published"
     finally:
         await bob.aclose()
