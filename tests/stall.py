@@ -48,7 +48,8 @@ class Outcome:
     stale: list[str] = field(default_factory=list)
     #: Keys the broker did not replay to a fresh client resuming from before the writes.
     unpublished: list[str] = field(default_factory=list)
-    #: Seconds from the freeze until each instance noticed (listener / publisher), or None.
+    #: Seconds from the freeze until each instance first said its listener / publisher was
+    #: down (watched until the last updates arrived, so also after the thaw), or None.
     detected: dict[str, float | None] = field(default_factory=dict)
     #: The longest a client waited for a notify of its own instance (the broker is not
     #: needed for that: a stall must not starve local clients beyond the fallback bound).
@@ -207,6 +208,7 @@ async def run(
 
         writer = asyncio.create_task(write())
         watcher: asyncio.Task[None] | None = None
+        lasts = {f"end-{name}" for name in hubs}
         try:
             await asyncio.sleep(before)
             broker.freeze()
@@ -217,21 +219,24 @@ async def run(
             finally:
                 broker.thaw()
             await asyncio.sleep(after)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            stopped_at = time.monotonic()
+
+            with contextlib.suppress(TimeoutError):
+                await asyncio.gather(
+                    *(_last_update(hub, f"end-{name}", settle) for name, hub in hubs.items())
+                )
+            if await wait_for(
+                lambda: all(c.resynced or lasts <= c.keys() for c in readers), settle
+            ):
+                outcome.recovered = time.monotonic() - stopped_at
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             if watcher is not None:
                 watcher.cancel()
                 await asyncio.gather(watcher, return_exceptions=True)
-        stopped_at = time.monotonic()
-
-        lasts = {f"end-{name}" for name in hubs}
-        with contextlib.suppress(TimeoutError):
-            await asyncio.gather(
-                *(_last_update(hub, f"end-{name}", settle) for name, hub in hubs.items())
-            )
-        if await wait_for(lambda: all(c.resynced or lasts <= c.keys() for c in readers), settle):
-            outcome.recovered = time.monotonic() - stopped_at
 
         outcome.updates = len(notified)
         outcome.clients = len(readers)
