@@ -326,11 +326,16 @@ class BrokerSequencer:
         return CatchUp(task)
 
     async def _catch_up(self, position: int) -> Callable[[], Replay | Resync]:
+        epoch = self._numbering.epoch
         result = await self._fetch_missed(position)
 
         def finish() -> Replay | Resync:
             # Called on the loop once the fetch is done: what arrived meanwhile is in
             # the log, so the replay is the fetched part plus the log since its end.
+            if self._numbering.epoch != epoch:
+                # The stream was recreated during the fetch: positions from before
+                # name nothing in the new one (the log was reset, not extended).
+                return Resync("the update stream was recreated")
             if isinstance(result, str):
                 return Resync(result)
             older, upto = result

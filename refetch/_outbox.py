@@ -48,7 +48,8 @@ class Outbox:
         self._cursor_of = cursor_of
         self._queue: deque[Queued] = deque()
         self._limit = 10_000
-        self._unsent: deque[Update | Control] = deque(maxlen=self._limit)
+        # Failed updates, oldest first, to publish before anything queued after them.
+        self._unsent: deque[Update | Control] = deque()
         self._lost = False
         self.down: str | None = None
         self._wake = asyncio.Event()
@@ -134,13 +135,19 @@ class Outbox:
                     )
                 )
             elif self.down is not None:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
+                self._keep(update)
             else:
                 self._lost = True
-        if self._queue or self._lost:
-            self._wake.set()
+        # Whatever was accepted, the publisher must hear of it: an update kept in
+        # ``_unsent`` while a recovery append is in flight goes out in that recovery.
+        self._wake.set()
+
+    def _keep(self, update: Update | Control) -> None:
+        """Keep a failed update for when the broker is back (bounded: beyond, one resync)."""
+        if len(self._unsent) >= self._limit:
+            self._lost = True  # the resync marker covers every update kept before it
+            self._unsent.clear()
+        self._unsent.append(update)
 
     async def run(self) -> None:
         """The publisher task: sends what is queued, and what failed once the broker is back."""
@@ -149,8 +156,13 @@ class Outbox:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self.down is not None or self._lost:
-                if self.down is not None:
+            # While ``down`` is set, put() keeps updates in ``_unsent``, so everything
+            # kept goes out before anything queued after the recovery, in order; the
+            # broker is "back" only once nothing kept is left (updates kept during a
+            # recovery append go out in the same recovery, not at the next outage).
+            failed = self.down is not None
+            while self.down is not None or self._lost or self._unsent:
+                if failed:
                     await asyncio.sleep(backoff.next())
                 try:
                     async with asyncio.timeout(self.publish_timeout):
@@ -158,7 +170,11 @@ class Outbox:
                 except Exception as exc:
                     logger.debug("backend %s still unavailable: %r", backend.url, exc)
                     self.down = repr(exc)
+                    failed = True
                     continue
+                failed = False
+                if self._unsent or self._lost:
+                    continue  # kept while that append was in flight: send it now
                 if self.down is not None:
                     logger.warning("publishing to %s again", backend.url)
                 self.down = None
@@ -167,6 +183,11 @@ class Outbox:
                 batch = [self._queue.popleft() for _ in range(min(500, len(self._queue)))]
                 try:
                     positions = await self._publish_batch(backend, batch)
+                except asyncio.CancelledError:
+                    # Stopped mid-publish: stop() sends the batch again (a duplicate at
+                    # worst, which only invalidates twice), never drops it.
+                    self._queue.extendleft(reversed(batch))
+                    raise
                 except _PublishedLate as exc:
                     cause = exc.__cause__
                     failure = cause if isinstance(cause, Exception) else exc
@@ -193,7 +214,11 @@ class Outbox:
         task = asyncio.get_running_loop().create_task(
             self._timed_publish(backend, [p for _, p, _ in batch])
         )
-        done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.local_fallback_after)
+        except asyncio.CancelledError:
+            task.cancel()  # stopped: stop() publishes the batch, this must not as well
+            raise
         if done:
             return task.result()
         # The broker is slow to answer (a stalled connection, a reconnecting client):
@@ -227,18 +252,31 @@ class Outbox:
         return positions
 
     async def _send_unsent(self, backend: Backend) -> None:
+        # What is sent is taken out of ``_unsent`` before the await and put back in
+        # front if it fails: put() appends to ``_unsent`` meanwhile, so counting what
+        # to remove after the await would remove the wrong updates.
         if self._lost:
             # More failed than we kept: nobody can tell what other instances missed.
-            await backend.append(
-                [encode_resync_marker("updates were lost while a broker was away")]
-            )
             self._lost = False
             self._unsent.clear()
+            try:
+                await backend.append(
+                    [encode_resync_marker("updates were lost while a broker was away")]
+                )
+            except BaseException:
+                self._lost = True
+                raise
         elif self._unsent:
             updates = list(self._unsent)
-            await backend.append([encode_entry(u) for u in updates])
-            for _ in updates:
-                self._unsent.popleft()
+            self._unsent.clear()
+            try:
+                await backend.append([encode_entry(u) for u in updates])
+            except BaseException:
+                self._unsent.extendleft(reversed(updates))
+                if len(self._unsent) > self._limit:
+                    self._lost = True
+                    self._unsent.clear()
+                raise
         else:
             await backend.ping()
 
@@ -273,31 +311,38 @@ class Outbox:
                         )
                     )
             else:
-                if len(self._unsent) == self._unsent.maxlen:
-                    self._lost = True
-                self._unsent.append(update)
+                self._keep(update)
         self._flush()
 
     async def stop(self, grace: float) -> None:
-        """Publish what is still queued, if the broker takes it within ``grace``."""
+        """Publish what is kept and queued, in order, if the broker takes it within ``grace``."""
         self._settle_barriers(ServiceClosed("closed before everything was published"))
-        outbox, self._queue = list(self._queue), deque()
-        if outbox:
-            try:
-                async with asyncio.timeout(grace):
-                    positions = await self.backend.append([payload for _, payload, _ in outbox])
-            except Exception as exc:
-                logger.warning(
-                    "%d update(s) not published to %s at close: %r",
-                    len(outbox),
-                    self.backend.url,
-                    exc,
-                )
-                positions = []
-            for i, (_, _, future) in enumerate(outbox):
-                if future is None or future.done():
-                    continue
-                if i < len(positions):
-                    future.set_result(self._cursor_of(positions[i]))
-                else:
-                    future.set_exception(ServiceClosed("closed before the update was published"))
+        try:
+            async with asyncio.timeout(grace):
+                # A loop, not one snapshot: what is put while an append is in flight
+                # goes out too, after it.
+                while self._lost or self._unsent or self._queue:
+                    if self._lost or self._unsent:
+                        await self._send_unsent(self.backend)
+                        continue
+                    outbox, self._queue = list(self._queue), deque()
+                    try:
+                        positions = await self.backend.append([p for _, p, _ in outbox])
+                    except BaseException:
+                        self._queue.extendleft(reversed(outbox))
+                        raise
+                    for (_, _, future), position in zip(outbox, positions, strict=True):
+                        if future is not None and not future.done():
+                            future.set_result(self._cursor_of(position))
+        except Exception as exc:
+            logger.warning(
+                "%d update(s) not published to %s at close: %r",
+                len(self._queue) + len(self._unsent),
+                self.backend.url,
+                exc,
+            )
+        for _, _, future in self._queue:
+            if future is not None and not future.done():
+                future.set_exception(ServiceClosed("closed before the update was published"))
+        self._queue.clear()
+        self._unsent.clear()
