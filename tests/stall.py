@@ -54,13 +54,16 @@ class Outcome:
     #: The longest a client waited for a notify of its own instance (the broker is not
     #: needed for that: a stall must not starve local clients beyond the fallback bound).
     local_delay: float = 0.0
+    #: One line per client that heard a notify of its own instance only after the thaw,
+    #: although it was made more than ``local_bound`` seconds before it.
+    starved: list[str] = field(default_factory=list)
     #: Seconds from the last write (``after`` seconds after the thaw) until both last
     #: updates reached every client.
     recovered: float | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.stale and not self.unpublished
+        return not self.stale and not self.unpublished and not self.starved
 
     def summary(self) -> str:
         detected = ", ".join(
@@ -70,7 +73,8 @@ class Outcome:
         return (
             f"{self.kind} stall {self.stall:.1f}s: {self.updates} updates, {self.clients} "
             f"clients, {len(self.stale)} silently stale, {self.resynced} resynced, "
-            f"{len(self.unpublished)} never published; detected: {detected}; "
+            f"{len(self.unpublished)} never published, {len(self.starved)} starved; "
+            f"detected: {detected}; "
             f"local clients waited at most {self.local_delay:.1f}s; "
             f"all caught up {recovered} after the last write"
         )
@@ -182,8 +186,13 @@ async def run(
     before: float = 1.0,
     after: float = 1.5,
     settle: float = 30.0,
+    local_bound: float = 2.0,
 ) -> Outcome:
-    """One stall; see the module docstring. ``settle`` bounds the wait for the last updates."""
+    """One stall; see the module docstring. ``settle`` bounds the wait for the last updates.
+
+    ``local_bound``: a client must hear a notify of its own instance within this long even
+    while the broker is frozen (the docs promise 1 s of publish stall; the rest is margin).
+    """
     outcome = Outcome(broker.kind, stall)
     url = stream_url(broker, f"stall_{uuid.uuid4().hex[:12]}")
     notified: dict[str, float] = {}  # key -> when notified
@@ -218,6 +227,7 @@ async def run(
                 await asyncio.sleep(stall)
             finally:
                 broker.thaw()
+            thawed_at = time.monotonic()
             await asyncio.sleep(after)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
@@ -241,10 +251,22 @@ async def run(
         outcome.updates = len(notified)
         outcome.clients = len(readers)
         expected = set(notified) | lasts
-        for client in readers:
+        for i, client in enumerate(readers):
             for key, at in client.heard.items():
                 if key[0] == client.instance and key in notified:
                     outcome.local_delay = max(outcome.local_delay, at - notified[key])
+            late = [
+                key
+                for key, at in notified.items()
+                if key[0] == client.instance
+                and frozen_at <= at <= thawed_at - local_bound
+                and client.heard.get(key, thawed_at + 1) > thawed_at
+            ]
+            if late:
+                outcome.starved.append(
+                    f"client {i} on {client.instance}: {len(late)} of its instance's notifies "
+                    f"made during the stall heard only after the thaw ({', '.join(late[:5])})"
+                )
         for i, client in enumerate(readers):
             if client.resynced:
                 outcome.resynced += 1
