@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from ._backoff import Backoff
 from ._codec import decode_entry, encode_entry
@@ -24,7 +24,7 @@ from ._outbox import Outbox
 from ._resume import CatchUp, Replay, Resync, Start
 from ._sequencer import Item, Numbering, Sink, log_update
 from ._update import Update
-from .backends._base import Backend, StreamGap
+from .backends._base import Backend, Entry, StreamGap
 
 logger = logging.getLogger("refetch")
 
@@ -122,8 +122,8 @@ class BrokerSequencer:
     def submit(self, items: Sequence[Item]) -> None:
         self._outbox.put(items)
 
-    async def flush(self) -> str:
-        return await self._outbox.flush()
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        return await self._outbox.flush(timeout)
 
     def _deliver_local(self, update: Update | Control) -> None:
         if not isinstance(update, Update):
@@ -204,11 +204,12 @@ class BrokerSequencer:
                             self._unconfirmed_timer.cancel()
                             self._unconfirmed_timer = None
                     backoff.reset()
-                async for batch in backend.read(self._numbering.position):
+                reader = aiter(backend.read(self._numbering.position))
+                while True:
+                    batch = await self._next_batch(reader, backend)
                     if self._stopping:
                         return
                     self._receive(batch)
-                raise ConnectionError("the backend's read() ended")
             except asyncio.CancelledError:
                 raise
             except StreamGap as gap:
@@ -231,6 +232,55 @@ class BrokerSequencer:
                     self._watch_unconfirmed()
                 connected = False
                 await asyncio.sleep(backoff.next())
+
+    @property
+    def silence_timeout(self) -> float | None:
+        """How long the listener waits for a sign of life before it counts the broker lost."""
+        liveness = self.backend.liveness
+        # One second of margin over the backend's promise: a slow round trip is not a stall.
+        return None if liveness is None else liveness + 1.0
+
+    async def _next_batch(
+        self, reader: AsyncIterator[list[Entry]], backend: Backend
+    ) -> list[Entry]:
+        """The next batch; a broker silent for ``silence_timeout`` is lost (it may be stopped:
+        alive, its connections open, answering nothing)."""
+        silence = self.silence_timeout
+        if silence is None:
+            try:
+                return await anext(reader)
+            except StopAsyncIteration:
+                raise ConnectionError("the backend's read() ended") from None
+        loop = self._loop
+        assert loop is not None
+        heard = loop.time()
+        # Counted lost the moment the deadline passes, before the read is torn down
+        # (which may itself wait on the silent connection, boundedly).
+        watchdog = loop.call_later(silence, self._silent, heard)
+        try:
+            async with asyncio.timeout(silence):
+                return await anext(reader)
+        except StopAsyncIteration:
+            raise ConnectionError("the backend's read() ended") from None
+        except TimeoutError:
+            self._silent(heard)  # if the watchdog did not run first
+            raise ConnectionError(
+                f"no word from {backend.url} for {silence:g} s (stalled?)"
+            ) from None
+        finally:
+            watchdog.cancel()
+
+    def _silent(self, heard: float) -> None:
+        if self._listen_down is not None or self._stopping:
+            return
+        logger.warning(
+            "no word from the update stream at %s for %.1f s: counted as lost; local "
+            "updates still reach local clients; reconnecting",
+            self.backend.url,
+            self.silence_timeout,
+        )
+        self._listen_down = "silent (stalled?)"
+        self._watch_unconfirmed(since=heard)
 
     def _receive(self, batch: Sequence[tuple[int, bytes]]) -> None:
         for position, payload in batch:
@@ -290,7 +340,9 @@ class BrokerSequencer:
         self._own.pop(control.subject, None)
         self._sink.apply(control)
 
-    def _watch_unconfirmed(self) -> None:
+    def _watch_unconfirmed(self, since: float | None = None) -> None:
+        """End authenticated streams ``confirm_timeout`` after the broker was last heard
+        (``since``; None: now), unless it is heard again first."""
         loop = self._loop
         if loop is None or self._unconfirmed_timer is not None:
             return
@@ -301,7 +353,9 @@ class BrokerSequencer:
             if reason is not None and not self._stopping:
                 self._sink.close_unconfirmed("permissions cannot be confirmed")
 
-        self._unconfirmed_timer = loop.call_later(self.confirm_timeout, check)
+        now = loop.time()
+        delay = self.confirm_timeout - (now - (now if since is None else since))
+        self._unconfirmed_timer = loop.call_later(max(0.0, delay), check)
 
     def _reset_stream(self, epoch: str, head: int, reason: str) -> None:
         self._numbering.reset(epoch, head)

@@ -259,19 +259,24 @@ class UpdateService:
         self._wake()
         return await future
 
-    async def flush(self) -> str:
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
         """Wait until everything notified, reauthorized or closed so far is published.
 
         With a backend, other instances can hear it once this returns: call it after
         ``reauthorize()`` / ``close_streams(subject=...)`` before answering the
         request that revoked. Returns the cursor. Raises ``PublishError`` when the
-        backend does not take it (instances that cannot hear the broker end their
-        authenticated streams on their own). Without a backend it returns at once.
+        backend does not take it within ``timeout`` seconds (``None``: 10 s, the
+        publish timeout), or is known to be away; nothing else. The change still holds
+        on this instance and is published when the broker answers; instances that
+        cannot hear the broker end their authenticated streams on their own. Without a
+        backend it returns at once.
         """
+        # A parameter, not the caller's asyncio.timeout(): running out of time is a
+        # PublishError that says the change is kept, and cancels nothing.
         if self._state == "new":
             raise ServiceClosed("the UpdateService is not running: start it first")
         self._drain()
-        return await self._sequencer.flush()
+        return await self._sequencer.flush(timeout)
 
     def _wake(self) -> None:
         loop = self._loop

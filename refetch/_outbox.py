@@ -65,6 +65,9 @@ class Outbox:
         self._sent_at: dict[int, float] = {}
         self._read_at: dict[int, float] = {}
         self._publishing = 0
+        # A publish has gone unanswered for ``local_fallback_after``: local clients were
+        # told of everything queued, and are told of what is put, until it ends.
+        self._stalled = False
         self.lag: float | None = None
         self.publish_timeout = 10.0
         self.local_fallback_after = 1.0
@@ -78,8 +81,13 @@ class Outbox:
             self._read_at[position] = time.monotonic()
         return sent
 
-    async def flush(self) -> str:
-        """Wait until everything queued so far is published; the cursor of the newest."""
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        """Wait until everything queued so far is published; the cursor of the newest.
+
+        Raises ``PublishError`` (and nothing else) when the broker does not take it
+        within ``timeout`` seconds (``None``: ``publish_timeout``); what is queued stays
+        queued and goes out when the broker answers.
+        """
         if self.down is not None:
             raise PublishError(
                 f"the backend at {self.backend.url} is not accepting updates "
@@ -87,10 +95,17 @@ class Outbox:
             )
         target = self._enqueued
         if self._sent < target:
+            limit = self.publish_timeout if timeout is None else timeout
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
             self._barriers.append((target, future))
-            async with asyncio.timeout(self.publish_timeout):
-                await future
+            try:
+                async with asyncio.timeout(limit):
+                    await future
+            except TimeoutError:
+                raise PublishError(
+                    f"the backend at {self.backend.url} did not confirm within {limit:g} s; "
+                    "what is queued is published when it answers"
+                ) from None
         return self._cursor_of(self._last_position)
 
     def _settle_barriers(self, failure: BaseException | None = None) -> None:
@@ -118,8 +133,9 @@ class Outbox:
                 else:
                     logger.error("%r dropped: %s", update, exc)
                 continue
-            if not self._listening():
-                # Our listener cannot hear the broker: local clients hear it from us now.
+            if not self._listening() or self._stalled:
+                # Our listener cannot hear the broker, or a publish is stuck: local
+                # clients hear it from us now (not after the stuck publish gives up).
                 self._deliver_local(update)
             if self.down is None and len(self._queue) < self._limit:
                 self._queue.append((update, payload, future))
@@ -222,8 +238,12 @@ class Outbox:
         if done:
             return task.result()
         # The broker is slow to answer (a stalled connection, a reconnecting client):
-        # local clients should not wait for it. What we told them, we do not repeat.
+        # local clients should not wait for it, for this batch nor for what queues up
+        # behind it. What we told them, we do not repeat if the publish then fails.
+        self._stalled = True
         for update, _, _ in batch:
+            self._deliver_local(update)
+        for update, _, _ in self._queue:
             self._deliver_local(update)
         self._flush()
         try:
@@ -231,6 +251,8 @@ class Outbox:
                 return await task
         except Exception as exc:
             raise _PublishedLate from exc
+        finally:
+            self._stalled = False
 
     async def _timed_publish(self, backend: Backend, payloads: list[bytes]) -> list[int]:
         sent = time.monotonic()
@@ -300,8 +322,8 @@ class Outbox:
         self._settle_barriers(
             PublishError(f"cannot publish to {backend.url}: {exc!r}; kept for when it is back")
         )
-        for i, (update, _, future) in enumerate(batch + waiting):
-            if not (told and i < len(batch)):
+        for update, _, future in batch + waiting:
+            if not told:  # told: the batch stalled, and local clients heard all of it
                 self._deliver_local(update)  # twice if the listener is down too: harmless
             if future is not None:
                 if not future.done():

@@ -57,7 +57,7 @@ class Sequencer(Protocol):
     def submit(self, items: Sequence[Item]) -> None: ...
     def share(self, control: Control) -> Control | None: ...
     def resume(self, last_event_id: str) -> Start: ...
-    async def flush(self) -> str: ...
+    async def flush(self, timeout: float | None = None) -> str: ...  # noqa: ASYNC109
 
 
 class Numbering:
@@ -145,5 +145,5 @@ class LocalSequencer:
             return Resync("cursor too old")
         return Replay(list(missed))
 
-    async def flush(self) -> str:
+    async def flush(self, timeout: float | None = None) -> str:  # noqa: ASYNC109
         return self.cursor

@@ -40,6 +40,13 @@ class Backend(abc.ABC):
     #: The broker's address without credentials, for messages and logs.
     url: str = ""
 
+    #: ``read()`` yields at least this often (seconds) while the broker answers: an
+    #: empty batch after a round trip that found nothing new. The listener then counts
+    #: a broker silent for ``liveness + 1`` s as lost (a stalled broker: alive, silent),
+    #: so the instance fails closed on time. ``None``: no such promise; only an error
+    #: from ``read()`` tells a lost broker. The built-in backends promise 0.5 s.
+    liveness: float | None = None
+
     @abc.abstractmethod
     async def connect(self) -> str:
         """Reach the broker, create the stream if needed, return its epoch.
@@ -58,7 +65,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def read(self, after: int) -> AsyncIterator[list[Entry]]:
-        """Every entry after ``after``, in order, as batches, forever.
+        """Every entry after ``after``, in order, as batches, forever (an empty batch
+        now and then when idle, see ``liveness``).
 
         Raises ``StreamGap`` if entries after ``after`` were dropped, and any other
         exception when the broker is lost (the hub reconnects and reads again).

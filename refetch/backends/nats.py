@@ -53,6 +53,9 @@ class NatsBackend(Backend):
         self._nc = client
         self._owned = client is None
         self.url = redact(url) if url is not None else "nats (client given by the app)"
+        # An idle read asks the server this often: a sign of life that nats-py's own
+        # pings (every 2 minutes) would give far too late.
+        self.liveness = 0.5
 
     @property
     def _js(self) -> Any:
@@ -151,10 +154,16 @@ class NatsBackend(Backend):
         try:
             while True:
                 try:
-                    msg = await sub.next_msg(timeout=1.0)
+                    msg = await sub.next_msg(timeout=self.liveness)
                 except TimeoutError:
                     if not self._nc.is_connected:
                         raise ConnectionError(f"lost the connection to {self.url}") from None
+                    # A stopped server keeps the TCP connection open: only a round
+                    # trip tells it is still there. A request, not nc.flush(): a flush
+                    # that times out leaves its PONG future behind, and the late PONG
+                    # then breaks nats-py's read loop (InvalidStateError).
+                    await self._nc.jetstream(timeout=1).stream_info(self.stream)
+                    yield []
                     continue
                 seq = int(msg.metadata.sequence.stream)
                 if seq <= after:
@@ -175,6 +184,8 @@ class NatsBackend(Backend):
         entries: list[Entry] = []
         async with contextlib.aclosing(self.read(after)) as reader:  # type: ignore[type-var]
             async for batch in reader:
+                if not batch:
+                    continue  # a sign of life, nothing new
                 entries += [e for e in batch if e.position <= upto]
                 if batch[-1].position >= upto:
                     break

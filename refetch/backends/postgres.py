@@ -17,7 +17,6 @@ until it ends (readers poll every ``poll_interval`` for this case).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -159,6 +158,8 @@ class PostgresBackend(Backend):
         self._sql = _Sql(self.table)
         self._published = 0
         self._trim_every = max(1, self.max_entries // 10)
+        # An idle listener polls at least this often: each poll is a sign of life.
+        self.liveness = min(poll_interval, 0.5)
 
     async def connect(self) -> str:
         try:
@@ -240,19 +241,26 @@ class PostgresBackend(Backend):
                     continue
                 if conn.is_closed():
                     raise ConnectionError(f"lost the LISTEN connection to {self.url}")
+                yield []  # nothing new, but the query answered: alive
                 # A NOTIFY wakes us at once; the timeout covers rows held back by an
                 # older open transaction and a connection that died silently.
                 try:
-                    async with asyncio.timeout(self.poll_interval):
+                    async with asyncio.timeout(self.liveness):
                         await wake.wait()
                 except TimeoutError:
                     pass
         finally:
             conn.remove_termination_listener(on_notify)
-            if not conn.is_closed():
-                with contextlib.suppress(Exception):
-                    await conn.remove_listener(self.channel, on_notify)
-            await self._pool.release(conn)
+            # Bounded: the connection may be the one that stalled (the listener gave up
+            # on it), and UNLISTEN or the pool's reset would wait on it for ever.
+            try:
+                async with asyncio.timeout(1.0):
+                    if not conn.is_closed():
+                        await conn.remove_listener(self.channel, on_notify)
+                    await self._pool.release(conn, timeout=1.0)
+            except Exception:
+                conn.terminate()
+                await self._pool.release(conn)
 
     async def replay(self, after: int, upto: int) -> list[Entry] | None:
         entries: list[Entry] = []

@@ -54,7 +54,7 @@ class RedisBackend(Backend):
         client: Redis | None = None,
         stream: str = "refetch:updates",
         max_entries: int = 100_000,
-        block: float = 2.0,
+        block: float = 0.5,
     ) -> None:
         if (url is None) == (client is None):
             raise ConfigurationError("give RedisBackend a url or a client, not both")
@@ -77,6 +77,8 @@ class RedisBackend(Backend):
         self.stream = stream
         self.max_entries = max_entries
         self.block = block
+        # Every XREAD BLOCK answers within ``block``: an empty answer is a sign of life.
+        self.liveness = block
         # Exact trimming below a thousand entries (tests, tiny deployments); above,
         # "~" lets Redis trim whole nodes, which is much cheaper.
         self._approximate = max_entries >= 1000
@@ -168,6 +170,7 @@ class RedisBackend(Backend):
             if after < self._dropped(info):
                 raise StreamGap(f"stream {self.stream!r} was trimmed past {entry_id(after)}")
             if not response:
+                yield []  # nothing new, but the broker answered: alive
                 continue
             batch = [Entry(position(i), fields[_FIELD]) for i, fields in response[0][1]]
             after = batch[-1].position
