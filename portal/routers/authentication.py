@@ -7,7 +7,6 @@ first narrows that user's open streams (`UpdateService.reauthorize`), then notif
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -229,11 +228,8 @@ async def revocation_published(request: Request, response: Response) -> None:
     and the answer says so (``Refetch-Propagation: pending``) instead of failing the request.
     """
     try:
-        # Until UpdateService.flush(timeout=) is merged (broker-core): a stalled broker made
-        # flush() wait publish_timeout (10 s) and raise TimeoutError, not PublishError.
-        async with asyncio.timeout(REVOCATION_FLUSH_TIMEOUT):
-            await request.app.state.updates.flush()
-    except (PublishError, TimeoutError) as exc:
+        await request.app.state.updates.flush(timeout=REVOCATION_FLUSH_TIMEOUT)
+    except PublishError as exc:
         logger.warning("revocation not yet published to the other instances: %r", exc)
         response.headers[PROPAGATION_HEADER] = "pending"
     else:

@@ -32,11 +32,10 @@ ALICE, BOB = "alice@acme.test", "bob@acme.test"
 #: What the portal waits for the broker before answering a revoking request
 #: (portal/routers/authentication.py).
 FLUSH_TIMEOUT = 2.0
-#: What the docs promise (docs/scaling.md, "Revocation across instances"): an instance that
-#: cannot hear the broker notices within the stall detection bound and ends its
-#: authenticated streams ``confirm_timeout`` (1 s) later.
-DETECTION_BOUND = 2.0
-CONFIRM_TIMEOUT = 1.0
+#: What the docs promise (docs/scaling.md, "Revocation across instances"): an instance ends its
+#: authenticated streams at most 1.5 s after it last heard from the broker, whatever the
+#: broker does (a stalled one is lost after 1.5 s of silence).
+FAIL_CLOSED_BOUND = 1.5
 #: Generous: a loaded CI machine, the client's read loop, uvicorn's write.
 MARGIN = 2.0
 
@@ -154,7 +153,7 @@ async def test_removing_a_member_while_the_broker_is_stalled_answers_at_once_and
             answered = time.monotonic()
             # Until B fails closed, bob's stream there may hear acme (B cannot know); after
             # it, nothing: B refuses his reconnects (503 unconfirmed) while the broker is away.
-            await wait_for(lambda: bob.refused, DETECTION_BOUND + CONFIRM_TIMEOUT + 10)
+            await wait_for(lambda: bob.refused, FAIL_CLOSED_BOUND + 10)
             await asyncio.sleep(1.0)  # acme goes on through B meanwhile
         finally:
             writer.cancel()
@@ -171,13 +170,11 @@ async def test_removing_a_member_while_the_broker_is_stalled_answers_at_once_and
         # Bob's stream on B: nothing of acme once B failed closed (its first refusal)...
         refused_at, status = bob.refused[0]
         assert status == 503
-        assert refused_at - frozen <= DETECTION_BOUND + CONFIRM_TIMEOUT + MARGIN
+        assert refused_at - frozen <= FAIL_CLOSED_BOUND + MARGIN
         heard = bob.keys("projects")
         late = {pid: at for pid, at in heard.items() if at >= refused_at}
         assert late == {}, f"acme projects heard after B failed closed: {late}"
-        assert all(
-            at <= frozen + DETECTION_BOUND + CONFIRM_TIMEOUT + MARGIN for at in heard.values()
-        )
+        assert all(at <= frozen + FAIL_CLOSED_BOUND + MARGIN for at in heard.values())
 
         # ...and once the broker is back, bob's reconnect on B (with his cursor, authenticated
         # afresh) replays none of what acme did meanwhile, and the removal reaches B.
