@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 from ._backoff import Backoff
 from ._codec import decode_entry, encode_entry
-from ._control import CloseStreams, Control, Reauthorize
+from ._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
 from ._cursor import Cursor
 from ._exceptions import BackendUnavailable
 from ._outbox import Outbox
@@ -321,7 +321,15 @@ class BrokerSequencer:
         """Apply a control message where it stands in the shared order."""
         own = control.origin == self.origin
         if isinstance(control, CloseStreams):
-            if not own:  # ours ended the streams here when it was made
+            if own and control.reason == STALE_REAUTHORIZE:
+                # One of our reauthorizes, published late as a close: it no longer
+                # outranks what other instances changed meanwhile, and ends the streams
+                # here too, so they ask the app again.
+                pending = self._own.get(control.subject)
+                if pending is not None and pending[0] <= control.serial:
+                    self._own.pop(control.subject, None)
+                self._sink.apply(control)
+            elif not own:  # ours ended the streams here when it was made
                 self._sink.apply(control)
             return
         pending = self._own.get(control.subject)

@@ -36,3 +36,17 @@ class CloseStreams:
 
 
 Control = Reauthorize | CloseStreams
+
+#: The reason of a ``CloseStreams`` that stands in for a ``Reauthorize`` the broker did not
+#: take at once. Published late, after changes other instances made meanwhile, the old
+#: principal would undo a newer one (a revocation) everywhere; ending the subject's streams
+#: instead makes every instance ask the app, the authority, again. Its own instance applies
+#: it on read-back too (it did not end its streams when the change was made).
+STALE_REAUTHORIZE = "permissions changed while the broker was away"
+
+
+def stale(control: Control) -> Control:
+    """What a control message that waited for the broker is published as (see above)."""
+    if isinstance(control, Reauthorize):
+        return CloseStreams(control.subject, STALE_REAUTHORIZE, control.origin, control.serial)
+    return control

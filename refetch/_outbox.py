@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ._backoff import Backoff
 from ._codec import encode_entry, encode_resync_marker
-from ._control import Control
+from ._control import Control, stale
 from ._exceptions import PublishError, ServiceClosed
 from ._sequencer import Item
 from ._update import Update
@@ -163,6 +163,8 @@ class Outbox:
         if len(self._unsent) >= self._limit:
             self._lost = True  # the resync marker covers every update kept before it
             self._unsent.clear()
+        if not isinstance(update, Update):
+            update = stale(update)  # a principal published late could undo a newer one
         self._unsent.append(update)
 
     async def run(self) -> None:

@@ -324,6 +324,7 @@ class Run:
         self.clients = [Client(h, subject) for h in range(HUBS) for subject in [*SUBJECTS, None]]
         self.notified: list[Notified] = []
         self.revocations: list[Revocation] = []
+        self.changes: list[Revocation] = []  # reauthorizes and sign-outs, in call order
         self.tasks: list[asyncio.Task[None]] = []
 
     def principal(self, subject: str | None) -> Principal:
@@ -383,13 +384,14 @@ class Run:
             since = len(self.history[subject]) - 1
             revocation = Revocation(subject, self.scopes[subject], now, since)
             self.revocations.append(revocation)
+            self.changes.append(revocation)
             hub.reauthorize(subject, self.principal(subject))
             self.tasks.append(loop.create_task(self.revoke(hub, revocation)))
         elif kind == "close":
             hub.close_streams("signed out", subject=op[2])
-            self.tasks.append(
-                loop.create_task(self.revoke(hub, Revocation(op[2], frozenset(), now)))
-            )
+            closing = Revocation(op[2], frozenset(), now)
+            self.changes.append(closing)
+            self.tasks.append(loop.create_task(self.revoke(hub, closing)))
         elif kind == "refuse":
             link.refused_until = max(link.refused_until, now + op[2])
             link.cuts += 1
@@ -450,11 +452,27 @@ class Run:
                 revocation.subject == client.subject
                 and revocation.returned is not None
                 and revocation.returned < update.at
+                and self.settled_before(revocation)
             ):
                 later = self.history[client.subject][revocation.since :]
                 if all(update.audience.isdisjoint(s) for s in later):
                     return revocation
         return None
+
+    def settled_before(self, revocation: Revocation) -> bool:
+        """Every earlier change of the subject was confirmed before this one was made.
+
+        Otherwise the two are concurrent: the stream's order decides which principal
+        holds (docs/scaling.md), not the order of the calls.
+        """
+        for change in self.changes:
+            if change is revocation:
+                return True
+            if change.subject == revocation.subject and (
+                change.returned is None or change.returned > revocation.called
+            ):
+                return False
+        return True
 
     def check(self) -> None:
         for i, client in enumerate(self.clients):
@@ -563,3 +581,39 @@ def test_flush_on_a_stalled_broker_raises_publish_error_within_its_timeout() -> 
     assert default == "PublishError" and after_default <= 10.1
     # With one: within it (at once when the instance already knows the broker is away).
     assert short == "PublishError" and after_short <= 0.6
+
+
+async def change_kept_then_newer_revocation() -> list[Client]:
+    """Hub 0 widens alice while it cannot publish; hub 1 then revokes her and is confirmed."""
+    run = Run()
+    loop = asyncio.get_running_loop()
+    for hub in run.hubs:
+        await hub.start()
+    clients = [loop.create_task(run.connect(c)) for c in run.clients]
+    try:
+        await asyncio.sleep(0.1)
+        await run.apply(("refuse", 0, 1.0), 0)
+        await run.apply(("reauthorize", 0, "alice", frozenset(TENANTS)), 1)
+        await asyncio.sleep(0.5)
+        await run.apply(("reauthorize", 1, "alice", frozenset()), 2)
+        await asyncio.sleep(SETTLE)  # hub 0 is back and published what it kept
+        run.hubs[1].notify("projects", "after", audience=TENANTS[:1])
+        run.hubs[1].notify("projects", "mine", audience=["user:alice"])
+        await asyncio.sleep(5)
+        assert run.revocations[1].returned is not None  # the revocation was confirmed
+        return [c for c in run.clients if c.subject == "alice"]
+    finally:
+        for task in clients:
+            task.cancel()
+        await asyncio.gather(*clients, return_exceptions=True)
+        for hub in run.hubs:
+            await hub.aclose(grace=1.0)
+
+
+def test_a_change_kept_during_an_outage_never_undoes_a_newer_one() -> None:
+    with asyncio.Runner(loop_factory=VirtualClockLoop) as runner:
+        alice = runner.run(change_kept_then_newer_revocation())
+    for client in alice:
+        received = client.received()
+        assert "mine" in received  # the stream is live: "after" was filtered, not slow
+        assert "after" not in received, f"alice on hub {client.hub} hears acme again"
