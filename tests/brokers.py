@@ -124,8 +124,15 @@ def missing(kind: str) -> str | None:
     if kind == "postgres":
         if _postgres_bin() is None:
             return "no PostgreSQL server binaries (apt-get install postgresql)"
-        if os.geteuid() == 0 and shutil.which("runuser") is None:
-            return "running as root without runuser: initdb refuses root"
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root without a postgres user: initdb refuses root"
+            if shutil.which("runuser") is None:
+                return "running as root without runuser: initdb refuses root"
     return None
 
 
