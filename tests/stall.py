@@ -11,6 +11,8 @@ A client is *silently stale* when it got no ``resync`` and yet misses a key that
 or its frames' cursors went backwards, or it never got the last updates. Separately, a client
 that connects afterwards to a third, fresh instance with the cursor from before the writes must
 be replayed every key from the broker: what was accepted was published, late but not never.
+And a client is *starved* when a notify of its own instance, made during the stall well before
+the thaw, reached it only after the thaw: its instance needs no broker to tell it.
 
 Used by ``tests/test_broker_stalls.py`` (a few small runs) and ``scripts/broker-stalls`` (many).
 """
@@ -21,7 +23,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -128,8 +130,8 @@ class Client:
         return None
 
 
-async def wait_for(predicate: object, timeout: float) -> bool:
-    assert callable(predicate)
+async def wait_for(predicate: Callable[[], object], timeout: float) -> bool:
+    """Whether ``predicate()`` came true within ``timeout`` (a run reports, it does not raise)."""
     try:
         async with asyncio.timeout(timeout):
             while not predicate():
