@@ -190,8 +190,8 @@ async def _end_sessions(
     updates = request.app.state.updates
     for token_hash in token_hashes:
         updates.close_streams("signed out", subject=stream_subject(auth.user.id, token_hash[:16]))
-    await revocation_published(request)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    await revocation_published(request, response)
     if auth.login.token_hash in token_hashes:
         response.delete_cookie(COOKIE_NAME, path="/")
     return response
@@ -316,7 +316,7 @@ async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invi
     responses={**_SIGNED_IN, **_NOT_FOUND, **conflicts("Already a member of this tenant")},
 )
 async def accept_invitation(
-    invitation_id: int, request: Request, auth: CurrentAuth, db: Database
+    invitation_id: int, request: Request, response: Response, auth: CurrentAuth, db: Database
 ) -> schemas.TenantRole:
     """Join the tenant with the invited role; it comes last in the caller's tenants."""
     invitation, tenant = await _my_invitation(db, auth, invitation_id)
@@ -332,7 +332,7 @@ async def accept_invitation(
     await db.flush()
     changed = await _membership_changed(request, db, auth.user.id, tenant.slug)
     await db.commit()
-    await changed.after_commit(db)
+    await changed.after_commit(db, response)
     return schemas.TenantRole(slug=tenant.slug, name=tenant.name, role=invitation.role)
 
 
@@ -377,6 +377,7 @@ async def change_member_role(
     user_id: int,
     body: schemas.MemberUpdate,
     request: Request,
+    response: Response,
     auth: CurrentAuth,
     db: Database,
 ) -> schemas.Member:
@@ -400,7 +401,7 @@ async def change_member_role(
         db.expunge(membership)  # changed behind the ORM's back; not to be flushed
         done = await _membership_changed(request, db, user.id, access.slug)
         await db.commit()
-        await done.after_commit(db)
+        await done.after_commit(db, response)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
 
 
@@ -430,8 +431,9 @@ async def remove_member(
     db.expunge(membership)
     done = await _membership_changed(request, db, user.id, access.slug)
     await db.commit()
-    await done.after_commit(db)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    await done.after_commit(db, response)
+    return response
 
 
 async def _member(db: Database, tenant_id: int, user_id: int) -> tuple[Membership, User]:
@@ -476,7 +478,7 @@ class _MembershipChange:
     def __init__(self, request: Request, user_id: int, known: set[str]) -> None:
         self.request, self.user_id, self.known = request, user_id, known
 
-    async def after_commit(self, db: Database) -> None:
+    async def after_commit(self, db: Database, response: Response) -> None:
         service = self.request.app.state.updates
         slugs = await tenant_slugs(db, self.user_id)  # now committed
         for session_id in set(await _session_ids(db, self.user_id)) - self.known:
@@ -484,7 +486,7 @@ class _MembershipChange:
                 stream_subject(self.user_id, session_id),
                 principal_for(self.user_id, session_id, slugs),
             )
-        await revocation_published(self.request)
+        await revocation_published(self.request, response)
 
 
 async def _session_ids(db: Database, user_id: int) -> list[str]:
@@ -517,13 +519,26 @@ async def _membership_changed(
     return _MembershipChange(request, user_id, set(sessions))
 
 
-async def revocation_published(request: Request) -> None:
+#: How long a revoking request waits for the broker before answering. Longer would not make
+#: the change safer: it is committed and in force here already, and an instance that cannot
+#: hear the broker ends its authenticated streams on its own (fail closed).
+REVOCATION_FLUSH_TIMEOUT = 2.0
+#: Says how far the change got when the request answered: ``published`` (every instance can
+#: hear it) or ``pending`` (committed and in force on this instance; the others hear it when
+#: the broker takes it, and those that cannot hear the broker end their streams meanwhile).
+PROPAGATION_HEADER = "Refetch-Propagation"
+
+
+async def revocation_published(request: Request, response: Response) -> None:
     """Answer once every instance can hear the change (it is ordered with the updates).
 
-    If the backend does not take it, the change still holds here and in the database;
-    instances that cannot hear the broker end their authenticated streams on their own.
+    If the backend does not take it in time, the change still holds here and in the database,
+    and the answer says so (``Refetch-Propagation: pending``) instead of failing the request.
     """
     try:
-        await request.app.state.updates.flush()
+        await request.app.state.updates.flush(timeout=REVOCATION_FLUSH_TIMEOUT)
     except PublishError as exc:
-        logger.warning("revocation not yet published to the other instances: %s", exc)
+        logger.warning("revocation not yet published to the other instances: %r", exc)
+        response.headers[PROPAGATION_HEADER] = "pending"
+    else:
+        response.headers[PROPAGATION_HEADER] = "published"
