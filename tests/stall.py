@@ -28,7 +28,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 from refetch import PublishError, UpdatesEndpoint, UpdateService
-from refetch._cursor import Cursor
 from refetch.client import Frame, listen
 
 from .brokers import PrivateBroker
@@ -119,13 +118,15 @@ class Client:
 
     def backwards(self) -> str | None:
         """The first frame whose cursor is older than the one before it, if any."""
-        last: Cursor | None = None
+        last: tuple[str, int] | None = None
         for frame in self.frames:
-            cursor = Cursor.parse(frame.id) if frame.id else None
-            if cursor is None:
+            # <epoch>.<position> (docs/protocol.md): refetch._cursor is private to the library.
+            epoch, _, position = (frame.id or "").rpartition(".")
+            if not epoch or not position.isdigit():
                 continue
-            if last is not None and cursor.epoch == last.epoch and cursor.position < last.position:
-                return f"{frame.id} after {last}"
+            cursor = (epoch, int(position))
+            if last is not None and cursor[0] == last[0] and cursor[1] < last[1]:
+                return f"{frame.id} after {last[0]}.{last[1]}"
             last = cursor
         return None
 
