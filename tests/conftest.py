@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -16,14 +15,9 @@ from refetch._types import ASGIApp, Scope
 from refetch.client import Frame, listen
 
 from . import services
+from .services import free_port
 
 TYPES = ["progress", "projects", "compute", "images", "authentication", "gardener"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager

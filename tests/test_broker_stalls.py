@@ -6,7 +6,9 @@ many, with more clients and random stall lengths. The stall is longer than the N
 5 s publish timeout, so the publishers give up and republish what they kept once the broker is
 back (the path where an update put during that recovery publish was stranded, issue 19).
 Meanwhile each instance's own clients must keep hearing its notifies (within the 1 s fallback
-the docs promise, plus margin), not only once the broker answers again.
+the docs promise, plus margin), not only once the broker answers again, and each instance must
+end its authenticated stream (fail closed) within 1.5 s of silence (plus margin) and open no
+other until the broker is back.
 """
 
 from __future__ import annotations
@@ -44,4 +46,7 @@ async def test_a_stalled_broker_leaves_no_client_silently_stale_or_starved_and_l
     # Local clients hear their own instance's notifies within the fallback bound, not only
     # once the broker answers again.
     assert outcome.starved == [], outcome.summary()
-    assert outcome.updates > 50 and outcome.clients == 6  # the run did what it says
+    # Each instance ended its authenticated stream once it counted the broker lost.
+    assert outcome.unclosed == [], outcome.summary()
+    # The run did what it says: 3 anonymous clients and 1 authenticated one per instance.
+    assert outcome.updates > 50 and outcome.clients == 8
