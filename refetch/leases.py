@@ -2,7 +2,8 @@
 
 ``poller(..., lease=lease_from_url(url, name))`` (or ``with_leases(pollers, url)``) takes the
 same URL as the backend. Both leases are `SharedLease`s: besides leadership they carry the
-leader's snapshot (a JSON text, see ``refetch._worker``) and a "changed" signal to followers.
+leader's snapshot (a JSON text, see ``refetch._polling.worker``) and a "changed" signal
+to followers.
 
 - ``RedisLease``: ``SET <lease> <token> NX PX <ttl>``; renew, release and publish are Lua
   compare-and-sets on the random token, so an instance whose lease expired can neither
@@ -27,13 +28,12 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._exceptions import ConfigurationError
-from ._poller import Poller
-from .backends._base import (
+from ._polling.poller import Poller
+from .backends._urls import (
     check_name,
-    is_postgres,
+    kind_of,
     postgres_dsn,
     redact,
     require_driver,
@@ -412,12 +412,12 @@ def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | Po
     Redis only: a PostgreSQL lock lasts as long as its connection.
     """
     base, options = split_options(url, _BACKEND_OPTIONS)
-    scheme = urlsplit(url).scheme.lower()
-    if scheme in ("redis", "rediss", "unix"):
+    kind = kind_of(url)
+    if kind == "redis":
         stream = options.get("stream")
         prefix = f"{stream}:poller:" if stream else "refetch:poller:"
         return RedisLease(name, base, ttl=ttl, prefix=prefix)
-    if is_postgres(url):
+    if kind == "postgres":
         table = options.get("table")
         create = options.get("create_tables", "true").lower() not in ("false", "0")
         return PostgresLease(

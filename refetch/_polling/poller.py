@@ -1,6 +1,6 @@
 """Declaring a poller: what to fetch, how often, and which update type it feeds.
 
-A `Poller` is a frozen description; `BackgroundWorker` (in `_worker.py`) runs it.
+A `Poller` is a frozen description; `BackgroundWorker` (in `worker.py`) runs it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from ._exceptions import ConfigurationError
-from ._update import audience_of, type_name
+from .._exceptions import ConfigurationError
+from .._update import audience_of, type_name
 
 __all__ = ["Extract", "Fetch", "Lease", "Poller", "SharedLease", "poller"]
 

@@ -1,7 +1,7 @@
 """Sequencers number updates and own the replay; the fan-out only hears from them.
 
 Two kinds: ``LocalSequencer`` (one process: a counter and a ``ReplayLog``) and
-``BrokerSequencer`` in ``_broker.py`` (many instances: the backend's positions). Both
+``BrokerSequencer`` in ``broker.py`` (many instances: the backend's positions). Both
 talk to the fan-out through ``Sink`` and never see a connection.
 """
 
@@ -13,28 +13,18 @@ import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
-from ._control import Control
-from ._cursor import Cursor
-from ._log import update_delivered
-from ._replay import ReplayLog
-from ._resume import Replay, Resync, Start
-from ._update import Update
+from .._control import Control
+from .._cursor import Cursor
+from .._fanout.sink import Replay, Resync, Sink, Start
+from .._log import update_delivered
+from .._update import Update
+from .replay import ReplayLog
 
 update_logger = logging.getLogger("refetch.updates")
 
 #: What ``UpdateService`` queues: an update or a control message, who awaits it, and
 #: when it was notified (``time.monotonic()``, for the latency histogram).
 Item = tuple[Update | Control, "asyncio.Future[str] | None", float]
-
-
-class Sink(Protocol):
-    """What a sequencer may do to the fan-out."""
-
-    def deliver(self, update: Update, at: float | None = None) -> int: ...
-    def flush(self) -> None: ...
-    def resync_all(self, reason: str, cursor: str) -> None: ...
-    def apply(self, control: Control) -> None: ...
-    def close_unconfirmed(self, reason: str) -> int: ...
 
 
 class Sequencer(Protocol):

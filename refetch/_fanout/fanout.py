@@ -3,8 +3,8 @@
 It keeps the connections indexed by type and by scope, the idle set (the only ones an
 update for everyone has to touch), the coalescing timers, the shared frame cache, the
 heartbeat round, and attach/detach. It knows nothing of brokers: a sequencer hands it
-numbered updates through the ``Sink`` methods (``deliver``, ``flush``, ``resync_all``,
-``apply``, ``close_unconfirmed``).
+numbered updates through the ``Sink`` methods (``deliver``, ``resync_all``, ``apply``,
+``close_unconfirmed``) and writes what they made due once per loop turn, by itself.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from ._auth import Principal
-from ._broadcasts import Broadcasts
-from ._connection import Connection, ConnectionInfo, State
-from ._control import Control, Reauthorize
-from ._frames import FramePass
-from ._latency import LatencyHistogram
-from ._registry import Registry
-from ._resume import CatchUp, Replay, Resync, Start
-from ._sse import PING, encode_invalidate, encode_resync
-from ._update import Update
+from .._auth import Principal
+from .._control import Control, Reauthorize
+from .._sse import PING, encode_invalidate, encode_resync
+from .._update import Update
+from .broadcasts import Broadcasts
+from .connection import Connection, ConnectionInfo, State
+from .frames import FramePass
+from .latency import LatencyHistogram
+from .registry import Registry
+from .sink import CatchUp, Replay, Resync, Start
 
 logger = logging.getLogger("refetch")
 
@@ -149,14 +149,10 @@ class FanOut:
                 self._make_due(conn)
         return reached
 
-    def flush(self, now: float | None = None) -> None:
+    def _flush(self, now: float) -> None:
         """Write to every connection that is due, unless coalescing defers it."""
         if not self._due:
             return
-        loop = self._loop
-        assert loop is not None
-        if now is None:
-            now = loop.time()
         due, self._due = self._due, []
         frames = FramePass(self._broadcasts, self.cursor, self.max_keys, self.latency)
         interval = self.min_interval
@@ -315,6 +311,15 @@ class FanOut:
         self._streams.wake(conn)
         conn.state = State.DUE
         self._due.append(conn)
+        # The one flush rule: the first connection made due in a loop turn schedules one
+        # flush right after it, so whatever else that turn delivers (a drained batch, a
+        # listener's read, the outbox's local delivery) goes out in the same pass and
+        # no caller has to remember to flush.
+        if not self._flush_soon:
+            self._flush_soon = True
+            loop = self._loop
+            assert loop is not None
+            loop.call_soon(self._flush_now)
 
     def _make_idle(self, conn: Connection) -> None:
         conn.state = State.IDLE
@@ -329,17 +334,14 @@ class FanOut:
             return
         if self._has_news(conn):
             self._make_due(conn)
-            if not self._flush_soon:
-                self._flush_soon = True
-                loop = self._loop
-                assert loop is not None
-                loop.call_soon(self._flush_now)
         else:
             self._make_idle(conn)
 
     def _flush_now(self) -> None:
         self._flush_soon = False
-        self.flush()
+        loop = self._loop
+        assert loop is not None
+        self._flush(loop.time())
 
     def _defer(self, conn: Connection, at: float) -> None:
         # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
@@ -358,7 +360,7 @@ class FanOut:
         assert loop is not None
         _, waiting = self._timers.pop(at)
         self._due.extend(c for c in waiting if c.state == State.DUE)
-        self.flush(max(loop.time(), at))
+        self._flush(max(loop.time(), at))
 
     def _write_pending(self, conn: Connection, now: float, frames: FramePass) -> None:
         heard, conn.heard = conn.heard, self._broadcasts.serial

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._latency import BOUNDS
+from .._fanout.latency import BOUNDS
 
 
 @dataclass(frozen=True, slots=True)

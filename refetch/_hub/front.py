@@ -19,21 +19,22 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
-from ._auth import Principal
-from ._broker import BrokerSequencer
-from ._connection import Connection, ConnectionInfo
-from ._control import CloseStreams, Control, Reauthorize
-from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
-from ._fanout import FanOut
-from ._gc import FreezePolicy
-from ._processes import warn_if_split
-from ._sequencer import Item, LocalSequencer, Sequencer
-from ._signals import ShutdownSignals
-from ._sse import encode_hello
-from ._statistics import Statistics
-from ._types import Send
-from ._update import make_update
-from .backends._base import Backend, backend_from_url
+from .._auth import Principal
+from .._control import CloseStreams, Control, Reauthorize
+from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from .._fanout.connection import Connection, ConnectionInfo
+from .._fanout.fanout import FanOut
+from .._sse import encode_hello
+from .._types import Send
+from .._update import declared_types, make_update
+from ..backends._base import Backend
+from ..backends._factory import backend_from_url
+from .broker import BrokerSequencer
+from .gc import FreezePolicy
+from .processes import warn_if_split
+from .sequencer import Item, LocalSequencer, Sequencer
+from .signals import ShutdownSignals
+from .statistics import Statistics
 
 logger = logging.getLogger("refetch")
 
@@ -66,13 +67,7 @@ class UpdateService:
         backend: str | Backend | None = None,
         gc_freeze: bool = True,
     ) -> None:
-        if isinstance(types, str):
-            # A string is an iterable of its letters: "projects" would declare eight types.
-            raise ConfigurationError(
-                f"types must be a list of names, not one string: write "
-                f'UpdateService(["{types}"]), not UpdateService("{types}")'
-            )
-        names = [t.value if isinstance(t, enum.Enum) else t for t in types]
+        names = list(declared_types(types, spelled="UpdateService({})"))
         if not names:
             raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
         for name in names:
@@ -131,7 +126,7 @@ class UpdateService:
         self._state = "new"  # new -> running -> draining -> closed
         self._warned_not_started = False
         self._signals: ShutdownSignals | None = None
-        # Open streams kept out of the cyclic GC's full collections (refetch/_gc.py).
+        # Open streams kept out of the cyclic GC's full collections (refetch/_hub/gc.py).
         self._gc = FreezePolicy() if gc_freeze else None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -298,7 +293,6 @@ class UpdateService:
             # popleft until empty: notify() in other threads may append meanwhile.
             batch = [inbox.popleft() for _ in range(len(inbox))]
             self._sequencer.submit(batch)
-        self._fanout.flush()
 
     # -- who hears what ------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ._exceptions import ConfigurationError
-from ._poller import Poller, SharedLease
+from .._exceptions import ConfigurationError
+from .poller import Poller, SharedLease
 
 __all__ = ["BackgroundWorker", "Cached", "Notifier", "PollerStatistics"]
 

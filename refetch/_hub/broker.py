@@ -15,16 +15,16 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from ._backoff import Backoff
-from ._codec import decode_entry, encode_entry
-from ._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
-from ._cursor import Cursor
-from ._exceptions import BackendUnavailable
-from ._outbox import Outbox
-from ._resume import CatchUp, Replay, Resync, Start
-from ._sequencer import Item, Numbering, Sink, log_update
-from ._update import Update
-from .backends._base import Backend, Entry, StreamGap
+from .._backoff import Backoff
+from .._codec import decode_entry, encode_entry
+from .._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
+from .._cursor import Cursor
+from .._exceptions import BackendUnavailable
+from .._fanout.sink import CatchUp, Replay, Resync, Sink, Start
+from .._update import Update
+from ..backends._base import Backend, Entry, StreamGap
+from .outbox import Outbox
+from .sequencer import Item, Numbering, log_update
 
 logger = logging.getLogger("refetch")
 
@@ -52,7 +52,6 @@ class BrokerSequencer:
         self._outbox = Outbox(
             backend,
             deliver_local=self._deliver_local,
-            flush=sink.flush,
             listening=lambda: self._listen_down is None,
             cursor_of=lambda position: str(Cursor(self._numbering.epoch, position)),
         )
@@ -306,7 +305,6 @@ class BrokerSequencer:
             self._numbering.log.append(position, update)
             sent = self._outbox.read_back(position)
             log_update(update, self._sink.deliver(update, sent))
-        self._sink.flush()
         if self._waiters:
             still = []
             for at, future in self._waiters:
