@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from ._cancel import still_running
 from ._exceptions import ConfigurationError
 from ._polling.poller import Poller
 from .backends._urls import (
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PostgresLease",
     "RedisLease",
+    "has_leases",
     "lease_from_url",
     "lease_schema_sql",
     "lease_ttl",
@@ -83,18 +85,6 @@ if ARGV[4] == '1' then
 end
 return 1
 """
-
-
-def _still_running() -> None:
-    """Raise the cancellation a driver swallowed.
-
-    redis-py 8.1 returns normally from a command whose task was cancelled meanwhile (most
-    cancellations that land mid-command are lost), so a worker's ``aclose()`` could wait for a
-    poller that never stops. A task with a pending cancel request must not carry on.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class RedisLease:
@@ -150,7 +140,7 @@ class RedisLease:
         won = bool(
             await self._redis().set(self.lease_key, self._token, nx=True, px=self._ms(self.ttl))
         )
-        _still_running()
+        still_running()
         if not won:
             won = await self.renew()  # it may be ours already
         if won:
@@ -162,7 +152,7 @@ class RedisLease:
         result = await self._redis().eval(
             _RENEW, 1, self.lease_key, self._token, self._ms(self.ttl)
         )
-        _still_running()
+        still_running()
         return bool(result)
 
     async def release(self) -> None:
@@ -180,14 +170,14 @@ class RedisLease:
             self._ms(SNAPSHOT_TTL),
             "1" if changed else "0",
         )
-        _still_running()
+        still_running()
         return bool(result)
 
     async def snapshot(self) -> str | None:
         # Subscribe before reading: a change published after this read wakes wait().
         await self._subscribe()
         raw = await self._redis().get(self.snapshot_key)
-        _still_running()
+        still_running()
         return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
 
     async def wait(self, seconds: float) -> None:
@@ -201,7 +191,7 @@ class RedisLease:
             while (left := deadline - loop.time()) > 0:
                 # returns None early for a subscribe confirmation: hence the loop
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
-                _still_running()
+                still_running()
                 if message is not None:
                     while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0):
                         pass  # several signals mean one re-read
@@ -217,7 +207,7 @@ class RedisLease:
         pubsub = self._redis().pubsub()
         try:
             await pubsub.subscribe(self.channel)
-            _still_running()
+            still_running()
         except BaseException:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -401,6 +391,12 @@ class PostgresLease:
 
 
 _BACKEND_OPTIONS = ("stream", "table", "channel", "max_entries", "create_tables")
+
+
+def has_leases(url: str) -> bool:
+    """Whether the service a backend URL names also holds poller leases: Redis and
+    PostgreSQL (any ``postgresql+driver://`` too) do; NATS and ``memory://`` do not."""
+    return kind_of(url) in ("redis", "postgres")
 
 
 def lease_from_url(url: str, name: str, *, ttl: float = 30.0) -> RedisLease | PostgresLease:

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from .._backoff import Backoff
+from .._cancel import cancel_until_gone
 from .._codec import decode_entry, encode_entry
 from .._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
 from .._cursor import Cursor
@@ -153,16 +154,7 @@ class BrokerSequencer:
     async def stop(self, grace: float) -> None:
         backend = self.backend
         self._stopping = True
-        # redis-py can swallow a cancellation that lands inside a command
-        # (redis/redis-py#2028): cancel again until the tasks are gone, and never
-        # wait for ever on a driver.
-        pending = set(self._tasks)
-        for attempt in range(10):
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=grace / 10 if attempt else 0.5)
-            if not pending:
-                break
+        pending = await cancel_until_gone(self._tasks, grace)
         if pending:
             logger.warning("%d backend task(s) ignored cancellation; left behind", len(pending))
         self._tasks = []

@@ -26,7 +26,7 @@ DEFAULT_MAX_BACKOFF = 30.0
 class Lease(Protocol):
     """Leadership for one poller across instances: only the holder polls.
 
-    Implementations: `refetch.backends.RedisLease`, `refetch.backends.PostgresLease`.
+    Implementations: `refetch.leases.RedisLease`, `refetch.leases.PostgresLease`.
     `acquire()` and `renew()` must not block waiting for the lease: they answer whether this
     instance holds it now. The worker renews once per cycle, so the lease must outlive the
     longest cycle (`max_backoff` plus `timeout`).

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from .._cancel import still_running
 from .._exceptions import ConfigurationError
 from .poller import Poller, SharedLease
 
@@ -168,8 +169,6 @@ class _PollerRun:
         )
 
     async def run(self) -> None:
-        task = asyncio.current_task()
-        assert task is not None
         try:
             while True:
                 started = self._monotonic()
@@ -180,8 +179,7 @@ class _PollerRun:
                         await self._follow(self._shared)
                 except Exception:  # a bug (ours or a notifier's) must not end the poller
                     logger.exception("poller %s: unexpected error", self.spec.name)
-                if task.cancelling():  # a driver swallowed aclose()'s cancel: stop anyway
-                    raise asyncio.CancelledError
+                still_running()  # a driver may have swallowed aclose()'s cancel
                 self.next_delay = self._delay()
                 # start to start: a slow poll eats into the wait, never adds a catch-up burst
                 delay = max(0.0, started + self.next_delay - self._monotonic())
