@@ -22,6 +22,7 @@ from .._sse import PING, encode_invalidate, encode_resync
 from .._update import Update
 from .broadcasts import Broadcasts
 from .connection import Connection, ConnectionInfo, State
+from .counts import FanOutStatistics
 from .frames import FramePass
 from .latency import LatencyHistogram
 from .registry import Registry
@@ -88,8 +89,24 @@ class FanOut:
     def connections(self) -> int:
         return len(self._streams)
 
-    def connections_by_type(self) -> dict[str, int]:
-        return self._streams.counts_by_type()
+    def statistics(self) -> FanOutStatistics:
+        latency_counts, latency_sum = self.latency.snapshot()
+        return FanOutStatistics(
+            connections=len(self._streams),
+            updates=self.updates,
+            frames=self.frames,
+            deliveries=self.deliveries,
+            coalesced=self.coalesced,
+            pings=self.pings,
+            resyncs=self.resyncs,
+            replays=self.replays,
+            slow_disconnects=self.slow,
+            updates_by_type=dict(self.updates_by_type),
+            deliveries_by_type=dict(self.deliveries_by_type),
+            connections_by_type=self._streams.counts_by_type(),
+            latency_counts=latency_counts,
+            latency_sum=latency_sum,
+        )
 
     def describe(self) -> list[ConnectionInfo]:
         """The open streams, oldest first (one pass: for a debug page, on demand)."""

@@ -26,6 +26,7 @@ from .._update import Update
 from ..backends._base import Backend, Entry, StreamGap
 from .outbox import Outbox
 from .sequencer import Item, Numbering, log_update
+from .statistics import SequencerStatistics
 
 logger = logging.getLogger("refetch")
 
@@ -77,22 +78,6 @@ class BrokerSequencer:
         return self._numbering.cursor
 
     @property
-    def replay_log(self) -> int:
-        return len(self._numbering.log)
-
-    @property
-    def backend_url(self) -> str:
-        return self.backend.url
-
-    @property
-    def publisher_down(self) -> str | None:
-        return self._outbox.down
-
-    @property
-    def listener_down(self) -> str | None:
-        return self._listen_down
-
-    @property
     def unconfirmed(self) -> str | None:
         """Why permissions cannot be confirmed now (the broker is out of hearing), or None."""
         if self._listen_down is None:
@@ -115,9 +100,15 @@ class BrokerSequencer:
             self._own[stamped.subject] = (stamped.serial, now + 2 * self._outbox.publish_timeout)
         return stamped
 
-    @property
-    def lag(self) -> float | None:
-        return self._outbox.lag
+    def statistics(self) -> SequencerStatistics:
+        return SequencerStatistics(
+            cursor=self.cursor,
+            replay_log=len(self._numbering.log),
+            publisher_down=self._outbox.down,
+            listener_down=self._listen_down,
+            backend=self.backend.url,
+            backend_lag=self._outbox.lag,
+        )
 
     def submit(self, items: Sequence[Item]) -> None:
         self._outbox.put(items)

@@ -409,30 +409,7 @@ class UpdateService:
             self._gc.detached(self._fanout.connections)
 
     def statistics(self) -> Statistics:
-        fanout, sequencer = self._fanout, self._sequencer
-        return Statistics(
-            connections=fanout.connections,
-            updates=fanout.updates,
-            frames=fanout.frames,
-            deliveries=fanout.deliveries,
-            coalesced=fanout.coalesced,
-            pings=fanout.pings,
-            resyncs=fanout.resyncs,
-            replays=fanout.replays,
-            slow_disconnects=fanout.slow,
-            replay_log=sequencer.replay_log,
-            cursor=sequencer.cursor,
-            publisher_down=sequencer.publisher_down,
-            listener_down=sequencer.listener_down,
-            updates_by_type=dict(fanout.updates_by_type),
-            deliveries_by_type=dict(fanout.deliveries_by_type),
-            connections_by_type=fanout.connections_by_type(),
-            latency_counts=tuple(fanout.latency.counts),
-            latency_sum=fanout.latency.total,
-            backend=sequencer.backend_url,
-            backend_lag=sequencer.lag,
-            state=self._state,
-        )
+        return Statistics.of(self._fanout.statistics(), self._sequencer.statistics(), self._state)
 
     def connections(self) -> list[ConnectionInfo]:
         """Who is connected right now, oldest stream first: for a debug or admin page.

@@ -19,6 +19,7 @@ from .._fanout.sink import Replay, Resync, Sink, Start
 from .._log import update_delivered
 from .._update import Update
 from .replay import ReplayLog
+from .statistics import SequencerStatistics
 
 update_logger = logging.getLogger("refetch.updates")
 
@@ -31,17 +32,8 @@ class Sequencer(Protocol):
     @property
     def cursor(self) -> str: ...
     @property
-    def replay_log(self) -> int: ...
-    @property
-    def publisher_down(self) -> str | None: ...
-    @property
-    def listener_down(self) -> str | None: ...
-    @property
     def unconfirmed(self) -> str | None: ...
-    @property
-    def backend_url(self) -> str | None: ...
-    @property
-    def lag(self) -> float | None: ...
+    def statistics(self) -> SequencerStatistics: ...
     async def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
     async def stop(self, grace: float) -> None: ...
     def submit(self, items: Sequence[Item]) -> None: ...
@@ -86,11 +78,7 @@ def log_update(update: Update, reached: int) -> None:
 class LocalSequencer:
     """One process: the hub numbers updates itself (the fast path)."""
 
-    publisher_down = None
-    listener_down = None
     unconfirmed = None
-    backend_url = None
-    lag = None
 
     def __init__(self, sink: Sink, replay_size: int, replay_age: float) -> None:
         self._sink = sink
@@ -100,9 +88,8 @@ class LocalSequencer:
     def cursor(self) -> str:
         return self._numbering.cursor
 
-    @property
-    def replay_log(self) -> int:
-        return len(self._numbering.log)
+    def statistics(self) -> SequencerStatistics:
+        return SequencerStatistics(cursor=self.cursor, replay_log=len(self._numbering.log))
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
         return None
