@@ -32,8 +32,11 @@ logger = logging.getLogger("refetch")
 
 
 class FanOut:
+    """Built when the hub starts, on the loop it runs on (every timer and clock is the loop's)."""
+
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         types: tuple[str, ...],
         *,
         min_interval: float,
@@ -48,7 +51,7 @@ class FanOut:
         self.send_timeout = send_timeout
         #: The cursor of the newest update delivered: every frame's id.
         self.cursor = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop
         self._streams = Registry(types)
         self._broadcasts = Broadcasts(types, max_keys)
         self._due: list[Connection] = []
@@ -72,8 +75,7 @@ class FanOut:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self, loop: asyncio.AbstractEventLoop, cursor: str) -> None:
-        self._loop = loop
+    def start(self, cursor: str) -> None:
         self.cursor = cursor
         self._schedule_heartbeat()
 
@@ -187,9 +189,7 @@ class FanOut:
 
     def resync_all(self, reason: str, cursor: str) -> None:
         """Tell every client to refetch everything: nobody can tell what it missed."""
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         self.cursor = cursor
         frame = encode_resync(cursor, reason)
         logger.warning("resync of %d stream(s): %s", len(self._streams), reason)
@@ -235,9 +235,7 @@ class FanOut:
         return ended
 
     def reauthorize(self, subject: str, principal: Principal) -> int:
-        loop = self._loop
-        if loop is not None:
-            self._reauthorized[subject] = (loop.time(), principal)
+        self._reauthorized[subject] = (self._loop.time(), principal)
         changed = 0
         for conn in self._streams:
             if conn.principal.subject != subject or conn.state == State.CLOSED:
@@ -261,9 +259,7 @@ class FanOut:
         One step on the event loop: no update can fall between the replay and the
         live stream.
         """
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         conn.heard = self._broadcasts.serial  # the replay below covers everything until now
         body = hello
         if isinstance(start, Resync):
@@ -305,9 +301,7 @@ class FanOut:
         conn.inflight = None
         if task.cancelled() or conn.state == State.CLOSED:
             return
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         conn.state = State.IDLE
         # Updates that arrived meanwhile are in the replay too: start over from it.
         conn.pending.clear()
@@ -334,9 +328,7 @@ class FanOut:
         # no caller has to remember to flush.
         if not self._flush_soon:
             self._flush_soon = True
-            loop = self._loop
-            assert loop is not None
-            loop.call_soon(self._flush_now)
+            self._loop.call_soon(self._flush_now)
 
     def _make_idle(self, conn: Connection) -> None:
         conn.state = State.IDLE
@@ -356,9 +348,7 @@ class FanOut:
 
     def _flush_now(self) -> None:
         self._flush_soon = False
-        loop = self._loop
-        assert loop is not None
-        self._flush(loop.time())
+        self._flush(self._loop.time())
 
     def _defer(self, conn: Connection, at: float) -> None:
         # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
@@ -367,17 +357,13 @@ class FanOut:
         at = math.ceil(at / grain) * grain
         entry = self._timers.get(at)
         if entry is None:
-            loop = self._loop
-            assert loop is not None
-            entry = self._timers[at] = (loop.call_at(at, self._on_timer, at), [])
+            entry = self._timers[at] = (self._loop.call_at(at, self._on_timer, at), [])
         entry[1].append(conn)
 
     def _on_timer(self, at: float) -> None:
-        loop = self._loop
-        assert loop is not None
         _, waiting = self._timers.pop(at)
         self._due.extend(c for c in waiting if c.state == State.DUE)
-        self._flush(max(loop.time(), at))
+        self._flush(max(self._loop.time(), at))
 
     def _write_pending(self, conn: Connection, now: float, frames: FramePass) -> None:
         heard, conn.heard = conn.heard, self._broadcasts.serial
@@ -437,16 +423,12 @@ class FanOut:
     # -- heartbeats ------------------------------------------------------------------------
 
     def _schedule_heartbeat(self) -> None:
-        loop = self._loop
-        assert loop is not None
         # One timer for every connection's heartbeat; a ping goes out between
         # ``heartbeat`` and ``1.1 * heartbeat`` seconds of silence.
-        self._heartbeat = loop.call_later(self.heartbeat / 10, self._heartbeat_round)
+        self._heartbeat = self._loop.call_later(self.heartbeat / 10, self._heartbeat_round)
 
     def _heartbeat_round(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         if self._reauthorized:
             self._reauthorized = {
                 s: entry for s, entry in self._reauthorized.items() if entry[0] > now - 60

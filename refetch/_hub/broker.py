@@ -34,15 +34,16 @@ logger = logging.getLogger("refetch")
 class BrokerSequencer:
     """The sequencer of a hub with a backend: its publisher and listener tasks, and replay."""
 
+    #: The fan-out, from start() on (it is built on the loop the hub starts on).
+    _sink: Sink
+
     def __init__(
         self,
-        sink: Sink,
         backend: Backend,
         types: frozenset[str],
         replay_size: int,
         replay_age: float,
     ) -> None:
-        self._sink = sink
         self.backend = backend
         self._types = types
         self._numbering = Numbering(replay_size, replay_age)
@@ -124,8 +125,9 @@ class BrokerSequencer:
         cursor = self._numbering.cursor
         self._sink.deliver(Update(update.type, update.key, update.audience, cursor))
 
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
         self._loop = loop
+        self._sink = sink
         backend = self.backend
         epoch = await backend.connect()  # BackendUnavailable names the URL
         try:

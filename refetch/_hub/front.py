@@ -17,18 +17,20 @@ import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 from .._auth import Principal
 from .._control import CloseStreams, Control, Reauthorize
 from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from .._fanout.connection import Connection, ConnectionInfo
+from .._fanout.counts import FanOutStatistics
 from .._fanout.fanout import FanOut
+from .._fanout.sink import Start
 from .._sse import encode_hello
 from .._types import Send
 from .._update import declared_types, make_update
 from ..backends._base import Backend
 from ..backends._factory import backend_from_url
+from ..backends._urls import kind_of
 from .broker import BrokerSequencer
 from .gc import FreezePolicy
 from .processes import warn_if_split
@@ -96,28 +98,19 @@ class UpdateService:
         if isinstance(backend, str):
             # "memory://" alone is private to this hub: numbering the updates here is
             # the same stream without the round trip (the fast path).
-            backend = (
-                None if urlsplit(backend).scheme.lower() == "memory" else backend_from_url(backend)
-            )
+            backend = None if kind_of(backend) == "memory" else backend_from_url(backend)
         elif backend is not None and not isinstance(backend, Backend):
             raise ConfigurationError(
                 f"backend must be a URL (redis://..., postgresql://..., nats://...) or a "
                 f"Backend object, not {backend!r}"
             )
-        self._fanout = FanOut(
-            self.types,
-            min_interval=min_interval,
-            heartbeat=heartbeat,
-            max_keys=max_keys,
-            send_timeout=send_timeout,
-        )
+        # The fan-out is built on the loop the hub starts on; until then no stream is open.
+        self._fanout: FanOut | NotStarted = NotStarted(self.types)
         self._sequencer: Sequencer
         if backend is None:
-            self._sequencer = LocalSequencer(self._fanout, replay_size, replay_age)
+            self._sequencer = LocalSequencer(replay_size, replay_age)
         else:
-            self._sequencer = BrokerSequencer(
-                self._fanout, backend, self._type_set, replay_size, replay_age
-            )
+            self._sequencer = BrokerSequencer(backend, self._type_set, replay_size, replay_age)
 
         self._inbox: deque[Item] = deque()
         self._wakeup_pending = False
@@ -136,10 +129,19 @@ class UpdateService:
             raise ServiceClosed("an UpdateService can be started once")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        await self._sequencer.start(self._loop)
+        fanout = FanOut(
+            self._loop,
+            self.types,
+            min_interval=self.min_interval,
+            heartbeat=self.heartbeat,
+            max_keys=self.max_keys,
+            send_timeout=self.send_timeout,
+        )
+        await self._sequencer.start(self._loop, fanout)
         if isinstance(self._sequencer, LocalSequencer):
             warn_if_split()  # several workers, each with its own hub: notifies get lost
-        self._fanout.start(self._loop, self._sequencer.cursor)
+        fanout.start(self._sequencer.cursor)
+        self._fanout = fanout
         self._state = "running"
         if self._gc is not None:
             self._gc.start()
@@ -382,8 +384,6 @@ class UpdateService:
         if self.unavailable(principal) is not None:
             raise ServiceClosed("permissions cannot be confirmed: the broker is away")
         self._drain()  # updates notified before this point belong in the replay
-        loop = self._loop
-        assert loop is not None
         revised = self._fanout.revised(principal, authenticated_at)
         if revised is not principal and revised.types is not None:
             types = types & revised.types  # the permissions changed during authentication
@@ -418,6 +418,40 @@ class UpdateService:
         not per request of a busy route.
         """
         return self._fanout.describe()
+
+
+class NotStarted:
+    """The fan-out's place before ``start()``: no stream is open, so there is nothing to end,
+    change or count (``attach`` is refused earlier: the hub is not running)."""
+
+    connections = 0
+
+    def __init__(self, types: tuple[str, ...]) -> None:
+        self._types = types
+
+    def close(self, reason: str, subject: str | None = None) -> int:
+        return 0
+
+    def reauthorize(self, subject: str, principal: Principal) -> int:
+        return 0
+
+    def revised(self, principal: Principal, authenticated_at: float | None) -> Principal:
+        return principal
+
+    def attach(self, conn: Connection, hello: bytes, start: Start) -> None:
+        raise ServiceClosed("the UpdateService is not running")
+
+    def detach(self, conn: Connection) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def describe(self) -> list[ConnectionInfo]:
+        return []
+
+    def statistics(self) -> FanOutStatistics:
+        return FanOutStatistics.empty(self._types)
 
 
 def _warn_if_never_started(type_: str) -> bool:

@@ -34,7 +34,7 @@ class Sequencer(Protocol):
     @property
     def unconfirmed(self) -> str | None: ...
     def statistics(self) -> SequencerStatistics: ...
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None: ...
     async def stop(self, grace: float) -> None: ...
     def submit(self, items: Sequence[Item]) -> None: ...
     def share(self, control: Control) -> Control | None: ...
@@ -80,8 +80,10 @@ class LocalSequencer:
 
     unconfirmed = None
 
-    def __init__(self, sink: Sink, replay_size: int, replay_age: float) -> None:
-        self._sink = sink
+    #: The fan-out, from start() on (it is built on the loop the hub starts on).
+    _sink: Sink
+
+    def __init__(self, replay_size: int, replay_age: float) -> None:
         self._numbering = Numbering(replay_size, replay_age)
 
     @property
@@ -91,8 +93,8 @@ class LocalSequencer:
     def statistics(self) -> SequencerStatistics:
         return SequencerStatistics(cursor=self.cursor, replay_log=len(self._numbering.log))
 
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        return None
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
+        self._sink = sink
 
     async def stop(self, grace: float) -> None:
         return None
