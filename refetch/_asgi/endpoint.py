@@ -12,7 +12,8 @@ from .._auth import ANONYMOUS, Authenticate, Principal
 from .._exceptions import ServiceClosed
 from .._fanout.connection import Connection
 from .._fanout.uvicorn import abort_receiving
-from .._hub.front import NOT_STARTED_FIX, UpdateService
+from .._hub.front import UpdateService
+from .._hub.not_started import NOT_STARTED_FIX
 from .._log import stream_closed, stream_opened, stream_rejected
 from .._types import Receive, Scope, Send
 from .request import Refusal, RequestReader

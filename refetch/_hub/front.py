@@ -13,7 +13,6 @@ import enum
 import logging
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -22,9 +21,7 @@ from .._auth import Principal
 from .._control import CloseStreams, Control, Reauthorize
 from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from .._fanout.connection import Connection, ConnectionInfo
-from .._fanout.counts import FanOutStatistics
 from .._fanout.fanout import FanOut
-from .._fanout.sink import Start
 from .._sse import encode_hello
 from .._types import Send
 from .._update import declared_types, make_update
@@ -33,17 +30,13 @@ from ..backends._factory import backend_from_url
 from ..backends._urls import kind_of
 from .broker import BrokerSequencer
 from .gc import FreezePolicy
+from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
 from .processes import warn_if_split
 from .sequencer import Item, LocalSequencer, Sequencer
 from .signals import ShutdownSignals
 from .statistics import Statistics
 
 logger = logging.getLogger("refetch")
-
-NOT_STARTED_FIX = (
-    "the UpdateService was never started: pass lifespan=updates.lifespan to your app, "
-    "or `async with updates:` in your own lifespan"
-)
 
 
 class UpdateService:
@@ -225,7 +218,7 @@ class UpdateService:
             return
         if self._state == "new" and not self._warned_not_started:
             self._warned_not_started = True
-            if not _warn_if_never_started(update.type):
+            if not warn_if_never_started(update.type):
                 logger.warning(
                     "notify(%r) before the UpdateService was started: it and later ones wait "
                     "for start(). %s",
@@ -418,58 +411,3 @@ class UpdateService:
         not per request of a busy route.
         """
         return self._fanout.describe()
-
-
-class NotStarted:
-    """The fan-out's place before ``start()``: no stream is open, so there is nothing to end,
-    change or count (``attach`` is refused earlier: the hub is not running)."""
-
-    connections = 0
-
-    def __init__(self, types: tuple[str, ...]) -> None:
-        self._types = types
-
-    def close(self, reason: str, subject: str | None = None) -> int:
-        return 0
-
-    def reauthorize(self, subject: str, principal: Principal) -> int:
-        return 0
-
-    def revised(self, principal: Principal, authenticated_at: float | None) -> Principal:
-        return principal
-
-    def attach(self, conn: Connection, hello: bytes, start: Start) -> None:
-        raise ServiceClosed("the UpdateService is not running")
-
-    def detach(self, conn: Connection) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def describe(self) -> list[ConnectionInfo]:
-        return []
-
-    def statistics(self) -> FanOutStatistics:
-        return FanOutStatistics.empty(self._types)
-
-
-def _warn_if_never_started(type_: str) -> bool:
-    """Warn (True) when no event loop runs here: a process that will never start the hub."""
-    # Before start() a notify is held until the lifespan starts the hub. Called with
-    # no event loop in the thread, it is most likely a WSGI view, a script or a task
-    # queue worker, where that never happens and the update would vanish silently.
-    try:
-        asyncio.get_running_loop()
-        return False
-    except RuntimeError:
-        pass
-    warnings.warn(
-        f"notify({type_!r}) on an UpdateService that was never started: it is held "
-        "until start() (the ASGI lifespan). In a process that serves no streams "
-        "(Flask/WSGI, a cron job, a Celery task) that never happens: publish with "
-        "refetch.Publisher(backend_url) instead (docs/frameworks.md)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return True
