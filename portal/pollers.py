@@ -10,12 +10,11 @@ same service: one instance polls each API, the others serve the snapshot it shar
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, TypeAdapter
 
 from refetch import Poller, poller
-from refetch.leases import with_leases
+from refetch.leases import has_leases, with_leases
 
 from .config import Settings
 from .schemas import Cluster, Image
@@ -23,9 +22,6 @@ from .updates import UpdateType, tenant_scope
 
 PROGRESS = "progress"
 IMAGES = "images"
-
-#: Backends whose service also holds poller leases (NATS and memory:// have none).
-LEASE_SCHEMES = frozenset({"redis", "rediss", "unix", "postgres", "postgresql"})
 
 
 def gardener_poller_name(slug: str) -> str:
@@ -104,6 +100,6 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
             )
         )
     url = settings.backend_url
-    if url and urlsplit(url).scheme.lower() in LEASE_SCHEMES:
+    if url and has_leases(url):
         return with_leases(pollers, url)
     return pollers

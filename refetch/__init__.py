@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from ._asgi.cursor_header import CursorHeaderMiddleware
+from ._asgi.endpoint import UpdatesEndpoint
+from ._asgi.mount import StreamMount, mount
 from ._auth import ANONYMOUS, Authenticate, Principal
-from ._connection import ConnectionInfo
-from ._cursor_header import CursorHeaderMiddleware
-from ._endpoint import UpdatesEndpoint
 from ._exceptions import (
     BackendUnavailable,
     ConfigurationError,
@@ -16,13 +16,13 @@ from ._exceptions import (
     StreamRejected,
     UnknownUpdateType,
 )
-from ._hub import UpdateService
-from ._mount import StreamMount, mount
-from ._poller import Lease, Poller, SharedLease, poller
-from ._publisher import Publisher
-from ._statistics import Statistics
+from ._fanout.connection import ConnectionInfo
+from ._hub.front import UpdateService
+from ._hub.publisher import Publisher
+from ._hub.statistics import Statistics
+from ._polling.poller import Lease, Poller, SharedLease, poller
+from ._polling.worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 from ._update import Update
-from ._worker import BackgroundWorker, Cached, Notifier, PollerStatistics
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigurationError
-from ._hub import UpdateService
+from ._hub.front import UpdateService
 
 try:
     from prometheus_client import CollectorRegistry, make_asgi_app

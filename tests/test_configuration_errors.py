@@ -6,18 +6,23 @@ import asyncio
 import contextlib
 import enum
 import json
+import re
 import ssl
 import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refetch import (
     BackendUnavailable,
     ConfigurationError,
+    Publisher,
     UnknownUpdateType,
     UpdatesEndpoint,
     UpdateService,
@@ -371,3 +376,56 @@ async def test_rediss_to_a_plain_redis_says_the_tls_handshake_got_no_answer(
             await hub.start()
     assert str(info.value).startswith(f"cannot reach Redis at {url.partition('?')[0]}")
     assert "no answer to the TLS handshake: does this port speak TLS?" in str(info.value)
+
+
+class _Recording:
+    """An asyncpg connection stand-in: what notify_in_transaction would write."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []
+
+    async def execute(self, sql: str, payload: str, channel: str) -> None:
+        self.payloads.append(payload)
+
+
+_type_names = st.lists(
+    st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8),
+    min_size=1,
+    max_size=4,
+    unique=True,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(names=_type_names, form=st.sampled_from(["list", "tuple", "enum", "members"]))
+def test_every_types_argument_reads_the_same_declaration(names: list[str], form: str) -> None:
+    # UpdateService, Publisher and notify_in_transaction take types= one way: names, their
+    # enum or its members give the same declared names, in order.
+    kind = enum.Enum("Kind", {f"m{i}": name for i, name in enumerate(names)})  # type: ignore[misc]
+    spec: Any = {
+        "list": list(names),
+        "tuple": tuple(names),
+        "enum": kind,
+        "members": list(kind),
+    }[form]
+    service = UpdateService(spec, close_on_signals=False)
+    assert service.types == tuple(names)
+    assert Publisher("redis://127.0.0.1:6379/0", types=spec).types == tuple(names)
+    for declared in (spec, service):
+        conn = _Recording()
+        asyncio.run(notify_in_transaction(conn, names[-1], types=declared))
+        assert json.loads(conn.payloads[0]) == {"t": names[-1]}
+        with pytest.raises(UnknownUpdateType):
+            asyncio.run(notify_in_transaction(conn, names[0] + "x", types=declared))
+
+
+@given(name=_type_names.map(lambda names: names[0]))
+def test_one_string_of_types_is_refused_everywhere_naming_the_list(name: str) -> None:
+    # "projects" is an iterable of eight letters: each entry point refuses it, and the
+    # message shows the list to write. (The Publisher used to declare the letters.)
+    with pytest.raises(ConfigurationError, match=re.escape(f'UpdateService(["{name}"])')):
+        UpdateService(name, close_on_signals=False)
+    with pytest.raises(ConfigurationError, match=re.escape(f'types=["{name}"]')):
+        Publisher("redis://127.0.0.1:6379/0", types=name)
+    with pytest.raises(ConfigurationError, match=re.escape(f'types=["{name}"]')):
+        asyncio.run(notify_in_transaction(_Recording(), name, types=name))

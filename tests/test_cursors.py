@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refetch import UpdatesEndpoint, UpdateService
-from refetch._broker import BrokerSequencer
 from refetch._cursor import Cursor
+from refetch._hub.broker import BrokerSequencer
 from refetch._parser import ServerSentEvent, SSEParser
 from refetch.backends import MemoryBackend
 

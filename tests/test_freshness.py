@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from refetch import Principal, UpdateService
-from refetch._connection import Connection, State
+from refetch._fanout.connection import Connection, State
 from refetch._parser import SSEParser
 
 from .conftest import Recorder, wait_for

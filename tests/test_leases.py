@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from refetch import BackgroundWorker, SharedLease, poller
-from refetch.leases import PostgresLease, RedisLease, lease_from_url, with_leases
+from refetch.leases import PostgresLease, RedisLease, has_leases, lease_from_url, with_leases
 
 from .conftest import unique_name, wait_for
 from .test_worker_http import serve
@@ -382,6 +382,36 @@ def test_lease_from_url_and_with_leases() -> None:
     assert [p.name for p in leased] == ["progress", "images"]
     ttls = [p.lease.ttl for p in leased if isinstance(p.lease, RedisLease)]
     assert ttls == [30 + 10 + 1, 60 + 2 + 1]  # outlives the longest cycle
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "rediss://h/0",
+        "unix:///tmp/redis.sock",
+        "postgres://db/app",
+        "postgresql://db/app",
+        "postgresql+asyncpg://u@db/app?ssl=require",
+        "POSTGRESQL+psycopg://db/app",
+        "nats://127.0.0.1:4222",
+        "tls://127.0.0.1:4222",
+        "memory://",
+        "mysql://db/app",
+    ],
+)
+def test_has_leases_answers_as_lease_from_url_does(url: str) -> None:
+    # One scheme table: an app asking "does this backend also hold leases?" (the portal
+    # does) gets the answer lease_from_url acts on, SQLAlchemy's postgresql+asyncpg:// too.
+    from refetch import ConfigurationError
+
+    try:
+        lease_from_url(url, "progress")
+    except ConfigurationError:
+        builds = False
+    else:
+        builds = True
+    assert has_leases(url) is builds
 
 
 # -- the worker's side of sharing, without a service -------------------------------------

@@ -1,4 +1,4 @@
-"""The direct write to uvicorn's transport (refetch/_uvicorn.py), pinned to the versions it knows.
+"""The direct write to uvicorn's transport (refetch/_fanout/uvicorn.py), pinned to the versions it knows.
 
 It engages only when the endpoint gets uvicorn's own ``send``; the bytes on the wire must be
 exactly what the plain ASGI path writes. A new uvicorn release fails the version check here
@@ -13,8 +13,8 @@ import httpx
 import uvicorn
 
 from refetch import UpdatesEndpoint, UpdateService
+from refetch._fanout.uvicorn import KNOWN_VERSIONS, uvicorn_cycle
 from refetch._types import ASGIApp, Receive, Scope, Send
-from refetch._uvicorn import KNOWN_VERSIONS, uvicorn_cycle
 
 from .conftest import TYPES, serve
 

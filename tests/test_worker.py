@@ -15,8 +15,8 @@ import pytest
 
 from refetch import UpdateService
 from refetch._exceptions import ConfigurationError, UnknownUpdateType
-from refetch._poller import Poller, poller
-from refetch._worker import BackgroundWorker, Cached
+from refetch._polling.poller import Poller, poller
+from refetch._polling.worker import BackgroundWorker, Cached
 
 URL = "http://api.test/state"
 

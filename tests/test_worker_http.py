@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from refetch._poller import poller
-from refetch._worker import BackgroundWorker
+from refetch._polling.poller import poller
+from refetch._polling.worker import BackgroundWorker
 
 # Short real intervals keep the suite fast; nothing below asserts on wall-clock time.
 FAST: dict[str, Any] = {"interval": 0.02, "max_backoff": 0.16, "timeout": 0.3, "jitter": 0.1}

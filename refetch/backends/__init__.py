@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._base import Backend, Entry, backend_from_url
+from ._base import Backend, Entry, StreamGap
+from ._factory import backend_from_url
 from .memory import MemoryBackend
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "NatsBackend",
     "PostgresBackend",
     "RedisBackend",
+    "StreamGap",
     "backend_from_url",
 ]
 

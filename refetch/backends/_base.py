@@ -10,17 +10,8 @@ was wiped and recreated) is recognised as foreign and answered with ``resync``.
 from __future__ import annotations
 
 import abc
-import importlib
-import re
 from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple
-from urllib.parse import urlsplit, urlunsplit
-
-from .._exceptions import ConfigurationError
-
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# SQLAlchemy names the driver in the scheme: postgresql+asyncpg://, postgres+psycopg://.
-_POSTGRES = re.compile(r"^postgres(ql)?(\+[a-z0-9_]+)?$")
 
 
 class Entry(NamedTuple):
@@ -87,94 +78,3 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release connections this backend opened (never a client it was given)."""
-
-
-def check_name(kind: str, name: str) -> str:
-    if not _NAME.match(name):
-        raise ConfigurationError(
-            f"{kind} {name!r} must be letters, digits and underscores (at most 63), "
-            "not starting with a digit"
-        )
-    return name
-
-
-def require_driver(module: str, extra: str, what: str) -> None:
-    """Import a backend's driver now: a missing extra is an error at construction, not at start."""
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{what} needs the {module!r} package, which is not installed: "
-            f"pip install 'refetch[{extra}]'"
-        ) from exc
-
-
-def is_postgres(url: str) -> bool:
-    return bool(_POSTGRES.match(urlsplit(url).scheme.lower()))
-
-
-def postgres_dsn(url: str) -> str:
-    """A libpq URL for asyncpg, also from SQLAlchemy's ``postgresql+asyncpg://...?ssl=require``.
-
-    Users copy their app's DATABASE_URL; the driver in the scheme means nothing to asyncpg
-    (refetch always talks asyncpg), and asyncpg's DSN spells SQLAlchemy's ``ssl=`` ``sslmode=``.
-    """
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if "+" not in scheme or not _POSTGRES.match(scheme):
-        return url
-    from urllib.parse import parse_qsl, urlencode
-
-    query = [("sslmode" if k == "ssl" else k, v) for k, v in parse_qsl(parts.query, True)]
-    return urlunsplit(parts._replace(scheme="postgresql", query=urlencode(query)))
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-def backend_from_url(url: str) -> Backend:
-    """The backend a URL names (``memory://``: a new in-process ``MemoryBackend``)."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "memory":
-        from .memory import MemoryBackend
-
-        return MemoryBackend()
-    if scheme in ("redis", "rediss", "unix"):
-        from .redis import RedisBackend
-
-        return RedisBackend(url)
-    if _POSTGRES.match(scheme):
-        from .postgres import PostgresBackend
-
-        return PostgresBackend(url)
-    if scheme in ("nats", "tls"):
-        from .nats import NatsBackend  # type: ignore[import-untyped,unused-ignore]
-
-        backend: Backend = NatsBackend(url)
-        return backend
-    raise ConfigurationError(
-        f"unknown backend URL {redact(url)!r}: use memory://, redis://host:6379/0, "
-        "postgresql://user@host/db (postgresql+asyncpg:// too) or nats://host:4222"
-    )
-
-
-def split_options(url: str, names: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """Take refetch's own query parameters (``?stream=...``) out of a broker URL."""
-    from urllib.parse import parse_qsl, urlencode
-
-    parts = urlsplit(url)
-    ours: dict[str, str] = {}
-    rest: list[tuple[str, str]] = []
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in names:
-            ours[name] = value
-        else:
-            rest.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours

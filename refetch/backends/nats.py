@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap, check_name, redact, require_driver, split_options
+from ._base import Backend, Entry, StreamGap
+from ._urls import check_name, redact, require_driver, split_options
 
 #: How long ``connect()`` tries before it raises ``BackendUnavailable``.
 CONNECT_TIMEOUT = 5.0

@@ -24,12 +24,9 @@ from typing import Any
 
 from .._codec import encode_entry
 from .._exceptions import BackendUnavailable, ConfigurationError
-from .._hub import UpdateService
-from .._update import Update, make_update
-from ._base import (
-    Backend,
-    Entry,
-    StreamGap,
+from .._update import TypesSpec, Update, declared_types, make_update
+from ._base import Backend, Entry, StreamGap
+from ._urls import (
     check_name,
     postgres_dsn,
     redact,
@@ -284,19 +281,7 @@ class PostgresBackend(Backend):
 
 
 #: What ``types=`` accepts: the service, its declared types, or the enum they came from.
-DeclaredTypes = UpdateService | Iterable[str] | type[enum.Enum]
-
-
-def _declared(types: DeclaredTypes) -> frozenset[str]:
-    if isinstance(types, UpdateService):
-        return frozenset(types.types)
-    if isinstance(types, type) and issubclass(types, enum.Enum):
-        return frozenset(str(m.value) for m in types)
-    if isinstance(types, str):
-        raise ConfigurationError(
-            f"types={types!r} is one string: pass the UpdateService, its types or your enum"
-        )
-    return frozenset(str(t) for t in types)
+DeclaredTypes = TypesSpec
 
 
 def _update(
@@ -324,7 +309,9 @@ def _update(
         )
     if key is not None and (isinstance(key, bool) or not isinstance(key, str | int)):
         raise ConfigurationError(f"{who}({name!r}): key is a str or an int, not {key!r}")
-    return make_update(name, key, audience, known=None if types is None else _declared(types))
+    return make_update(
+        name, key, audience, known=None if types is None else frozenset(declared_types(types))
+    )
 
 
 async def notify_in_transaction(

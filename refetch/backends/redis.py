@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap, redact, require_driver, split_options
+from ._base import Backend, Entry, StreamGap
+from ._urls import redact, require_driver, split_options
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

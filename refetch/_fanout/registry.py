@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from ._auth import Principal
-from ._connection import Connection
+from .._auth import Principal
+from .connection import Connection
 
 
 class Registry:

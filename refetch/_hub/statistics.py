@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from ._latency import BOUNDS
+from .._fanout.counts import FanOutStatistics
+from .._fanout.latency import BOUNDS
+
+
+@dataclass(frozen=True, slots=True)
+class SequencerStatistics:
+    """A sequencer's state at one moment (the fields of ``Statistics`` it answers for)."""
+
+    cursor: str
+    replay_log: int
+    publisher_down: str | None = None
+    listener_down: str | None = None
+    backend: str | None = None
+    backend_lag: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +55,10 @@ class Statistics:
     backend_lag: float | None = None
     #: "new", "running", "draining" (shutting down: no new streams) or "closed".
     state: str = "running"
+
+    @classmethod
+    def of(cls, fanout: FanOutStatistics, sequencer: SequencerStatistics, state: str) -> Statistics:
+        """The hub's snapshot: the fan-out's and the sequencer's, side by side."""
+        parts = {f.name: getattr(fanout, f.name) for f in fields(fanout)}
+        parts.update({f.name: getattr(sequencer, f.name) for f in fields(sequencer)})
+        return cls(**parts, state=state)

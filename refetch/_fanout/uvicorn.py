@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._mount import StartHeaders
-from ._types import Receive, Send
+from .._types import Receive, Send
+from .send import StartHeaders
 
 #: uvicorn releases whose httptools cycle was checked to match what ``write_direct`` writes.
 KNOWN_VERSIONS = ("0.54",)

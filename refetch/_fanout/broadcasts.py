@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from ._changes import Changes, add_change
+from .._changes import Changes, add_change
 
 
 class Broadcasts:

@@ -8,14 +8,15 @@ import json
 import math
 import time
 
-from ._auth import ANONYMOUS, Authenticate, Principal
-from ._connection import Connection
-from ._exceptions import ServiceClosed
-from ._hub import NOT_STARTED_FIX, UpdateService
-from ._log import stream_closed, stream_opened, stream_rejected
-from ._request import Refusal, RequestReader
-from ._types import Receive, Scope, Send
-from ._uvicorn import abort_receiving
+from .._auth import ANONYMOUS, Authenticate, Principal
+from .._exceptions import ServiceClosed
+from .._fanout.connection import Connection
+from .._fanout.uvicorn import abort_receiving
+from .._hub.front import UpdateService
+from .._hub.not_started import NOT_STARTED_FIX
+from .._log import stream_closed, stream_opened, stream_rejected
+from .._types import Receive, Scope, Send
+from .request import Refusal, RequestReader
 
 #: Ends after which the client's socket is no use: a write failed, or the client stopped
 #: reading.

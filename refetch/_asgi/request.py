@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-from ._cursor import MAX_LENGTH as MAX_CURSOR_LENGTH
-from ._log import loggable
-from ._types import Scope
+from .._cursor import MAX_LENGTH as MAX_CURSOR_LENGTH
+from .._log import loggable
+from .._types import Scope
 
 #: Bytes of query string a stream request may carry (more when the declared types need it:
 #: see ``RequestReader.max_query``). Honest ones carry ``types=`` and ``lastEventId=``.

@@ -13,34 +13,30 @@ import enum
 import logging
 import threading
 import time
-import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
-from ._auth import Principal
-from ._broker import BrokerSequencer
-from ._connection import Connection, ConnectionInfo
-from ._control import CloseStreams, Control, Reauthorize
-from ._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
-from ._fanout import FanOut
-from ._gc import FreezePolicy
-from ._processes import warn_if_split
-from ._sequencer import Item, LocalSequencer, Sequencer
-from ._signals import ShutdownSignals
-from ._sse import encode_hello
-from ._statistics import Statistics
-from ._types import Send
-from ._update import make_update
-from .backends._base import Backend, backend_from_url
+from .._auth import Principal
+from .._control import CloseStreams, Control, Reauthorize
+from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
+from .._fanout.connection import Connection, ConnectionInfo
+from .._fanout.fanout import FanOut
+from .._sse import encode_hello
+from .._types import Send
+from .._update import declared_types, make_update
+from ..backends._base import Backend
+from ..backends._factory import backend_from_url
+from ..backends._urls import kind_of
+from .broker import BrokerSequencer
+from .gc import FreezePolicy
+from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
+from .processes import warn_if_split
+from .sequencer import Item, LocalSequencer, Sequencer
+from .signals import ShutdownSignals
+from .statistics import Statistics
 
 logger = logging.getLogger("refetch")
-
-NOT_STARTED_FIX = (
-    "the UpdateService was never started: pass lifespan=updates.lifespan to your app, "
-    "or `async with updates:` in your own lifespan"
-)
 
 
 class UpdateService:
@@ -66,13 +62,7 @@ class UpdateService:
         backend: str | Backend | None = None,
         gc_freeze: bool = True,
     ) -> None:
-        if isinstance(types, str):
-            # A string is an iterable of its letters: "projects" would declare eight types.
-            raise ConfigurationError(
-                f"types must be a list of names, not one string: write "
-                f'UpdateService(["{types}"]), not UpdateService("{types}")'
-            )
-        names = [t.value if isinstance(t, enum.Enum) else t for t in types]
+        names = list(declared_types(types, spelled="UpdateService({})"))
         if not names:
             raise ConfigurationError("declare at least one update type, e.g. types=['projects']")
         for name in names:
@@ -101,28 +91,19 @@ class UpdateService:
         if isinstance(backend, str):
             # "memory://" alone is private to this hub: numbering the updates here is
             # the same stream without the round trip (the fast path).
-            backend = (
-                None if urlsplit(backend).scheme.lower() == "memory" else backend_from_url(backend)
-            )
+            backend = None if kind_of(backend) == "memory" else backend_from_url(backend)
         elif backend is not None and not isinstance(backend, Backend):
             raise ConfigurationError(
                 f"backend must be a URL (redis://..., postgresql://..., nats://...) or a "
                 f"Backend object, not {backend!r}"
             )
-        self._fanout = FanOut(
-            self.types,
-            min_interval=min_interval,
-            heartbeat=heartbeat,
-            max_keys=max_keys,
-            send_timeout=send_timeout,
-        )
+        # The fan-out is built on the loop the hub starts on; until then no stream is open.
+        self._fanout: FanOut | NotStarted = NotStarted(self.types)
         self._sequencer: Sequencer
         if backend is None:
-            self._sequencer = LocalSequencer(self._fanout, replay_size, replay_age)
+            self._sequencer = LocalSequencer(replay_size, replay_age)
         else:
-            self._sequencer = BrokerSequencer(
-                self._fanout, backend, self._type_set, replay_size, replay_age
-            )
+            self._sequencer = BrokerSequencer(backend, self._type_set, replay_size, replay_age)
 
         self._inbox: deque[Item] = deque()
         self._wakeup_pending = False
@@ -131,7 +112,7 @@ class UpdateService:
         self._state = "new"  # new -> running -> draining -> closed
         self._warned_not_started = False
         self._signals: ShutdownSignals | None = None
-        # Open streams kept out of the cyclic GC's full collections (refetch/_gc.py).
+        # Open streams kept out of the cyclic GC's full collections (refetch/_hub/gc.py).
         self._gc = FreezePolicy() if gc_freeze else None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -141,10 +122,19 @@ class UpdateService:
             raise ServiceClosed("an UpdateService can be started once")
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        await self._sequencer.start(self._loop)
+        fanout = FanOut(
+            self._loop,
+            self.types,
+            min_interval=self.min_interval,
+            heartbeat=self.heartbeat,
+            max_keys=self.max_keys,
+            send_timeout=self.send_timeout,
+        )
+        await self._sequencer.start(self._loop, fanout)
         if isinstance(self._sequencer, LocalSequencer):
             warn_if_split()  # several workers, each with its own hub: notifies get lost
-        self._fanout.start(self._loop, self._sequencer.cursor)
+        fanout.start(self._sequencer.cursor)
+        self._fanout = fanout
         self._state = "running"
         if self._gc is not None:
             self._gc.start()
@@ -228,7 +218,7 @@ class UpdateService:
             return
         if self._state == "new" and not self._warned_not_started:
             self._warned_not_started = True
-            if not _warn_if_never_started(update.type):
+            if not warn_if_never_started(update.type):
                 logger.warning(
                     "notify(%r) before the UpdateService was started: it and later ones wait "
                     "for start(). %s",
@@ -298,7 +288,6 @@ class UpdateService:
             # popleft until empty: notify() in other threads may append meanwhile.
             batch = [inbox.popleft() for _ in range(len(inbox))]
             self._sequencer.submit(batch)
-        self._fanout.flush()
 
     # -- who hears what ------------------------------------------------------------
 
@@ -388,8 +377,6 @@ class UpdateService:
         if self.unavailable(principal) is not None:
             raise ServiceClosed("permissions cannot be confirmed: the broker is away")
         self._drain()  # updates notified before this point belong in the replay
-        loop = self._loop
-        assert loop is not None
         revised = self._fanout.revised(principal, authenticated_at)
         if revised is not principal and revised.types is not None:
             types = types & revised.types  # the permissions changed during authentication
@@ -415,30 +402,7 @@ class UpdateService:
             self._gc.detached(self._fanout.connections)
 
     def statistics(self) -> Statistics:
-        fanout, sequencer = self._fanout, self._sequencer
-        return Statistics(
-            connections=fanout.connections,
-            updates=fanout.updates,
-            frames=fanout.frames,
-            deliveries=fanout.deliveries,
-            coalesced=fanout.coalesced,
-            pings=fanout.pings,
-            resyncs=fanout.resyncs,
-            replays=fanout.replays,
-            slow_disconnects=fanout.slow,
-            replay_log=sequencer.replay_log,
-            cursor=sequencer.cursor,
-            publisher_down=sequencer.publisher_down,
-            listener_down=sequencer.listener_down,
-            updates_by_type=dict(fanout.updates_by_type),
-            deliveries_by_type=dict(fanout.deliveries_by_type),
-            connections_by_type=fanout.connections_by_type(),
-            latency_counts=tuple(fanout.latency.counts),
-            latency_sum=fanout.latency.total,
-            backend=sequencer.backend_url,
-            backend_lag=sequencer.lag,
-            state=self._state,
-        )
+        return Statistics.of(self._fanout.statistics(), self._sequencer.statistics(), self._state)
 
     def connections(self) -> list[ConnectionInfo]:
         """Who is connected right now, oldest stream first: for a debug or admin page.
@@ -447,24 +411,3 @@ class UpdateService:
         not per request of a busy route.
         """
         return self._fanout.describe()
-
-
-def _warn_if_never_started(type_: str) -> bool:
-    """Warn (True) when no event loop runs here: a process that will never start the hub."""
-    # Before start() a notify is held until the lifespan starts the hub. Called with
-    # no event loop in the thread, it is most likely a WSGI view, a script or a task
-    # queue worker, where that never happens and the update would vanish silently.
-    try:
-        asyncio.get_running_loop()
-        return False
-    except RuntimeError:
-        pass
-    warnings.warn(
-        f"notify({type_!r}) on an UpdateService that was never started: it is held "
-        "until start() (the ASGI lifespan). In a process that serves no streams "
-        "(Flask/WSGI, a cron job, a Celery task) that never happens: publish with "
-        "refetch.Publisher(backend_url) instead (docs/frameworks.md)",
-        RuntimeWarning,
-        stacklevel=3,
-    )
-    return True

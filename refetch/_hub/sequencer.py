@@ -1,7 +1,7 @@
 """Sequencers number updates and own the replay; the fan-out only hears from them.
 
 Two kinds: ``LocalSequencer`` (one process: a counter and a ``ReplayLog``) and
-``BrokerSequencer`` in ``_broker.py`` (many instances: the backend's positions). Both
+``BrokerSequencer`` in ``broker.py`` (many instances: the backend's positions). Both
 talk to the fan-out through ``Sink`` and never see a connection.
 """
 
@@ -13,12 +13,13 @@ import secrets
 from collections.abc import Sequence
 from typing import Protocol
 
-from ._control import Control
-from ._cursor import Cursor
-from ._log import update_delivered
-from ._replay import ReplayLog
-from ._resume import Replay, Resync, Start
-from ._update import Update
+from .._control import Control
+from .._cursor import Cursor
+from .._fanout.sink import Replay, Resync, Sink, Start
+from .._log import update_delivered
+from .._update import Update
+from .replay import ReplayLog
+from .statistics import SequencerStatistics
 
 update_logger = logging.getLogger("refetch.updates")
 
@@ -27,32 +28,13 @@ update_logger = logging.getLogger("refetch.updates")
 Item = tuple[Update | Control, "asyncio.Future[str] | None", float]
 
 
-class Sink(Protocol):
-    """What a sequencer may do to the fan-out."""
-
-    def deliver(self, update: Update, at: float | None = None) -> int: ...
-    def flush(self) -> None: ...
-    def resync_all(self, reason: str, cursor: str) -> None: ...
-    def apply(self, control: Control) -> None: ...
-    def close_unconfirmed(self, reason: str) -> int: ...
-
-
 class Sequencer(Protocol):
     @property
     def cursor(self) -> str: ...
     @property
-    def replay_log(self) -> int: ...
-    @property
-    def publisher_down(self) -> str | None: ...
-    @property
-    def listener_down(self) -> str | None: ...
-    @property
     def unconfirmed(self) -> str | None: ...
-    @property
-    def backend_url(self) -> str | None: ...
-    @property
-    def lag(self) -> float | None: ...
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None: ...
+    def statistics(self) -> SequencerStatistics: ...
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None: ...
     async def stop(self, grace: float) -> None: ...
     def submit(self, items: Sequence[Item]) -> None: ...
     def share(self, control: Control) -> Control | None: ...
@@ -96,26 +78,23 @@ def log_update(update: Update, reached: int) -> None:
 class LocalSequencer:
     """One process: the hub numbers updates itself (the fast path)."""
 
-    publisher_down = None
-    listener_down = None
     unconfirmed = None
-    backend_url = None
-    lag = None
 
-    def __init__(self, sink: Sink, replay_size: int, replay_age: float) -> None:
-        self._sink = sink
+    #: The fan-out, from start() on (it is built on the loop the hub starts on).
+    _sink: Sink
+
+    def __init__(self, replay_size: int, replay_age: float) -> None:
         self._numbering = Numbering(replay_size, replay_age)
 
     @property
     def cursor(self) -> str:
         return self._numbering.cursor
 
-    @property
-    def replay_log(self) -> int:
-        return len(self._numbering.log)
+    def statistics(self) -> SequencerStatistics:
+        return SequencerStatistics(cursor=self.cursor, replay_log=len(self._numbering.log))
 
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        return None
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
+        self._sink = sink
 
     async def stop(self, grace: float) -> None:
         return None

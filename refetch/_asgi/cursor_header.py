@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._hub import UpdateService
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from .._hub.front import UpdateService
+from .._types import ASGIApp, Message, Receive, Scope, Send
 
 CURSOR_HEADER = b"refetch-cursor"
 

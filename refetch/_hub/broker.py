@@ -15,16 +15,18 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from ._backoff import Backoff
-from ._codec import decode_entry, encode_entry
-from ._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
-from ._cursor import Cursor
-from ._exceptions import BackendUnavailable
-from ._outbox import Outbox
-from ._resume import CatchUp, Replay, Resync, Start
-from ._sequencer import Item, Numbering, Sink, log_update
-from ._update import Update
-from .backends._base import Backend, Entry, StreamGap
+from .._backoff import Backoff
+from .._cancel import cancel_until_gone
+from .._codec import decode_entry, encode_entry
+from .._control import STALE_REAUTHORIZE, CloseStreams, Control, Reauthorize
+from .._cursor import Cursor
+from .._exceptions import BackendUnavailable
+from .._fanout.sink import CatchUp, Replay, Resync, Sink, Start
+from .._update import Update
+from ..backends._base import Backend, Entry, StreamGap
+from .outbox import Outbox
+from .sequencer import Item, Numbering, log_update
+from .statistics import SequencerStatistics
 
 logger = logging.getLogger("refetch")
 
@@ -32,15 +34,16 @@ logger = logging.getLogger("refetch")
 class BrokerSequencer:
     """The sequencer of a hub with a backend: its publisher and listener tasks, and replay."""
 
+    #: The fan-out, from start() on (it is built on the loop the hub starts on).
+    _sink: Sink
+
     def __init__(
         self,
-        sink: Sink,
         backend: Backend,
         types: frozenset[str],
         replay_size: int,
         replay_age: float,
     ) -> None:
-        self._sink = sink
         self.backend = backend
         self._types = types
         self._numbering = Numbering(replay_size, replay_age)
@@ -52,7 +55,6 @@ class BrokerSequencer:
         self._outbox = Outbox(
             backend,
             deliver_local=self._deliver_local,
-            flush=sink.flush,
             listening=lambda: self._listen_down is None,
             cursor_of=lambda position: str(Cursor(self._numbering.epoch, position)),
         )
@@ -77,22 +79,6 @@ class BrokerSequencer:
         return self._numbering.cursor
 
     @property
-    def replay_log(self) -> int:
-        return len(self._numbering.log)
-
-    @property
-    def backend_url(self) -> str:
-        return self.backend.url
-
-    @property
-    def publisher_down(self) -> str | None:
-        return self._outbox.down
-
-    @property
-    def listener_down(self) -> str | None:
-        return self._listen_down
-
-    @property
     def unconfirmed(self) -> str | None:
         """Why permissions cannot be confirmed now (the broker is out of hearing), or None."""
         if self._listen_down is None:
@@ -115,9 +101,15 @@ class BrokerSequencer:
             self._own[stamped.subject] = (stamped.serial, now + 2 * self._outbox.publish_timeout)
         return stamped
 
-    @property
-    def lag(self) -> float | None:
-        return self._outbox.lag
+    def statistics(self) -> SequencerStatistics:
+        return SequencerStatistics(
+            cursor=self.cursor,
+            replay_log=len(self._numbering.log),
+            publisher_down=self._outbox.down,
+            listener_down=self._listen_down,
+            backend=self.backend.url,
+            backend_lag=self._outbox.lag,
+        )
 
     def submit(self, items: Sequence[Item]) -> None:
         self._outbox.put(items)
@@ -133,8 +125,9 @@ class BrokerSequencer:
         cursor = self._numbering.cursor
         self._sink.deliver(Update(update.type, update.key, update.audience, cursor))
 
-    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def start(self, loop: asyncio.AbstractEventLoop, sink: Sink) -> None:
         self._loop = loop
+        self._sink = sink
         backend = self.backend
         epoch = await backend.connect()  # BackendUnavailable names the URL
         try:
@@ -154,16 +147,7 @@ class BrokerSequencer:
     async def stop(self, grace: float) -> None:
         backend = self.backend
         self._stopping = True
-        # redis-py can swallow a cancellation that lands inside a command
-        # (redis/redis-py#2028): cancel again until the tasks are gone, and never
-        # wait for ever on a driver.
-        pending = set(self._tasks)
-        for attempt in range(10):
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=grace / 10 if attempt else 0.5)
-            if not pending:
-                break
+        pending = await cancel_until_gone(self._tasks, grace)
         if pending:
             logger.warning("%d backend task(s) ignored cancellation; left behind", len(pending))
         self._tasks = []
@@ -306,7 +290,6 @@ class BrokerSequencer:
             self._numbering.log.append(position, update)
             sent = self._outbox.read_back(position)
             log_update(update, self._sink.deliver(update, sent))
-        self._sink.flush()
         if self._waiters:
             still = []
             for at, future in self._waiters:

@@ -14,13 +14,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from ._backoff import Backoff
-from ._codec import encode_entry, encode_resync_marker
-from ._control import Control, stale
-from ._exceptions import PublishError, ServiceClosed
-from ._sequencer import Item
-from ._update import Update
-from .backends._base import Backend
+from .._backoff import Backoff
+from .._codec import encode_entry, encode_resync_marker
+from .._control import Control, stale
+from .._exceptions import PublishError, ServiceClosed
+from .._update import Update
+from ..backends._base import Backend
+from .sequencer import Item
 
 logger = logging.getLogger("refetch")
 
@@ -37,13 +37,11 @@ class Outbox:
         backend: Backend,
         *,
         deliver_local: Callable[[Update | Control], None],
-        flush: Callable[[], None],
         listening: Callable[[], bool],
         cursor_of: Callable[[int], str],
     ) -> None:
         self.backend = backend
         self._deliver_local = deliver_local
-        self._flush = flush
         self._listening = listening
         self._cursor_of = cursor_of
         self._queue: deque[Queued] = deque()
@@ -247,7 +245,6 @@ class Outbox:
             self._deliver_local(update)
         for update, _, _ in self._queue:
             self._deliver_local(update)
-        self._flush()
         try:
             async with asyncio.timeout(self.publish_timeout):
                 return await task
@@ -336,7 +333,6 @@ class Outbox:
                     )
             else:
                 self._keep(update)
-        self._flush()
 
     async def stop(self, grace: float) -> None:
         """Publish what is kept and queued, in order, if the broker takes it within ``grace``."""

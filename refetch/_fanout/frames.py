@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
-from ._broadcasts import Broadcasts
-from ._changes import Changes, merge_changes
-from ._latency import LatencyHistogram
-from ._sse import encode_invalidate
+from .._changes import Changes, merge_changes
+from .._sse import encode_invalidate
+from .broadcasts import Broadcasts
+from .latency import LatencyHistogram
 
 
 class Frame:

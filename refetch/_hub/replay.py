@@ -6,7 +6,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from ._update import Update
+from .._update import Update
 
 
 class ReplayLog:

@@ -18,17 +18,18 @@ import warnings
 from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
-from ._codec import encode_entry
-from ._cursor import Cursor
-from ._exceptions import (
+from .._codec import encode_entry
+from .._cursor import Cursor
+from .._exceptions import (
     ConfigurationError,
     PublishError,
     RefetchError,
     ServiceClosed,
 )
-from ._update import make_update, type_name
-from .backends._base import Backend, backend_from_url
-from .backends.memory import MemoryBackend
+from .._update import declared_types, make_update, type_name
+from ..backends._base import Backend
+from ..backends._factory import backend_from_url
+from ..backends._urls import kind_of
 
 T = TypeVar("T")
 
@@ -58,14 +59,13 @@ class Publisher:
         # A URL lets a forked child build its own backend; an object is the caller's.
         self._source_url = backend if isinstance(backend, str) else None
         if isinstance(backend, str):
-            found = backend_from_url(backend)
-            if isinstance(found, MemoryBackend):  # private to this process: nobody hears it
+            if kind_of(backend) == "memory":  # private to this process: nobody hears it
                 raise ConfigurationError(
                     "memory:// has no broker for a Publisher to publish to: give the "
                     "redis://, postgresql:// or nats:// URL that the servers' "
                     "UpdateService(backend=...) uses"
                 )
-            backend = found
+            backend = backend_from_url(backend)
         elif not isinstance(backend, Backend):
             raise ConfigurationError(
                 f"Publisher takes a backend URL (redis://..., postgresql://..., nats://...) "
@@ -77,7 +77,7 @@ class Publisher:
         self.timeout = timeout
         self.types: tuple[str, ...] | None = None
         if types is not None:
-            self.types = tuple(t.value if isinstance(t, enum.Enum) else t for t in types)
+            self.types = declared_types(types)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

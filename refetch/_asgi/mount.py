@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ._exceptions import ConfigurationError
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from .._exceptions import ConfigurationError
+from .._fanout.send import StartHeaders
+from .._types import ASGIApp, Receive, Scope, Send
 
 
 class StreamMount:
@@ -101,25 +102,6 @@ class StreamMount:
             headers.append((b"access-control-allow-credentials", b"true"))
         headers.append((b"vary", b"Origin"))
         return headers
-
-
-class StartHeaders:
-    """``send`` with headers appended to the response start; other messages pass as they are.
-
-    Body messages reach ``body_send`` unchanged, which is what lets the hub's direct
-    write (``refetch/_uvicorn.py``) treat this like the server's own ``send``.
-    """
-
-    __slots__ = ("body_send", "headers")
-
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self.body_send = send
-        self.headers = headers
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *self.headers]
-        await self.body_send(message)
 
 
 def mount(

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._auth import Principal
-from ._changes import Changes, add_change
-from ._send import start_send
-from ._types import Send
-from ._uvicorn import abort, uvicorn_cycle, write_direct
+from .._auth import Principal
+from .._changes import Changes, add_change
+from .._types import Send
+from .send import start_send
+from .uvicorn import abort, uvicorn_cycle, write_direct
 
 NEVER = float("-inf")
 
@@ -79,7 +79,7 @@ class Connection:
 
     def __init__(self, send: Send, principal: Principal, types: frozenset[str]) -> None:
         self.send = send
-        #: uvicorn's request cycle when ``send`` is its own: written directly (_uvicorn.py).
+        #: uvicorn's request cycle when ``send`` is its own: written directly (uvicorn.py).
         self.direct = uvicorn_cycle(send)
         self.principal = principal
         self.types = types

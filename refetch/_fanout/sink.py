@@ -1,6 +1,8 @@
-"""How a stream starts: fresh, or resuming from a client's cursor.
+"""The fan-out's port: what a sequencer may do to it (``Sink``), and how a stream starts.
 
-A sequencer answers ``resume(cursor)`` with one of these; the fan-out writes it.
+A sequencer (``refetch._hub``) numbers updates and hands them down through ``Sink``; it
+answers ``resume(cursor)`` with a start value (``Replay``, ``Resync``, ``CatchUp``) that
+the fan-out writes. Both live here, below the hub, so the fan-out never imports it.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from ._update import Update
+from .._control import Control
+from .._update import Update
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,3 +44,12 @@ class CatchUp:
 
 #: How a stream starts: fresh (None), or resuming from a cursor.
 Start = Replay | Resync | CatchUp | None
+
+
+class Sink(Protocol):
+    """What a sequencer may do to the fan-out."""
+
+    def deliver(self, update: Update, at: float | None = None) -> int: ...
+    def resync_all(self, reason: str, cursor: str) -> None: ...
+    def apply(self, control: Control) -> None: ...
+    def close_unconfirmed(self, reason: str) -> int: ...

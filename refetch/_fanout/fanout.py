@@ -3,8 +3,8 @@
 It keeps the connections indexed by type and by scope, the idle set (the only ones an
 update for everyone has to touch), the coalescing timers, the shared frame cache, the
 heartbeat round, and attach/detach. It knows nothing of brokers: a sequencer hands it
-numbered updates through the ``Sink`` methods (``deliver``, ``flush``, ``resync_all``,
-``apply``, ``close_unconfirmed``).
+numbered updates through the ``Sink`` methods (``deliver``, ``resync_all``, ``apply``,
+``close_unconfirmed``) and writes what they made due once per loop turn, by itself.
 """
 
 from __future__ import annotations
@@ -16,23 +16,27 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from ._auth import Principal
-from ._broadcasts import Broadcasts
-from ._connection import Connection, ConnectionInfo, State
-from ._control import Control, Reauthorize
-from ._frames import FramePass
-from ._latency import LatencyHistogram
-from ._registry import Registry
-from ._resume import CatchUp, Replay, Resync, Start
-from ._sse import PING, encode_invalidate, encode_resync
-from ._update import Update
+from .._auth import Principal
+from .._control import Control, Reauthorize
+from .._sse import PING, encode_invalidate, encode_resync
+from .._update import Update
+from .broadcasts import Broadcasts
+from .connection import Connection, ConnectionInfo, State
+from .counts import FanOutStatistics
+from .frames import FramePass
+from .latency import LatencyHistogram
+from .registry import Registry
+from .sink import CatchUp, Replay, Resync, Start
 
 logger = logging.getLogger("refetch")
 
 
 class FanOut:
+    """Built when the hub starts, on the loop it runs on (every timer and clock is the loop's)."""
+
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         types: tuple[str, ...],
         *,
         min_interval: float,
@@ -47,7 +51,7 @@ class FanOut:
         self.send_timeout = send_timeout
         #: The cursor of the newest update delivered: every frame's id.
         self.cursor = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop = loop
         self._streams = Registry(types)
         self._broadcasts = Broadcasts(types, max_keys)
         self._due: list[Connection] = []
@@ -71,8 +75,7 @@ class FanOut:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self, loop: asyncio.AbstractEventLoop, cursor: str) -> None:
-        self._loop = loop
+    def start(self, cursor: str) -> None:
         self.cursor = cursor
         self._schedule_heartbeat()
 
@@ -88,8 +91,24 @@ class FanOut:
     def connections(self) -> int:
         return len(self._streams)
 
-    def connections_by_type(self) -> dict[str, int]:
-        return self._streams.counts_by_type()
+    def statistics(self) -> FanOutStatistics:
+        latency_counts, latency_sum = self.latency.snapshot()
+        return FanOutStatistics(
+            connections=len(self._streams),
+            updates=self.updates,
+            frames=self.frames,
+            deliveries=self.deliveries,
+            coalesced=self.coalesced,
+            pings=self.pings,
+            resyncs=self.resyncs,
+            replays=self.replays,
+            slow_disconnects=self.slow,
+            updates_by_type=dict(self.updates_by_type),
+            deliveries_by_type=dict(self.deliveries_by_type),
+            connections_by_type=self._streams.counts_by_type(),
+            latency_counts=latency_counts,
+            latency_sum=latency_sum,
+        )
 
     def describe(self) -> list[ConnectionInfo]:
         """The open streams, oldest first (one pass: for a debug page, on demand)."""
@@ -149,14 +168,10 @@ class FanOut:
                 self._make_due(conn)
         return reached
 
-    def flush(self, now: float | None = None) -> None:
+    def _flush(self, now: float) -> None:
         """Write to every connection that is due, unless coalescing defers it."""
         if not self._due:
             return
-        loop = self._loop
-        assert loop is not None
-        if now is None:
-            now = loop.time()
         due, self._due = self._due, []
         frames = FramePass(self._broadcasts, self.cursor, self.max_keys, self.latency)
         interval = self.min_interval
@@ -174,9 +189,7 @@ class FanOut:
 
     def resync_all(self, reason: str, cursor: str) -> None:
         """Tell every client to refetch everything: nobody can tell what it missed."""
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         self.cursor = cursor
         frame = encode_resync(cursor, reason)
         logger.warning("resync of %d stream(s): %s", len(self._streams), reason)
@@ -222,9 +235,7 @@ class FanOut:
         return ended
 
     def reauthorize(self, subject: str, principal: Principal) -> int:
-        loop = self._loop
-        if loop is not None:
-            self._reauthorized[subject] = (loop.time(), principal)
+        self._reauthorized[subject] = (self._loop.time(), principal)
         changed = 0
         for conn in self._streams:
             if conn.principal.subject != subject or conn.state == State.CLOSED:
@@ -248,9 +259,7 @@ class FanOut:
         One step on the event loop: no update can fall between the replay and the
         live stream.
         """
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         conn.heard = self._broadcasts.serial  # the replay below covers everything until now
         body = hello
         if isinstance(start, Resync):
@@ -292,9 +301,7 @@ class FanOut:
         conn.inflight = None
         if task.cancelled() or conn.state == State.CLOSED:
             return
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         conn.state = State.IDLE
         # Updates that arrived meanwhile are in the replay too: start over from it.
         conn.pending.clear()
@@ -315,6 +322,13 @@ class FanOut:
         self._streams.wake(conn)
         conn.state = State.DUE
         self._due.append(conn)
+        # The one flush rule: the first connection made due in a loop turn schedules one
+        # flush right after it, so whatever else that turn delivers (a drained batch, a
+        # listener's read, the outbox's local delivery) goes out in the same pass and
+        # no caller has to remember to flush.
+        if not self._flush_soon:
+            self._flush_soon = True
+            self._loop.call_soon(self._flush_now)
 
     def _make_idle(self, conn: Connection) -> None:
         conn.state = State.IDLE
@@ -329,17 +343,12 @@ class FanOut:
             return
         if self._has_news(conn):
             self._make_due(conn)
-            if not self._flush_soon:
-                self._flush_soon = True
-                loop = self._loop
-                assert loop is not None
-                loop.call_soon(self._flush_now)
         else:
             self._make_idle(conn)
 
     def _flush_now(self) -> None:
         self._flush_soon = False
-        self.flush()
+        self._flush(self._loop.time())
 
     def _defer(self, conn: Connection, at: float) -> None:
         # Deadlines are rounded up to a tenth of min_interval, so a burst that marks
@@ -348,17 +357,13 @@ class FanOut:
         at = math.ceil(at / grain) * grain
         entry = self._timers.get(at)
         if entry is None:
-            loop = self._loop
-            assert loop is not None
-            entry = self._timers[at] = (loop.call_at(at, self._on_timer, at), [])
+            entry = self._timers[at] = (self._loop.call_at(at, self._on_timer, at), [])
         entry[1].append(conn)
 
     def _on_timer(self, at: float) -> None:
-        loop = self._loop
-        assert loop is not None
         _, waiting = self._timers.pop(at)
         self._due.extend(c for c in waiting if c.state == State.DUE)
-        self.flush(max(loop.time(), at))
+        self._flush(max(self._loop.time(), at))
 
     def _write_pending(self, conn: Connection, now: float, frames: FramePass) -> None:
         heard, conn.heard = conn.heard, self._broadcasts.serial
@@ -418,16 +423,12 @@ class FanOut:
     # -- heartbeats ------------------------------------------------------------------------
 
     def _schedule_heartbeat(self) -> None:
-        loop = self._loop
-        assert loop is not None
         # One timer for every connection's heartbeat; a ping goes out between
         # ``heartbeat`` and ``1.1 * heartbeat`` seconds of silence.
-        self._heartbeat = loop.call_later(self.heartbeat / 10, self._heartbeat_round)
+        self._heartbeat = self._loop.call_later(self.heartbeat / 10, self._heartbeat_round)
 
     def _heartbeat_round(self) -> None:
-        loop = self._loop
-        assert loop is not None
-        now = loop.time()
+        now = self._loop.time()
         if self._reauthorized:
             self._reauthorized = {
                 s: entry for s, entry in self._reauthorized.items() if entry[0] > now - 60

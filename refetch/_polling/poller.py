@@ -1,6 +1,6 @@
 """Declaring a poller: what to fetch, how often, and which update type it feeds.
 
-A `Poller` is a frozen description; `BackgroundWorker` (in `_worker.py`) runs it.
+A `Poller` is a frozen description; `BackgroundWorker` (in `worker.py`) runs it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from ._exceptions import ConfigurationError
-from ._update import audience_of, type_name
+from .._exceptions import ConfigurationError
+from .._update import audience_of, type_name
 
 __all__ = ["Extract", "Fetch", "Lease", "Poller", "SharedLease", "poller"]
 
@@ -26,7 +26,7 @@ DEFAULT_MAX_BACKOFF = 30.0
 class Lease(Protocol):
     """Leadership for one poller across instances: only the holder polls.
 
-    Implementations: `refetch.backends.RedisLease`, `refetch.backends.PostgresLease`.
+    Implementations: `refetch.leases.RedisLease`, `refetch.leases.PostgresLease`.
     `acquire()` and `renew()` must not block waiting for the lease: they answer whether this
     instance holds it now. The worker renews once per cycle, so the lease must outlive the
     longest cycle (`max_backoff` plus `timeout`).

@@ -1,0 +1,1 @@
+"""Pollers for external APIs: the ``poller()`` declaration and the ``BackgroundWorker``."""
