@@ -31,4 +31,4 @@ export {
   type LockManagerLike,
   type SharedStreamOptions,
 } from "./stream/shared.js";
-export { UpdateStream, type HeadersOption, type UpdateStreamOptions } from "./stream/stream.js";
+export { UpdateStream, type HeadersOption, type StreamLogger, type UpdateStreamOptions } from "./stream/stream.js";

@@ -131,6 +131,34 @@ describe.skipIf(!serverAvailable())("against the real server", () => {
     }
   }, 20_000);
 
+  it("test_an_outage_is_one_console_warning_and_one_info_not_one_per_attempt", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const info = vi.spyOn(console, "info").mockImplementation(() => {});
+    try {
+      let attempts = 0;
+      const counting: typeof fetch = (input, init) => {
+        attempts++;
+        return globalThis.fetch(input, init);
+      };
+      const { stream } = open({ logger: console, fetch: counting });
+      await waitFor(() => expect(stream.status).toBe("open"));
+      const before = attempts;
+      await stopServer();
+      // Several attempts fail while the server is down (each a warning with a stack trace before).
+      await waitFor(() => expect(attempts - before).toBeGreaterThanOrEqual(5));
+      await startServer();
+      await waitFor(() => expect(stream.status).toBe("open"));
+      const ours = (spy: typeof warn) => spy.mock.calls.filter((call) => String(call[0]).startsWith("refetch:"));
+      expect(ours(warn)).toHaveLength(1);
+      expect(ours(warn)[0]).toHaveLength(1); // a message, no Error object (no stack trace)
+      expect(ours(info)).toHaveLength(1);
+      expect(String(ours(info)[0]![0])).toMatch(/open again after \d+ failed attempts/);
+    } finally {
+      warn.mockRestore();
+      info.mockRestore();
+    }
+  }, 40_000);
+
   it("test_reconnects_after_the_server_restarts_and_invalidates_everything", async () => {
     const { stream, events, statuses } = open();
     await waitFor(() => expect(stream.status).toBe("open"));

@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const js = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -119,7 +120,18 @@ describe("npm pack, installed with the frameworks next to it", () => {
     writeFileSync(join(app, "package.json"), JSON.stringify({ name: "frameworks", private: true, type: "module" }));
     // The devDependencies' versions, from this checkout's npm cache.
     const pkg = JSON.parse(readFileSync(join(js, "package.json"), "utf8")) as { devDependencies: Record<string, string> };
-    const peers = ["@tanstack/vue-query", "vue", "@tanstack/svelte-query", "svelte", "@tanstack/solid-query", "solid-js", "swr", "react"];
+    const peers = [
+      "@tanstack/vue-query",
+      "vue",
+      "@tanstack/svelte-query",
+      "svelte",
+      "@tanstack/solid-query",
+      "solid-js",
+      "swr",
+      "react",
+      "@tanstack/react-query",
+      "@types/react",
+    ];
     run(
       "npm",
       ["install", "--no-audit", "--no-fund", "--prefer-offline", join(app, packed[0]!.filename), ...peers.map((p) => `${p}@${pkg.devDependencies[p]}`)],
@@ -158,4 +170,155 @@ describe("npm pack, installed with the frameworks next to it", () => {
     const args = ["--noEmit", "--strict", "--skipLibCheck", "--module", "esnext", "--moduleResolution", "bundler", "use.ts"];
     expect(run("node", [tsc, ...args], app)).toBe("");
   });
+
+  it("test_typos_in_meta_and_use_auto_refetch_are_compile_errors_in_apps_importing_only_their_adapter", () => {
+    const files = { ...TYPED_APPS, swr: SWR_TYPED_APP };
+    for (const [adapter, code] of Object.entries(files)) writeFileSync(join(app, `typed-${adapter}.ts`), code);
+    const args = ["--noEmit", "--strict", "--skipLibCheck", "--target", "es2022", "--module", "esnext", "--moduleResolution", "bundler"];
+    // One program per app: each registers its own meta on its own query package.
+    for (const adapter of Object.keys(files)) {
+      let out = "";
+      try {
+        out = run("node", [tsc, ...args, `typed-${adapter}.ts`], app);
+      } catch (error) {
+        out = String((error as { stdout?: string }).stdout ?? error);
+      }
+      // An unused @ts-expect-error (TS2578) is the failure this test exists for.
+      expect(out, adapter).toBe("");
+    }
+  });
+
+  it("test_no_entry_declaration_names_a_package_its_users_may_not_have", () => {
+    // The nearest cheap check of "tsc with skipLibCheck: false and only that entry's peers": every
+    // bare import reachable from the entry's .d.ts (following its relative imports) is one of its
+    // peers. @tanstack/query-core is a dependency of every TanStack adapter package, so their
+    // apps have it (npm and yarn hoist it; pnpm users need it listed, see docs/js.md).
+    const allowed: Record<string, readonly string[]> = {
+      index: [],
+      "query-invalidator": ["@tanstack/query-core"],
+      "query-updates": ["@tanstack/query-core"],
+      react: ["react", "@tanstack/react-query", "@tanstack/query-core"],
+      vue: ["vue", "@tanstack/vue-query", "@tanstack/query-core"],
+      svelte: ["svelte", "@tanstack/svelte-query", "@tanstack/query-core"],
+      solid: ["solid-js", "@tanstack/solid-query", "@tanstack/query-core"],
+      swr: ["react", "swr"],
+    };
+    const dist = join(app, "node_modules", "refetch-sse", "dist");
+    for (const [entry, peers] of Object.entries(allowed)) {
+      const extra = packagesNamedBy(join(dist, `${entry}.d.ts`)).filter((name) => !peers.includes(name));
+      expect(extra, `refetch-sse/${entry}'s .d.ts`).toEqual([]);
+    }
+  });
 });
+
+// What docs/js.md's "Typed meta" promises, in apps that import only their adapter entry (installed
+// by name, so `refetch-sse` is an external library as in an app): a misspelt type in `meta`, a key
+// of the wrong type and an unknown type in useAutoRefetch are compile errors. Plain .ts files
+// checked by tsc (vue-tsc and svelte-check are not devDependencies; the adapters' API is the same
+// from a .vue/.svelte script).
+const REGISTER = [
+  '// The app names the root entry once, so TypeScript loads the module it augments (TS2664 otherwise).',
+  'import type {} from "refetch-sse";',
+  'declare module "refetch-sse" {',
+  '  interface Register {',
+  '    updateType: "projects" | "tasks";',
+  "  }",
+  "}",
+];
+
+function typedApp(adapter: string, query: string, body: string[]): string {
+  return [
+    `import { ${query.split(":")[1]} } from "${query.split(":")[0]}";`,
+    `import { useAutoRefetch, type UpdatesMeta } from "refetch-sse/${adapter}";`,
+    ...REGISTER,
+    `declare module "${query.split(":")[0]}" {`,
+    "  interface Register {",
+    "    queryMeta: UpdatesMeta;",
+    "  }",
+    "}",
+    "const queryFn = async () => 1;",
+    "export function page() {",
+    ...body.map((line) => `  ${line}`),
+    "}",
+    "",
+  ].join("\n");
+}
+
+const TYPED_APPS: Record<string, string> = {
+  react: typedApp("react", "@tanstack/react-query:useQuery", [
+    'const q = useQuery({ queryKey: ["p"], queryFn, meta: { updates: ["projects", { type: "tasks", keys: [1, "a"] }] } });',
+    "// @ts-expect-error a misspelt type in meta",
+    'useQuery({ queryKey: ["p"], queryFn, meta: { updates: ["projetcs"] } });',
+    "// @ts-expect-error a key of the wrong type in meta",
+    'useQuery({ queryKey: ["p"], queryFn, meta: { updates: [{ type: "tasks", keys: [true] }] } });',
+    'useAutoRefetch(q, ["projects", "tasks"], { keys: [1] });',
+    "// @ts-expect-error an unknown type",
+    'useAutoRefetch(q, "nope");',
+    "// @ts-expect-error a key of the wrong type",
+    'useAutoRefetch(q, "projects", { keys: [true] });',
+  ]),
+  vue: typedApp("vue", "@tanstack/vue-query:useQuery", [
+    'useQuery({ queryKey: ["p"], queryFn, meta: { updates: ["projects", { type: "tasks", keys: [1, "a"] }] } });',
+    "// @ts-expect-error a misspelt type in meta",
+    'useQuery({ queryKey: ["p"], queryFn, meta: { updates: ["projetcs"] } });',
+    "// @ts-expect-error a key of the wrong type in meta",
+    'useQuery({ queryKey: ["p"], queryFn, meta: { updates: [{ type: "tasks", keys: [true] }] } });',
+    'useAutoRefetch(["p"], ["projects", "tasks"], { keys: [1] });',
+    "// @ts-expect-error an unknown type",
+    'useAutoRefetch(["p"], "nope");',
+    "// @ts-expect-error a key of the wrong type",
+    'useAutoRefetch(["p"], "projects", { keys: [true] });',
+  ]),
+  solid: typedApp("solid", "@tanstack/solid-query:useQuery", [
+    'const q = useQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: ["projects", { type: "tasks", keys: [1, "a"] }] } }));',
+    "// @ts-expect-error a misspelt type in meta",
+    'useQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: ["projetcs"] } }));',
+    "// @ts-expect-error a key of the wrong type in meta",
+    'useQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: [{ type: "tasks", keys: [true] }] } }));',
+    'useAutoRefetch(q, ["projects", "tasks"], { keys: [1] });',
+    "// @ts-expect-error an unknown type",
+    'useAutoRefetch(q, "nope");',
+    "// @ts-expect-error a key of the wrong type",
+    'useAutoRefetch(q, "projects", { keys: [true] });',
+  ]),
+  svelte: typedApp("svelte", "@tanstack/svelte-query:createQuery", [
+    'const q = createQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: ["projects", { type: "tasks", keys: [1, "a"] }] } }));',
+    "// @ts-expect-error a misspelt type in meta",
+    'createQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: ["projetcs"] } }));',
+    "// @ts-expect-error a key of the wrong type in meta",
+    'createQuery(() => ({ queryKey: ["p"], queryFn, meta: { updates: [{ type: "tasks", keys: [true] }] } }));',
+    'useAutoRefetch(q, ["projects", "tasks"], { keys: [1] });',
+    "// @ts-expect-error an unknown type",
+    'useAutoRefetch(q, "nope");',
+    "// @ts-expect-error a key of the wrong type",
+    'useAutoRefetch(q, "projects", { keys: [true] });',
+  ]),
+};
+
+const SWR_TYPED_APP = [
+  'import { autoRefetch } from "refetch-sse/swr";',
+  ...REGISTER,
+  'export const ok = autoRefetch(["projects", "tasks"], { keys: [1, "a"] });',
+  "// @ts-expect-error an unknown type",
+  'export const unknown = autoRefetch("nope");',
+  "// @ts-expect-error a key of the wrong type",
+  'export const key = autoRefetch("projects", { keys: [true] });',
+  "",
+].join("\n");
+
+/** The packages a .d.ts names, through the declarations it imports relatively. */
+function packagesNamedBy(entry: string): string[] {
+  const seen = new Set<string>();
+  const packages = new Set<string>();
+  const todo = [entry];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const { fileName } of ts.preProcessFile(readFileSync(file, "utf8"), true, true).importedFiles) {
+      if (fileName.startsWith(".")) todo.push(resolve(dirname(file), fileName.replace(/\.js$/, ".d.ts")));
+      else packages.add(fileName.startsWith("@") ? fileName.split("/").slice(0, 2).join("/") : fileName.split("/")[0]!);
+    }
+  }
+  return [...packages].sort();
+}

@@ -10,7 +10,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const command = process.env.REFETCH_TEST_SERVER_CMD ?? ".venv/bin/python -m examples.timer";
+const defaultCommand = process.env.REFETCH_TEST_SERVER_CMD ?? ".venv/bin/python -m examples.timer";
 
 /**
  * Whether the real server can be started here. Without ../.venv (and no REFETCH_TEST_SERVER_CMD)
@@ -47,6 +47,9 @@ function status(url: string): Promise<number> {
 }
 
 export class PythonServer {
+  /** A server of its own (e.g. test/servers/sign_in.py), run from the repo root; default: the command above. */
+  constructor(readonly command: string = defaultCommand) {}
+
   port = 0;
   base = "";
   output = "";
@@ -59,6 +62,7 @@ export class PythonServer {
     }
     this.output = "";
     // Its own process group, so stopping it also stops what the shell started.
+    const command = this.command;
     const child = spawn(command, {
       cwd: repoRoot,
       shell: true,

@@ -17,10 +17,15 @@ import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tag
 /**
  * Put on a query as `meta: { updates: [...] }` to have it invalidated without any wrapper. Register
  * it as TanStack's `queryMeta` so a typo is a type error (docs/js.md).
+ *
+ * A type alias, not an interface: TanStack only takes a registered `queryMeta` that
+ * `extends Record<string, unknown>`, which an interface (no index signature) does not, and then it
+ * silently falls back to an untyped meta.
  */
-export interface UpdatesMeta {
+// eslint-disable-next-line @typescript-eslint/consistent-type-definitions
+export type UpdatesMeta = {
   updates?: UpdateTag | readonly UpdateTag[];
-}
+};
 
 export interface QueryInvalidatorOptions {
   /** Updates arriving within this window share one invalidation pass. Default 25 ms. */

@@ -19,7 +19,9 @@ export interface QueryUpdatesOptions {
 export class QueryUpdates extends UpdatesSession<QueryInvalidator> {
   constructor(client: QueryClient, options: QueryUpdatesOptions = {}) {
     const logger = options.logger ?? console;
-    super(new QueryInvalidator(client, { focusManager: options.focusManager, logger }), "QueryClient", logger);
+    super(new QueryInvalidator(client, { focusManager: options.focusManager, logger }), "QueryClient", logger, (listener) =>
+      appSucceeded(client, listener),
+    );
   }
 }
 
@@ -28,4 +30,18 @@ const sessions = new WeakMap<QueryClient, QueryUpdates>();
 /** The one QueryUpdates of this client (created on first use with these options). */
 export function queryUpdates(client: QueryClient, options: QueryUpdatesOptions = {}): QueryUpdates {
   return sessionOf(sessions, client, () => new QueryUpdates(client, options));
+}
+
+/** Calls back on every query fetch and mutation of this client that succeeded (not `setQueryData`). */
+function appSucceeded(client: QueryClient, listener: () => void): () => void {
+  const offQueries = client.getQueryCache().subscribe((event) => {
+    if (event.type === "updated" && event.action.type === "success" && !event.action.manual) listener();
+  });
+  const offMutations = client.getMutationCache().subscribe((event) => {
+    if (event.type === "updated" && event.action.type === "success") listener();
+  });
+  return () => {
+    offQueries();
+    offMutations();
+  };
 }

@@ -6,6 +6,7 @@ import type { CursorTracker } from "../cursors.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
 import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
 import { Subscribable } from "../subscribable.js";
+import { followSignIn } from "./sign-in.js";
 
 export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   /** Default "/api/updates". */
@@ -34,12 +35,23 @@ export class UpdatesSession<I extends SessionInvalidator> {
   readonly #logger: Pick<Console, "warn" | "error">;
   readonly #cache: string;
   readonly #changes: Subscribable;
+  readonly #appSucceeded: ((listener: () => void) => () => void) | undefined;
   #source: UpdateSource | null = null;
   #log: readonly FrameLogEntry[] = EMPTY;
 
-  /** `cache` names what the session keeps fresh, for the misuse warning ("QueryClient", "SWR cache"). */
-  constructor(invalidator: I, cache: string, logger: Pick<Console, "warn" | "error"> = console) {
+  /**
+   * `cache` names what the session keeps fresh, for the misuse warning ("QueryClient", "SWR cache").
+   * `appSucceeded` tells when one of the app's own requests succeeded: a stream answered 401 is
+   * then tried again (sign-in.ts).
+   */
+  constructor(
+    invalidator: I,
+    cache: string,
+    logger: Pick<Console, "warn" | "error"> = console,
+    appSucceeded?: (listener: () => void) => () => void,
+  ) {
     this.invalidator = invalidator;
+    this.#appSucceeded = appSucceeded;
     this.#logger = logger;
     this.#cache = cache;
     this.#changes = new Subscribable(this.#logger);
@@ -96,6 +108,7 @@ export class UpdatesSession<I extends SessionInvalidator> {
     this.#source = source;
     if (coalesceMs !== undefined) this.invalidator.coalesceMs = coalesceMs;
     const disconnect = this.invalidator.connect(source);
+    const offSignIn = followSignIn(source, { appSucceeded: this.#appSucceeded });
     this.#log = [...source.log];
     const offStatus = source.onStatus(() => this.#changes.notify());
     const offFrames = source.onFrame(() => {
@@ -106,6 +119,7 @@ export class UpdatesSession<I extends SessionInvalidator> {
     return () => {
       offStatus();
       offFrames();
+      offSignIn();
       disconnect();
       if (this.#source === source) this.#source = null;
       this.#changes.notify();

@@ -1,7 +1,7 @@
 import type { UpdateSource } from "../protocol.js";
 import { parseRelayMessage, RELAY_VERSION, type RelayMessage } from "./relay.js";
 import { SourceBase } from "./source-base.js";
-import { UpdateStream, type UpdateStreamOptions } from "./stream.js";
+import { UpdateStream, type StreamLogger, type UpdateStreamOptions } from "./stream.js";
 
 /** The part of the Web Locks API this package uses (so tests can pass a fake). */
 export interface LockManagerLike {
@@ -45,7 +45,7 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
   readonly #locks: LockManagerLike;
   readonly #Channel: BroadcastChannelConstructor;
   #name: string;
-  readonly #logger: Pick<Console, "warn" | "error">;
+  readonly #logger: StreamLogger;
   readonly #lockAbort = new AbortController();
 
   #channel: BroadcastChannelLike | null = null;

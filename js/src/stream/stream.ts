@@ -38,8 +38,11 @@ export interface UpdateStreamOptions {
   resume?: boolean;
   fetch?: typeof fetch;
   random?: () => number;
-  logger?: Pick<Console, "warn" | "error">;
+  /** Where problems go. `info` (optional) hears that the stream is back after an outage. */
+  logger?: StreamLogger;
 }
+
+export type StreamLogger = Pick<Console, "warn" | "error"> & Partial<Pick<Console, "info">>;
 
 type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded";
 
@@ -61,7 +64,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   readonly #options: UpdateStreamOptions;
   readonly #fetch: typeof fetch;
   readonly #random: () => number;
-  readonly #logger: Pick<Console, "warn" | "error">;
+  readonly #logger: StreamLogger;
   readonly #maxMs: number;
 
   #failure: StreamFailure | null = null;
@@ -76,6 +79,9 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   #heartbeatMs: number;
   #controller: AbortController | null = null;
   #wake: (() => void) | null = null;
+  // Failed attempts since the stream was last open: an outage is one warning when it starts and
+  // one info when it ends, not a warning (with a stack trace) per attempt.
+  #failedAttempts = 0;
 
   constructor(options: UpdateStreamOptions) {
     if (!options || !options.url) {
@@ -190,7 +196,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => {
         timedOut = true;
-        this.#logger.warn(`refetch: no frame for ${this.watchdogMs} ms, reconnecting`);
+        this.#outage(`no frame for ${this.watchdogMs} ms`);
         controller.abort();
       }, this.watchdogMs);
     };
@@ -211,17 +217,19 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       }
       if (!response.ok) {
         const failure = await readFailure(response);
-        this.#logger.warn(`refetch: ${response.status} from the update stream: ${failure.detail}`);
         if (response.status === 401 || isFinal(response.status)) {
+          // An answer, not an outage: said each time.
+          this.#logger.warn(`refetch: ${response.status} from the update stream: ${failure.detail}`);
           this.#failure = failure;
           return response.status === 401 ? "unauthorized" : "final";
         }
+        this.#outage(`${response.status} from the update stream: ${failure.detail}`);
         return "error";
       }
       const contentType = response.headers.get("content-type") ?? "";
       if (!contentType.includes("text/event-stream") || !response.body) {
         void response.body?.cancel().catch(() => {});
-        this.#logger.warn(`refetch: expected text/event-stream, got "${contentType}"`);
+        this.#outage(`expected text/event-stream, got "${contentType}"`);
         return "error";
       }
       const feed = createSseParser({
@@ -231,6 +239,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           this.#handle(message, sentCursor);
           arm();
           if (before !== "open" && this.status === "open") {
+            this.#recovered();
             // Only a connection that stays up resets the backoff: a server that closes right after
             // hello must not be hammered.
             stable = setTimeout(() => {
@@ -259,7 +268,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       return current() ? "ended" : "superseded";
     } catch (error) {
       if (!current()) return "superseded";
-      if (!timedOut) this.#logger.warn("refetch: update stream failed", error);
+      if (!timedOut) this.#outage(`update stream failed: ${describe(error)}`);
       return "error";
     } finally {
       clearTimeout(watchdog);
@@ -267,6 +276,18 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       controller.abort();
       if (this.#controller === controller) this.#controller = null;
     }
+  }
+
+  /** Notes a failed attempt; warns only at the first one since the stream was last open. */
+  #outage(reason: string): void {
+    if (this.#failedAttempts++ === 0) this.#logger.warn(`refetch: ${reason}; reconnecting (quiet until it is back)`);
+  }
+
+  #recovered(): void {
+    if (this.#failedAttempts === 0) return;
+    const attempts = this.#failedAttempts;
+    this.#failedAttempts = 0;
+    this.#logger.info?.(`refetch: update stream open again after ${attempts} failed attempt${attempts === 1 ? "" : "s"}`);
   }
 
   /** The stream's own cursor, else the one the `cursor` option function gives (kept from then on). */
@@ -384,4 +405,10 @@ async function readFailure(response: Response): Promise<StreamFailure> {
     // not JSON: show the raw text
     return { status: response.status, code: null, detail: text.slice(0, 200) };
   }
+}
+
+/** An error's name and message, without the stack: what a console warning needs. */
+function describe(error: unknown): string {
+  if (error instanceof Error) return error.cause instanceof Error ? `${error.message} (${error.cause.message})` : error.message;
+  return String(error);
 }
