@@ -83,6 +83,8 @@ class Context:
 
 
 Audience = Callable[[Context], Iterable[str] | str | None]
+#: A key the server computes (e.g. the caller's own id): opaque to a client.
+KeyOf = Callable[[Context], str | int | None]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,7 +93,7 @@ class Declaration:
 
     kind: Literal["reads", "changes"]
     types: tuple[str, ...]
-    key: str | FromResult | None = None
+    key: str | FromResult | KeyOf | None = None
     audience: Audience | None = field(default=None, repr=False)
 
     async def __call__(self, request: Request) -> None:
@@ -105,11 +107,13 @@ class Declaration:
 
     def openapi(self) -> list[dict[str, Any]]:
         """This declaration's entries in ``x-refetch``: one per type."""
-        key: dict[str, str] | None = None
+        key: dict[str, Any] | None = None
         if isinstance(self.key, str):
             key = {"path": self.key}
         elif isinstance(self.key, FromResult):
             key = {"result": self.key.field}
+        elif self.key is not None:
+            key = {"computed": True}
         return [{"type": t} if key is None else {"type": t, "key": key} for t in self.types]
 
     def updates(self, context: Context) -> list[tuple[str, str | None, Any]]:
@@ -127,6 +131,8 @@ class Declaration:
                     "no such field; return it, or take the key from a path parameter"
                 )
             key = context.result[self.key.field]
+        elif self.key is not None:
+            key = self.key(context)
         audience = None if self.audience is None else self.audience(context)
         return [(t, None if key is None else str(key), audience) for t in self.types]
 
@@ -144,11 +150,14 @@ def reads(*types: str | Any, key: str | None = None) -> Any:
 
 
 def changes(
-    *types: str | Any, key: str | FromResult | None = None, audience: Audience | None = None
+    *types: str | Any,
+    key: str | FromResult | KeyOf | None = None,
+    audience: Audience | None = None,
 ) -> Any:
     """A 2xx answer means these types changed: notify them after the commit.
 
-    ``key``: a path parameter's name, or ``from_result("field")``; none: the whole type.
+    ``key``: a path parameter's name, ``from_result("field")``, or ``key(context)`` (e.g.
+    the caller's id; clients see it as "some key"); none: the whole type.
     ``audience(context)``: the scopes that may hear it (None: everyone).
     """
     return Depends(Declaration("changes", _types(types, "changes"), key, audience))
@@ -202,6 +211,16 @@ class DeclaredRoute(APIRoute):
         if extension is not None:
             self.openapi_extra = {**(self.openapi_extra or {}), "x-refetch": extension}
 
+    def service_for(self, request: Request) -> UpdateService:
+        """The hub to notify; override to find it elsewhere than ``use_service()``."""
+        service: UpdateService | None = getattr(request.app.state, _SERVICE, None)
+        if service is None:
+            raise RuntimeError(
+                "a route declares changes(...) but the app has no hub: call "
+                "refetch.routes.use_service(app, service) where the app is built"
+            )
+        return service
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
 
@@ -217,7 +236,7 @@ class DeclaredRoute(APIRoute):
                 # Runs after every scope="function" dependency closed (LIFO): a session
                 # that commits there has committed; one that failed raised into here.
                 if exc_type is None and answered:
-                    await _notify(request, answered[0])
+                    await _notify(request, answered[0], self.service_for)
                 return False
 
             stack = request.scope.get("fastapi_function_astack")
@@ -226,23 +245,20 @@ class DeclaredRoute(APIRoute):
             response = await handle(request)
             answered.append(response)
             if stack is None:  # a FastAPI without function-scoped dependencies
-                await _notify(request, response)
+                await _notify(request, response, self.service_for)
             return response
 
         return handler
 
 
-async def _notify(request: Request, response: Response) -> None:
+async def _notify(
+    request: Request, response: Response, service_for: Callable[[Request], UpdateService]
+) -> None:
     declared: list[Declaration] = request.scope.get(_DECLARED, [])
     changed = [d for d in declared if d.kind == "changes" and d.types]
     if not changed or not 200 <= response.status_code < 300:
         return
-    service: UpdateService | None = getattr(request.app.state, _SERVICE, None)
-    if service is None:
-        raise RuntimeError(
-            "a route declares changes(...) but the app has no hub: call "
-            "refetch.routes.use_service(app, service) where the app is built"
-        )
+    service = service_for(request)
     context = Context(request, request.path_params, _json_result(response))
     for declaration in changed:
         for type_, key, audience in declaration.updates(context):

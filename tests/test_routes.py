@@ -103,7 +103,7 @@ def build_app(
     def login() -> dict[str, str]:
         return {"token": "t"}
 
-    app = FastAPI(lifespan=lambda app: service.lifespan(app))  # type: ignore[arg-type]
+    app = FastAPI(lifespan=lambda app: service.lifespan(app))
     app.state.path, app.state.log = path, log
     use_service(app, service)
     app.include_router(router)
