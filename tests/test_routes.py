@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
@@ -87,8 +88,11 @@ def build_app(
     @router.patch(
         "/{item_id}",
         dependencies=[*read, *change],
+        response_model=Item,
     )
-    def rename_item(item_id: int, body: Rename, db: Db) -> Item:
+    def rename_item(item_id: int, body: Rename, db: Db) -> Item | JSONResponse:
+        if body.name == "":  # an error answered, not raised
+            return JSONResponse({"detail": "a name is needed"}, status_code=422)
         db.execute("UPDATE items SET name = ? WHERE id = ?", (body.name, item_id))
         if body.name == "taken":  # an error answer after a write: rolled back, no notify
             raise HTTPException(409, "that name is taken")
@@ -161,6 +165,8 @@ async def test_an_error_answer_or_a_failed_commit_notifies_nothing(tmp_path: Pat
         async with httpx.AsyncClient(base_url=url) as http:
             refused = await http.patch("/items/1", json={"name": "taken"})
             assert refused.status_code == 409
+            answered = await http.patch("/items/1", json={"name": ""})
+            assert answered.status_code == 422
             failed = await http.put("/items/1/owner", json={"name": "stranger"})
             assert failed.status_code == 500  # the commit failed: rolled back
             assert (await http.get("/items/1")).json()["owner"] == "ann"
@@ -226,13 +232,13 @@ async def test_strict_mode_fails_a_2xx_mutation_that_notified_nothing(tmp_path: 
                 await http.post("/items/1/touch")
 
 
-def test_a_declaration_on_a_plain_route_names_the_fix(tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
+async def test_a_declaration_on_a_plain_route_names_the_fix() -> None:
     app = FastAPI()
 
     @app.post("/x", dependencies=[changes("items")])
     def plain() -> None: ...
 
-    with pytest.raises(RuntimeError, match=r"route_class=refetch\.routes\.DeclaredRoute"):
-        TestClient(app).post("/x")
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        with pytest.raises(RuntimeError, match=r"route_class=refetch\.routes\.DeclaredRoute"):
+            await http.post("/x")
