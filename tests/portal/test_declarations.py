@@ -21,6 +21,10 @@ NOBODY = "http://127.0.0.1:9"  # no simulator: the pollers back off, the API wor
 def test_every_route_declares_what_it_reads_and_changes(tmp_path: Path) -> None:
     app = create_app(portal_settings({"database_url": f"sqlite:///{tmp_path / 'p.db'}"}, NOBODY))
     assert undeclared_routes(app, UpdateType) == []
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            if method in {"post", "put", "patch", "delete"}:
+                assert "changes" in operation.get("x-refetch", {}), (method, path)
 
     @app.post("/api/projects/{project_id}/archive", tags=[UpdateType.projects])
     async def archive(project_id: int) -> None: ...
