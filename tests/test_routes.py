@@ -3,6 +3,7 @@ FastAPI app over SQLite on real uvicorn, read by a real SSE client."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -13,6 +14,8 @@ import httpx
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from refetch import Principal, UpdatesEndpoint, UpdateService
@@ -242,3 +245,54 @@ async def test_a_declaration_on_a_plain_route_names_the_fix() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         with pytest.raises(RuntimeError, match=r"route_class=refetch\.routes\.DeclaredRoute"):
             await http.post("/x")
+
+
+# -- any sequence of mutations, in process (hypothesis) ---------------------------------
+
+ACTIONS = st.one_of(
+    st.tuples(st.just("renamed"), st.sampled_from([1, 2]), st.text("abc", min_size=1, max_size=3)),
+    st.tuples(st.just("refused"), st.sampled_from([1, 2]), st.just("taken")),  # raises 409
+    st.tuples(st.just("answered"), st.sampled_from([1, 2]), st.just("")),  # returns 422
+    st.tuples(st.just("commit fails"), st.sampled_from([1, 2]), st.just("stranger")),
+    st.tuples(st.just("login"), st.just(0), st.just("")),  # changes nothing
+)
+
+
+def test_exactly_the_committed_mutations_notify(tmp_path: Path) -> None:
+    """Model: a mutation moves the hub's cursor by one iff it answered 2xx and committed, and
+    what it committed is what the next read returns."""
+    service = UpdateService(["items"], min_interval=0, close_on_signals=False)
+    app = build_app(tmp_path / "items.db", service, [])
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    names = {1: "one", 2: "two"}
+    with asyncio.Runner() as runner:
+        runner.run(service.start())
+        http = httpx.AsyncClient(transport=transport, base_url="http://test")
+
+        async def apply(action: str, item: int, name: str) -> None:
+            before = int(service.cursor.rpartition(".")[2])
+            if action == "login":
+                answer = await http.post("/items/login")
+            elif action == "commit fails":
+                answer = await http.put(f"/items/{item}/owner", json={"name": name})
+            else:
+                answer = await http.patch(f"/items/{item}", json={"name": name})
+            committed = answer.is_success and action != "login"
+            if committed:
+                names[item] = name
+            await service.flush()
+            assert int(service.cursor.rpartition(".")[2]) == before + committed, (action, answer)
+            for key, expected in names.items():
+                assert (await http.get(f"/items/{key}")).json()["name"] == expected
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(st.lists(ACTIONS, max_size=6))
+        def check(actions: list[tuple[str, int, str]]) -> None:
+            for action in actions:
+                runner.run(apply(*action))
+
+        try:
+            check()
+        finally:
+            runner.run(http.aclose())
+            runner.run(service.aclose())
