@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -54,8 +55,10 @@ _DECLARED = "refetch.declared"
 _RUNNING = "refetch.declared_route"
 #: Where use_service() keeps the hub on the app's state.
 _SERVICE = "refetch_service"
-#: How long a mutation waits for the hub (a broker) to take its updates before answering
-#: anyway; the updates are kept and published when the broker answers.
+#: How long a mutation may wait for the hub (a broker) to take its updates, counted from the
+#: request's start (a route that already waited for the broker itself, e.g. to publish a
+#: revocation, does not wait twice); then it answers anyway, and the updates are kept and
+#: published when the broker answers.
 FLUSH_TIMEOUT = 2.0
 
 
@@ -226,6 +229,7 @@ class DeclaredRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             request.scope[_RUNNING] = True
+            deadline = time.monotonic() + FLUSH_TIMEOUT
             answered: list[Response] = []
 
             async def after(
@@ -236,7 +240,7 @@ class DeclaredRoute(APIRoute):
                 # Runs after every scope="function" dependency closed (LIFO): a session
                 # that commits there has committed; one that failed raised into here.
                 if exc_type is None and answered:
-                    await _notify(request, answered[0], self.service_for)
+                    await _notify(request, answered[0], self.service_for, deadline)
                 return False
 
             stack = request.scope.get("fastapi_function_astack")
@@ -245,14 +249,17 @@ class DeclaredRoute(APIRoute):
             response = await handle(request)
             answered.append(response)
             if stack is None:  # a FastAPI without function-scoped dependencies
-                await _notify(request, response, self.service_for)
+                await _notify(request, response, self.service_for, deadline)
             return response
 
         return handler
 
 
 async def _notify(
-    request: Request, response: Response, service_for: Callable[[Request], UpdateService]
+    request: Request,
+    response: Response,
+    service_for: Callable[[Request], UpdateService],
+    deadline: float,
 ) -> None:
     declared: list[Declaration] = request.scope.get(_DECLARED, [])
     changed = [d for d in declared if d.kind == "changes" and d.types]
@@ -264,7 +271,8 @@ async def _notify(
         for type_, key, audience in declaration.updates(context):
             service.notify(type_, key, audience=audience)
     try:
-        await service.flush(timeout=FLUSH_TIMEOUT)
+        # Without a broker this returns at once: the updates are numbered now.
+        await service.flush(timeout=max(0.0, deadline - time.monotonic()))
     except PublishError as exc:
         # Kept and in force on this instance; published when the broker answers.
         logger.warning("declared updates not yet published to the other instances: %r", exc)
