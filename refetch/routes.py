@@ -210,7 +210,15 @@ class DeclaredRoute(APIRoute):
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
-        extension = x_refetch(declarations_of(self))
+        declared = declarations_of(self)
+        for declaration in declared:
+            if isinstance(declaration.key, str) and declaration.key not in self.param_convertors:
+                raise ValueError(
+                    f"{declaration.kind}(key={declaration.key!r}) on {path}: the key must be one "
+                    f"of the path's parameters ({', '.join(self.param_convertors) or 'none'}); "
+                    "for a field of the result use key=from_result(...)"
+                )
+        extension = x_refetch(declared)
         if extension is not None:
             self.openapi_extra = {**(self.openapi_extra or {}), "x-refetch": extension}
 

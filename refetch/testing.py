@@ -31,7 +31,8 @@ def undeclared_routes(app: FastAPI, types: Iterable[str | enum.Enum] = ()) -> li
 
     - a mutating route (POST, PUT, PATCH, DELETE) with no ``changes(...)`` and not marked
       ``changes_nothing()``;
-    - a GET route tagged with one of ``types`` (the hub's update types) without ``reads``.
+    - a GET route tagged with one of ``types`` (the hub's update types) without ``reads``;
+    - a declaration naming a type that is not one of ``types``.
     """
     known = {str(getattr(t, "value", t)) for t in types}
     problems = []
@@ -42,6 +43,9 @@ def undeclared_routes(app: FastAPI, types: Iterable[str | enum.Enum] = ()) -> li
                 f"{_name(route)}: a mutation that declares nothing; add "
                 "dependencies=[changes(...)] or [changes_nothing()]"
             )
+        unknown = sorted({t for d in declared for t in d.types} - known) if known else []
+        if unknown:
+            problems.append(f"{_name(route)}: declares {unknown}, which are not update types")
         tagged = {str(getattr(t, "value", t)) for t in route.tags} & known
         if "GET" in route.methods and tagged and not any(d.kind == "reads" for d in declared):
             problems.append(

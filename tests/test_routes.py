@@ -235,6 +235,21 @@ async def test_strict_mode_fails_a_2xx_mutation_that_notified_nothing(tmp_path: 
                 await http.post("/items/1/touch")
 
 
+def test_a_key_that_is_not_a_path_parameter_is_refused_at_construction() -> None:
+    router = APIRouter(route_class=DeclaredRoute)
+    with pytest.raises(ValueError, match=r"one of the path's parameters \(item_id\)"):
+
+        @router.patch("/items/{item_id}", dependencies=[changes("items", key="id")])
+        def patch(item_id: int) -> None: ...
+
+
+def test_the_contract_check_names_an_unknown_type(tmp_path: Path) -> None:
+    app = build_app(tmp_path / "items.db", UpdateService(["items"]), [])
+    assert undeclared_routes(app, ["items", "other"]) == []
+    problems = undeclared_routes(app, ["other"])
+    assert "PATCH /items/{item_id}: declares ['items'], which are not update types" in problems
+
+
 async def test_a_declaration_on_a_plain_route_names_the_fix() -> None:
     app = FastAPI()
 
