@@ -3,6 +3,7 @@ and every mutation that succeeds notifies (strict mode)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -37,7 +38,9 @@ def test_every_route_declares_what_it_reads_and_changes(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(30)
 async def test_every_successful_mutation_notifies(tmp_path: Path) -> None:
-    app = create_app(portal_settings({"database_url": f"sqlite:///{tmp_path / 'p.db'}"}, NOBODY))
+    settings = portal_settings({"database_url": f"sqlite:///{tmp_path / 'p.db'}"}, NOBODY)
+    # no UI: its mount at / would answer the route added below
+    app = create_app(replace(settings, ui_dist=tmp_path / "no-ui"))
 
     @app.post("/api/touch")
     async def touch() -> dict[str, str]:
