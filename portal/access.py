@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .auth import Auth, TenantAccess
 from .models import Instance, Project, Role
 from .schemas import Error, TooManyRequests
+from .updates import tenant_scope
 
 MAX_ID = 2**31 - 1  # INTEGER on PostgreSQL: larger ids cannot exist (and would raise there)
 
@@ -75,11 +76,13 @@ def require_writer(auth: Auth, tenant_id: int) -> None:
     role = auth.role_in(tenant_id)
     if role not in WRITERS:
         forbidden(f"your role in this tenant ({role}) is read-only")
+    auth.audience.add(tenant_scope(auth.slug_of(tenant_id) or ""))
 
 
 def require_admin(auth: Auth, tenant_id: int) -> None:
     if auth.role_in(tenant_id) is not Role.admin:
         forbidden("only a tenant admin can manage members")
+    auth.audience.add(tenant_scope(auth.slug_of(tenant_id) or ""))
 
 
 async def get_project(db: AsyncSession, auth: Auth, project_id: int) -> Project:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -57,6 +57,10 @@ class Auth:
     login: LoginSession
     via: str  # "cookie" or "bearer"
     tenants: dict[str, TenantAccess]  # by slug, in the order the user joined them
+    #: Who hears what this request changes (its routes' `changes(audience=caller_audience)`):
+    #: the tenants the caller was cleared to write in (`access.require_writer` /
+    #: `require_admin` add them), and anyone else the route names (e.g. an invitee).
+    audience: set[str] = field(default_factory=set, compare=False)
 
     def access(self, slug: str) -> TenantAccess | None:
         return self.tenants.get(slug)
@@ -173,6 +177,7 @@ async def current_auth(request: Request, db: Database) -> Auth:
                 f"CSRF check failed: send the {CSRF_HEADER} header from GET /api/me",
             )
     mark_authenticated(request)
+    request.state.auth = auth
     return auth
 
 

@@ -1,8 +1,10 @@
 """The database: engine, sessions, schema (and its additive migrations), notify-after-commit.
 
-Routers queue notifications on their session with `notify_after_commit()`; the session sends
-them only once its transaction has committed and drops them on rollback. A failed request
-therefore notifies no one, and a client that refetches on `invalidate` always sees the change.
+Routes declare what they change (`refetch.routes`), notified after they answered 2xx. Code a
+declaration cannot describe (the compute provider, revocations) queues on its session with
+`notify_after_commit()` / `call_after_commit()`; the session runs them only once its transaction
+has committed and drops them on rollback. A failed request therefore notifies no one, and a
+client that refetches on `invalidate` always sees the change.
 """
 
 from __future__ import annotations

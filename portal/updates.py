@@ -10,9 +10,11 @@ import enum
 import inspect
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel, Field
 
 from refetch import Principal, UpdateService
+from refetch.routes import Context, DeclaredRoute
 
 from .config import Settings
 
@@ -52,6 +54,26 @@ def principal_for(user_id: int, session_id: str, tenant_slugs: list[str]) -> Pri
         stream_subject(user_id, session_id),
         [user_scope(user_id), *(tenant_scope(slug) for slug in tenant_slugs)],
     )
+
+
+class PortalRoute(DeclaredRoute):
+    """The portal's routes: what they declare with `changes(...)` goes to its hub."""
+
+    def service_for(self, request: Request) -> UpdateService:
+        service: UpdateService = request.app.state.updates
+        return service
+
+
+def caller_audience(context: Context) -> set[str]:
+    """A declared change is heard by the request's audience (see `Auth.audience`): a tenant
+    only once the caller was cleared to write in it, so nothing reaches other tenants."""
+    return set(context.request.state.auth.audience)
+
+
+def caller_id(context: Context) -> int:
+    """The key of a change to the caller's own account."""
+    user_id: int = context.request.state.auth.user.id
+    return user_id
 
 
 def create_update_service(settings: Settings) -> UpdateService:

@@ -30,7 +30,16 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 #: Top-level modules that are not vocabulary: the package's faces.
-FACES = frozenset({"refetch", "refetch.metrics", "refetch.cli", "refetch.client"})
+FACES = frozenset(
+    {
+        "refetch",
+        "refetch.metrics",
+        "refetch.cli",
+        "refetch.client",
+        "refetch.routes",
+        "refetch.testing",
+    }
+)
 
 
 def module_name(path: Path) -> str:

@@ -2,8 +2,10 @@
 
 When an admin changes a member's role or removes them, or an invitee accepts, the transaction's
 after-commit step first narrows (or widens) the streams of every session of that user
-(`UpdateService.reauthorize`), then notifies `authentication` to the user (refetch /api/me) and
-to the tenant (refetch member lists).
+(`UpdateService.reauthorize`, by hand: no declaration says that); then the route's declared
+`authentication` change reaches the user (refetch /api/me) and the tenant (refetch member lists).
+Signing in and out changes no update type (`changes_nothing()`); signing out ends the
+session's streams by hand.
 
 Members join by invitation: `POST /api/tenants/{tenant}/members` records an invitation and
 answers the same whether or not anyone has that email, so an admin learns nothing about other
@@ -20,6 +22,7 @@ from sqlalchemy import delete, exists, or_, select, true, update
 from sqlalchemy.orm import aliased
 
 from refetch import PublishError
+from refetch.routes import Context, changes, changes_nothing, reads
 
 from .. import schemas
 from ..access import (
@@ -44,16 +47,43 @@ from ..auth import (
     signer,
     tenant_slugs,
 )
-from ..db import call_after_commit, notify_after_commit
+from ..db import call_after_commit
 from ..models import Invitation, LoginSession, Membership, Role, Tenant, User, utcnow
 from ..passwords import Busy
 from ..sessions import expires_at, is_live
 from ..throttle import Locked, LoginThrottled
-from ..updates import UpdateType, principal_for, stream_subject, tenant_scope, user_scope
+from ..updates import (
+    PortalRoute,
+    UpdateType,
+    caller_audience,
+    caller_id,
+    principal_for,
+    stream_subject,
+    tenant_scope,
+    user_scope,
+)
 
 logger = logging.getLogger("portal")
 
-router = APIRouter(prefix="/api", tags=[UpdateType.authentication])
+router = APIRouter(prefix="/api", tags=[UpdateType.authentication], route_class=PortalRoute)
+
+READS = [reads(UpdateType.authentication)]
+
+
+def member_audience(context: Context) -> set[str]:
+    """A member's change: told to them and to the tenant (both in the path)."""
+    return {user_scope(int(context.params["user_id"])), tenant_scope(context.params["tenant"])}
+
+
+def joined_audience(context: Context) -> set[str]:
+    """Joining a tenant: told to the caller and to the tenant joined (the result)."""
+    return {user_scope(caller_id(context)), tenant_scope(context.result["slug"])}
+
+
+#: A member's role or membership changed: their account (keyed by their id) and the lists.
+MEMBER_CHANGED = [changes(UpdateType.authentication, key="user_id", audience=member_audience)]
+#: An invitation was made, revoked or declined: the tenant's (and invitee's) lists.
+INVITATIONS_CHANGED = [changes(UpdateType.authentication, audience=caller_audience)]
 
 # What the routes that need no tenant answer besides success (403: CSRF on cookie mutations).
 _SIGNED_IN: Responses = {code: ERRORS[code] for code in (401, 403)}
@@ -73,7 +103,7 @@ def me_out(auth: Auth) -> schemas.Me:
     )
 
 
-@router.post("/login", responses=LOGIN_ERRORS)
+@router.post("/login", responses=LOGIN_ERRORS, dependencies=[changes_nothing()])
 async def login(
     body: schemas.LoginRequest, request: Request, response: Response, db: Database
 ) -> schemas.LoginResponse:
@@ -120,12 +150,17 @@ async def login(
     return schemas.LoginResponse(token=token, csrf_token=auth.login.csrf_token, user=me_out(auth))
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_SIGNED_IN)
+@router.post(
+    "/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=_SIGNED_IN,
+    dependencies=[changes_nothing()],
+)
 async def logout(request: Request, auth: CurrentAuth, db: Database) -> Response:
     return await _end_sessions(request, db, auth, [auth.login.token_hash])
 
 
-@router.get("/sessions", responses=_SIGNED_IN)
+@router.get("/sessions", responses=_SIGNED_IN, dependencies=READS)
 async def list_sessions(
     request: Request, auth: CurrentAuth, db: Database
 ) -> list[schemas.LoginSessionInfo]:
@@ -153,6 +188,7 @@ async def list_sessions(
     "/sessions",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_SIGNED_IN,
+    dependencies=[changes_nothing()],
 )
 async def delete_all_sessions(request: Request, auth: CurrentAuth, db: Database) -> Response:
     """Sign out everywhere: every session of the caller ends, this one too, with its streams."""
@@ -166,6 +202,7 @@ async def delete_all_sessions(request: Request, auth: CurrentAuth, db: Database)
     "/sessions/{session_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_SIGNED_IN, **_NOT_FOUND},
+    dependencies=[changes_nothing()],
 )
 async def delete_session(
     session_id: str, request: Request, auth: CurrentAuth, db: Database
@@ -197,12 +234,12 @@ async def _end_sessions(
     return response
 
 
-@router.get("/me", responses=_SIGNED_IN)
+@router.get("/me", responses=_SIGNED_IN, dependencies=READS)
 async def get_me(auth: CurrentAuth) -> schemas.Me:
     return me_out(auth)
 
 
-@router.get("/tenants/{tenant}/members", responses=ERRORS)
+@router.get("/tenants/{tenant}/members", responses=ERRORS, dependencies=READS)
 async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[schemas.Member]:
     access = tenant_access(auth, tenant)
     rows = await db.execute(
@@ -218,6 +255,7 @@ async def list_members(tenant: str, auth: CurrentAuth, db: Database) -> list[sch
     "/tenants/{tenant}/members",
     status_code=status.HTTP_202_ACCEPTED,
     responses={**ERRORS, **conflicts("Already a member of this tenant")},
+    dependencies=INVITATIONS_CHANGED,
 )
 async def add_member(
     tenant: str, body: schemas.MemberAdd, auth: CurrentAuth, db: Database
@@ -247,16 +285,14 @@ async def add_member(
     else:
         invitation.role = body.role
     await db.flush()
-    audience = {tenant_scope(access.slug)}
     invitee = await db.scalar(select(User.id).where(User.email == email))
     if invitee is not None:  # told on their own stream only
-        audience.add(user_scope(invitee))
-    notify_after_commit(db, UpdateType.authentication, audience=audience)
+        auth.audience.add(user_scope(invitee))
     await db.commit()
     return schemas.InvitationSent(tenant=access.slug, email=email, role=body.role, status="invited")
 
 
-@router.get("/tenants/{tenant}/invitations", responses=ERRORS)
+@router.get("/tenants/{tenant}/invitations", responses=ERRORS, dependencies=READS)
 async def list_tenant_invitations(
     tenant: str, auth: CurrentAuth, db: Database
 ) -> list[schemas.PendingInvitation]:
@@ -276,6 +312,7 @@ async def list_tenant_invitations(
     "/tenants/{tenant}/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=ERRORS,
+    dependencies=INVITATIONS_CHANGED,
 )
 async def revoke_invitation(
     tenant: str, invitation_id: int, auth: CurrentAuth, db: Database
@@ -289,12 +326,11 @@ async def revoke_invitation(
     )
     if not result.rowcount:  # type: ignore[attr-defined]
         not_found("invitation")
-    notify_after_commit(db, UpdateType.authentication, audience={tenant_scope(access.slug)})
     await db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/invitations", responses=_SIGNED_IN)
+@router.get("/invitations", responses=_SIGNED_IN, dependencies=READS)
 async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invitation]:
     """Invitations to the caller's email, oldest first."""
     rows = await db.execute(
@@ -314,6 +350,9 @@ async def list_invitations(auth: CurrentAuth, db: Database) -> list[schemas.Invi
 @router.post(
     "/invitations/{invitation_id}/accept",
     responses={**_SIGNED_IN, **_NOT_FOUND, **conflicts("Already a member of this tenant")},
+    dependencies=[
+        changes(UpdateType.authentication, key=caller_id, audience=joined_audience),
+    ],
 )
 async def accept_invitation(
     invitation_id: int, request: Request, response: Response, auth: CurrentAuth, db: Database
@@ -330,7 +369,7 @@ async def accept_invitation(
         )
     )
     await db.flush()
-    changed = await _membership_changed(request, db, auth.user.id, tenant.slug)
+    changed = await _membership_changed(request, db, auth.user.id)
     await db.commit()
     await changed.after_commit(db, response)
     return schemas.TenantRole(slug=tenant.slug, name=tenant.name, role=invitation.role)
@@ -340,11 +379,12 @@ async def accept_invitation(
     "/invitations/{invitation_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**_SIGNED_IN, **_NOT_FOUND},
+    dependencies=INVITATIONS_CHANGED,
 )
 async def decline_invitation(invitation_id: int, auth: CurrentAuth, db: Database) -> Response:
     invitation, tenant = await _my_invitation(db, auth, invitation_id)
     await db.delete(invitation)
-    notify_after_commit(db, UpdateType.authentication, audience={tenant_scope(tenant.slug)})
+    auth.audience.add(tenant_scope(tenant.slug))  # the inviting tenant's list
     await db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -371,6 +411,7 @@ _LAST_ADMIN = "a tenant needs at least one admin; promote someone else first"
 @router.patch(
     "/tenants/{tenant}/members/{user_id}",
     responses={**ERRORS, **conflicts("The tenant's last admin")},
+    dependencies=MEMBER_CHANGED,
 )
 async def change_member_role(
     tenant: str,
@@ -399,7 +440,7 @@ async def change_member_role(
         if not changed.rowcount:  # type: ignore[attr-defined]
             conflict(_LAST_ADMIN)
         db.expunge(membership)  # changed behind the ORM's back; not to be flushed
-        done = await _membership_changed(request, db, user.id, access.slug)
+        done = await _membership_changed(request, db, user.id)
         await db.commit()
         await done.after_commit(db, response)
     return schemas.Member(user_id=user.id, email=user.email, name=user.name, role=body.role)
@@ -409,6 +450,7 @@ async def change_member_role(
     "/tenants/{tenant}/members/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**ERRORS, **conflicts("The tenant's last admin")},
+    dependencies=MEMBER_CHANGED,
 )
 async def remove_member(
     tenant: str, user_id: int, request: Request, auth: CurrentAuth, db: Database
@@ -429,7 +471,7 @@ async def remove_member(
     if not removed.rowcount:  # type: ignore[attr-defined]
         conflict(_LAST_ADMIN)
     db.expunge(membership)
-    done = await _membership_changed(request, db, user.id, access.slug)
+    done = await _membership_changed(request, db, user.id)
     await db.commit()
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     await done.after_commit(db, response)
@@ -496,11 +538,9 @@ async def _session_ids(db: Database, user_id: int) -> list[str]:
     return [h[:16] for h in hashes]
 
 
-async def _membership_changed(
-    request: Request, db: Database, user_id: int, slug: str
-) -> _MembershipChange:
-    """Revoke or extend the streams of every session of the user, and tell everyone concerned,
-    after commit. A login committed meanwhile is caught by the returned step's
+async def _membership_changed(request: Request, db: Database, user_id: int) -> _MembershipChange:
+    """Revoke or extend the streams of every session of the user after commit (the route
+    declares who is told). A login committed meanwhile is caught by the returned step's
     `after_commit()`: its stream read the memberships before or after this change, and
     either way ends up with the new ones."""
     service = request.app.state.updates
@@ -513,9 +553,6 @@ async def _membership_changed(
             service.reauthorize(subject, principal)
 
     call_after_commit(db, reauthorize)
-    notify_after_commit(
-        db, UpdateType.authentication, user_id, audience={user_scope(user_id), tenant_scope(slug)}
-    )
     return _MembershipChange(request, user_id, set(sessions))
 
 

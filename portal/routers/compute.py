@@ -1,8 +1,9 @@
 """Compute: instances in a project, moved through their life cycle by the simulated provider.
 
 Every action is a transaction that sets a transitional status (provisioning, starting,
-stopping, deleting) and notifies; the provider finishes the step later in its own transaction
-and notifies again: one `compute` notification per committed step, keyed by instance id.
+stopping, deleting); its route declares the `compute` change (notified once it committed). The
+provider finishes the step later in its own transaction and notifies again by hand: one
+`compute` notification per committed step, keyed by instance id.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+
+from refetch.routes import changes, from_result, reads
 
 from .. import schemas
 from ..access import (
@@ -22,12 +25,19 @@ from ..access import (
     tenant_access,
 )
 from ..auth import Auth, CurrentAuth, Database
-from ..db import call_after_commit, notify_after_commit
+from ..db import call_after_commit
 from ..models import Instance, InstanceStatus, Project, utcnow
 from ..pollers import IMAGES
-from ..updates import UpdateType, tenant_scope
+from ..updates import PortalRoute, UpdateType, caller_audience
 
-router = APIRouter(prefix="/api", tags=[UpdateType.compute], responses=ERRORS)
+router = APIRouter(
+    prefix="/api", tags=[UpdateType.compute], responses=ERRORS, route_class=PortalRoute
+)
+
+#: What each instance action declares: this instance changed, for its tenant.
+INSTANCE_CHANGED = [
+    changes(UpdateType.compute, key="instance_id", audience=caller_audience),
+]
 
 FLAVORS = [
     schemas.Flavor(name=schemas.FlavorName.s1_small, vcpus=1, memory_gb=2),
@@ -51,12 +61,12 @@ def instance_out(auth: Auth, instance: Instance, project: Project) -> schemas.In
     )
 
 
-@router.get("/flavors")
+@router.get("/flavors", dependencies=[reads(UpdateType.compute)])
 async def list_flavors(auth: CurrentAuth) -> list[schemas.Flavor]:
     return FLAVORS
 
 
-@router.get("/instances")
+@router.get("/instances", dependencies=[reads(UpdateType.compute)])
 async def list_instances(
     auth: CurrentAuth,
     db: Database,
@@ -72,7 +82,7 @@ async def list_instances(
     return [instance_out(auth, i, p) for i, p in rows]
 
 
-@router.get("/projects/{project_id}/instances")
+@router.get("/projects/{project_id}/instances", dependencies=[reads(UpdateType.compute)])
 async def list_project_instances(
     project_id: int, auth: CurrentAuth, db: Database
 ) -> list[schemas.Instance]:
@@ -90,6 +100,7 @@ async def list_project_instances(
         "The project already has an instance of that name, or the image is not in the "
         "catalog (GET /api/images; it changes, so the schema cannot list it)"
     ),
+    dependencies=[changes(UpdateType.compute, key=from_result("id"), audience=caller_audience)],
 )
 async def create_instance(
     project_id: int,
@@ -118,12 +129,12 @@ async def create_instance(
         await db.flush()
     except IntegrityError:
         conflict(f"this project already has an instance named {body.name!r}")
-    _step_committed(request, auth, db, instance, project)
+    _step_committed(request, db, instance)
     await db.commit()
     return instance_out(auth, instance, project)
 
 
-@router.get("/instances/{instance_id}")
+@router.get("/instances/{instance_id}", dependencies=[reads(UpdateType.compute, key="instance_id")])
 async def get_instance_by_id(instance_id: int, auth: CurrentAuth, db: Database) -> schemas.Instance:
     return instance_out(auth, *await get_instance(db, auth, instance_id))
 
@@ -143,18 +154,15 @@ async def _transition(
         conflict(f"cannot {action} an instance that is {instance.status}")
     instance.status = to
     instance.updated_at = utcnow()
-    _step_committed(request, auth, db, instance, project)
+    _step_committed(request, db, instance)
     await db.commit()
     return instance_out(auth, instance, project)
 
 
-def _step_committed(
-    request: Request, auth: Auth, db: Database, instance: Instance, project: Project
-) -> None:
+def _step_committed(request: Request, db: Database, instance: Instance) -> None:
+    """Once committed, the provider finishes the step (and notifies it, by hand)."""
     provider = request.app.state.provider
     instance_id, new_status = instance.id, instance.status
-    audience = {tenant_scope(auth.slug_of(project.tenant_id) or "")}
-    notify_after_commit(db, UpdateType.compute, instance_id, audience=audience)
     call_after_commit(db, lambda: provider.schedule(instance_id, new_status))
 
 
@@ -162,6 +170,7 @@ def _step_committed(
     "/instances/{instance_id}/start",
     status_code=status.HTTP_202_ACCEPTED,
     responses=conflicts("The instance is not stopped"),
+    dependencies=INSTANCE_CHANGED,
 )
 async def start_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database
@@ -175,6 +184,7 @@ async def start_instance(
     "/instances/{instance_id}/stop",
     status_code=status.HTTP_202_ACCEPTED,
     responses=conflicts("The instance is not running"),
+    dependencies=INSTANCE_CHANGED,
 )
 async def stop_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database
@@ -188,6 +198,7 @@ async def stop_instance(
     "/instances/{instance_id}",
     status_code=status.HTTP_202_ACCEPTED,
     responses=conflicts("The instance is already being deleted"),
+    dependencies=INSTANCE_CHANGED,
 )
 async def delete_instance(
     instance_id: int, request: Request, auth: CurrentAuth, db: Database

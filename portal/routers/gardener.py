@@ -10,16 +10,20 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query, Request
 
+from refetch.routes import reads
+
 from .. import schemas
 from ..access import ERRORS, tenant_access
 from ..auth import CurrentAuth
 from ..pollers import gardener_poller_name
-from ..updates import UpdateType
+from ..updates import PortalRoute, UpdateType
 
-router = APIRouter(prefix="/api", tags=[UpdateType.gardener], responses=ERRORS)
+router = APIRouter(
+    prefix="/api", tags=[UpdateType.gardener], responses=ERRORS, route_class=PortalRoute
+)
 
 
-@router.get("/clusters")
+@router.get("/clusters", dependencies=[reads(UpdateType.gardener)])
 async def list_clusters(
     request: Request,
     auth: CurrentAuth,

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from refetch.routes import reads
+
 from .. import schemas
 from ..access import ERRORS
 from ..auth import CurrentAuth
 from ..pollers import IMAGES
-from ..updates import UpdateType
+from ..updates import PortalRoute, UpdateType
 
-router = APIRouter(prefix="/api", tags=[UpdateType.images], responses=ERRORS)
+router = APIRouter(
+    prefix="/api", tags=[UpdateType.images], responses=ERRORS, route_class=PortalRoute
+)
 
 
-@router.get("/images")
+@router.get("/images", dependencies=[reads(UpdateType.images)])
 async def list_images(request: Request, auth: CurrentAuth) -> schemas.Images:
     cached = request.app.state.worker.latest(IMAGES)
     return schemas.Images(

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from refetch.routes import reads
+
 from .. import schemas
 from ..access import ERRORS
 from ..auth import CurrentAuth
 from ..pollers import PROGRESS
-from ..updates import UpdateType
+from ..updates import PortalRoute, UpdateType
 
-router = APIRouter(prefix="/api", tags=[UpdateType.progress], responses=ERRORS)
+router = APIRouter(
+    prefix="/api", tags=[UpdateType.progress], responses=ERRORS, route_class=PortalRoute
+)
 
 
-@router.get("/progress")
+@router.get("/progress", dependencies=[reads(UpdateType.progress)])
 async def get_progress(request: Request, auth: CurrentAuth) -> schemas.Progress:
     cached = request.app.state.worker.latest(PROGRESS)
     state = cached.value or {}

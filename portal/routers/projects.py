@@ -1,4 +1,8 @@
-"""Projects: per tenant; admins and members write, viewers read."""
+"""Projects: per tenant; admins and members write, viewers read.
+
+Each route declares what it reads and changes (`refetch.routes`); a change is heard by the
+project's tenant once it committed (`caller_audience`).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,20 @@ from fastapi import APIRouter, Query, Response, status
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from refetch.routes import changes, from_result, reads
+
 from .. import schemas
 from ..access import ERRORS, conflict, conflicts, get_project, require_writer, tenant_access
 from ..auth import Auth, CurrentAuth, Database
-from ..db import notify_after_commit
-from ..models import Instance, Project, utcnow
-from ..updates import UpdateType, tenant_scope
+from ..models import Project, utcnow
+from ..updates import PortalRoute, UpdateType, caller_audience
 
-router = APIRouter(prefix="/api/projects", tags=[UpdateType.projects], responses=ERRORS)
+router = APIRouter(
+    prefix="/api/projects",
+    tags=[UpdateType.projects],
+    responses=ERRORS,
+    route_class=PortalRoute,
+)
 
 
 def project_out(auth: Auth, project: Project) -> schemas.Project:
@@ -26,7 +36,7 @@ def project_out(auth: Auth, project: Project) -> schemas.Project:
     )
 
 
-@router.get("")
+@router.get("", dependencies=[reads(UpdateType.projects)])
 async def list_projects(
     auth: CurrentAuth,
     db: Database,
@@ -43,6 +53,7 @@ async def list_projects(
     "",
     status_code=status.HTTP_201_CREATED,
     responses=conflicts("The tenant already has a project of that name"),
+    dependencies=[changes(UpdateType.projects, key=from_result("id"), audience=caller_audience)],
 )
 async def create_project(
     body: schemas.ProjectCreate, auth: CurrentAuth, db: Database
@@ -55,17 +66,22 @@ async def create_project(
         await db.flush()
     except IntegrityError:
         conflict(f"tenant {access.slug!r} already has a project named {body.name!r}")
-    notify_after_commit(db, UpdateType.projects, project.id, audience={tenant_scope(access.slug)})
     await db.commit()
     return project_out(auth, project)
 
 
-@router.get("/{project_id}")
+@router.get("/{project_id}", dependencies=[reads(UpdateType.projects, key="project_id")])
 async def get_project_by_id(project_id: int, auth: CurrentAuth, db: Database) -> schemas.Project:
     return project_out(auth, await get_project(db, auth, project_id))
 
 
-@router.patch("/{project_id}", responses=conflicts("The tenant already has a project of that name"))
+@router.patch(
+    "/{project_id}",
+    responses=conflicts("The tenant already has a project of that name"),
+    dependencies=[
+        changes(UpdateType.projects, key="project_id", audience=caller_audience),
+    ],
+)
 async def rename_project(
     project_id: int, body: schemas.ProjectUpdate, auth: CurrentAuth, db: Database
 ) -> schemas.Project:
@@ -78,12 +94,6 @@ async def rename_project(
             await db.flush()
         except IntegrityError:
             conflict(f"this tenant already has a project named {body.name!r}")
-        notify_after_commit(
-            db,
-            UpdateType.projects,
-            project.id,
-            audience={tenant_scope(auth.slug_of(project.tenant_id) or "")},
-        )
         await db.commit()
     return project_out(auth, project)
 
@@ -92,17 +102,15 @@ async def rename_project(
     "/{project_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=conflicts("A concurrent change to the project won"),
+    dependencies=[
+        changes(UpdateType.projects, key="project_id", audience=caller_audience),
+        # its instances go with it: the tenant's instance lists refetch
+        changes(UpdateType.compute, audience=caller_audience),
+    ],
 )
 async def delete_project(project_id: int, auth: CurrentAuth, db: Database) -> Response:
     project = await get_project(db, auth, project_id)
     require_writer(auth, project.tenant_id)
-    audience = {tenant_scope(auth.slug_of(project.tenant_id) or "")}
-    instance_ids = list(
-        await db.scalars(select(Instance.id).where(Instance.project_id == project.id))
-    )
     await db.delete(project)
-    notify_after_commit(db, UpdateType.projects, project.id, audience=audience)
-    for instance_id in instance_ids:  # they go with the project
-        notify_after_commit(db, UpdateType.compute, instance_id, audience=audience)
     await db.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
