@@ -16,6 +16,7 @@ from .._hub.front import UpdateService
 from .._hub.not_started import NOT_STARTED_FIX
 from .._log import stream_closed, stream_opened, stream_rejected
 from .._types import Receive, Scope, Send
+from .fast_path import SCOPE_KEY, ServerSide
 from .request import Refusal, RequestReader
 
 #: Ends after which the client's socket is no use: a write failed, or the client stopped
@@ -127,8 +128,13 @@ class UpdatesEndpoint:
 
         last_event_id = request.last_event_id
         await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
+        # Behind refetch.mount the frames skip the app's stack once the start is on the wire.
+        server: ServerSide | None = scope.get(SCOPE_KEY)
+        frames_send = send if server is None else await server.frames_send(send)
         try:
-            conn = self.service.attach(send, principal, types, last_event_id, authenticated_at)
+            conn = self.service.attach(
+                frames_send, principal, types, last_event_id, authenticated_at
+            )
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -146,7 +152,7 @@ class UpdatesEndpoint:
                 # that is what uvicorn logs at ERROR ("ASGI callable returned without
                 # completing response"), for what is only a client that went away or
                 # stopped reading.
-                abort_receiving(receive)
+                abort_receiving(receive if server is None else server.receive)
                 await asyncio.wait((watcher,), timeout=CUT_GRACE)
         finally:
             watcher.cancel()
