@@ -10,8 +10,8 @@ The same routes as ``server_refetch.py`` (``GET /updates``, ``POST /trigger``,
 pass CORS untouched); ``RequestId`` is the kind of plain ASGI middleware apps add (it
 numbers requests and appends ``x-request-id`` to every response). Unlike the bare
 server, this app calls no ``gc.freeze()``: whatever GC policy it has is the library's.
-With ``--mount`` the stream is served by ``refetch.mount`` in front of the whole stack
-(with the same CORS answer), the way docs/server.md recommends for many streams.
+With ``--mount`` the stream is on ``refetch.mount``'s fast path, the way docs/server.md
+recommends: its handshake through the whole stack, its frames straight to uvicorn.
 """
 
 from __future__ import annotations
@@ -92,9 +92,7 @@ def build(args: Any) -> Any:
         )
 
     if args.mount:
-        return refetch.mount(
-            app, "/updates", endpoint, allow_origins=[ORIGIN], allow_credentials=True
-        )
+        return refetch.mount(app, "/updates", endpoint)
     return app
 
 
