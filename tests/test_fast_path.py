@@ -200,3 +200,21 @@ def test_mount_refuses_what_it_cannot_serve() -> None:
         refetch.mount(Starlette(), "/api/updates", endpoint, allow_origins=[ORIGIN])
     with pytest.raises(refetch.ConfigurationError, match="StreamMount"):
         refetch.mount(endpoint, "/api/updates")
+
+
+async def test_the_401_names_only_the_credentials_the_app_takes() -> None:
+    service = UpdateService(TYPES, close_on_signals=False)
+    cookie_only = UpdatesEndpoint(service, authenticate=lambda scope: None)
+    with_tokens = UpdatesEndpoint(service, authenticate=lambda scope: None, challenge="Bearer")
+    app = Starlette(
+        routes=[Route("/cookie", cookie_only), Route("/token", with_tokens)],
+        lifespan=service.lifespan,
+    )
+    async with running(app) as url, httpx.AsyncClient(base_url=url) as http:
+        cookie = await http.get("/cookie")
+        token = await http.get("/token")
+    assert cookie.status_code == token.status_code == 401
+    assert "www-authenticate" not in cookie.headers
+    assert "bearer" not in cookie.json()["detail"].lower()
+    assert token.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in token.json()["detail"]
