@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import httpx
 import pytest
+from fastapi import Depends, FastAPI, HTTPException
 from starlette.applications import Starlette
 from starlette.authentication import (
     AuthCredentials,
@@ -34,6 +36,7 @@ from starlette.routing import Route
 import refetch
 from refetch import Principal, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
+from refetch.fastapi import UpdatesResponse, UpdatesStream
 
 from .conftest import serve, wait_for
 
@@ -218,3 +221,86 @@ async def test_the_401_names_only_the_credentials_the_app_takes() -> None:
     assert "bearer" not in cookie.json()["detail"].lower()
     assert token.headers["www-authenticate"] == "Bearer"
     assert "Authorization: Bearer" in token.json()["detail"]
+
+
+# -- the FastAPI form: the stream as a path operation, authenticated by the app's dependencies
+
+
+def current_user(request: Request) -> str:
+    """The app's one user loader, used by every route (a dependency)."""
+    user: str | None = request.session.get("user")
+    if user is None:
+        raise HTTPException(401, "not signed in")
+    return user
+
+
+def fastapi_stream_app(service: UpdateService, seen: list[Message]) -> FastAPI:
+    app = FastAPI(lifespan=service.lifespan)
+    app.add_middleware(Witness, seen=seen)
+    app.add_middleware(SessionMiddleware, secret_key="test-secret")
+    app.add_middleware(CORSMiddleware, allow_origins=[ORIGIN], allow_credentials=True)
+    stream = UpdatesStream(service)
+
+    @app.post("/login")
+    async def login(request: Request, user: str) -> dict[str, str]:
+        request.session["user"] = user
+        return {"signed_in": user}
+
+    @app.get("/api/updates", **stream.operation)
+    async def updates_stream(user: Annotated[str, Depends(current_user)]) -> UpdatesResponse:
+        return stream.open(Principal.of(user, scopes=[f"user:{user}"]))
+
+    return refetch.mount(app, "/api/updates")
+
+
+async def test_the_fastapi_form_authenticates_with_the_apps_dependencies() -> None:
+    service = UpdateService(TYPES, min_interval=0, close_on_signals=False)
+    seen: list[Message] = []
+    app = fastapi_stream_app(service, seen)
+    async with running(app) as url, httpx.AsyncClient(base_url=url) as http:
+        signed_out = await http.get("/api/updates", headers={"origin": ORIGIN})
+        assert signed_out.status_code == 401
+        assert signed_out.json() == {"detail": "not signed in"}  # the app's own answer
+        assert signed_out.headers["access-control-allow-origin"] == ORIGIN
+
+        await http.post("/login", params={"user": "alice"})
+        unknown = await http.get("/api/updates", params={"types": "nope"})
+        assert unknown.status_code == 400
+        assert unknown.json()["error"] == "unknown_type"
+        seen.clear()
+        async with http.stream("GET", "/api/updates", headers={"origin": ORIGIN}) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"] == "text/event-stream"
+            assert r.headers["access-control-allow-origin"] == ORIGIN
+            received = b""
+            chunks = r.aiter_raw()
+            async with asyncio.timeout(5):
+                while b"event: hello" not in received:
+                    received += await anext(chunks)
+                service.notify("projects", key="for-bob", audience={"user:bob"})
+                cursor = await service.publish("projects", key="7", audience={"user:alice"})
+                while f"id: {cursor}\n".encode() not in received:
+                    received += await anext(chunks)
+            assert b'"keys":["7"]' in received
+            assert b"for-bob" not in received
+        await wait_for(lambda: service.statistics().connections == 0)
+    # On the fast path: the app's layers saw the start, not the frames.
+    assert [m["body"] for m in seen if m["type"] == "http.response.body" and m["body"]] == []
+
+
+def test_the_fastapi_form_is_in_openapi_with_its_events_and_refusals() -> None:
+    service = UpdateService(TYPES, close_on_signals=False)
+    schema = fastapi_stream_app(service, []).openapi()
+    operation = schema["paths"]["/api/updates"]["get"]
+    stream = operation["responses"]["200"]["content"]
+    assert list(stream) == ["text/event-stream"]
+    item = stream["text/event-stream"]["itemSchema"]
+    assert item["properties"]["event"]["enum"] == ["hello", "invalidate", "resync", "ping"]
+    by_event = {e["properties"]["event"]["const"]: e for e in item["oneOf"]}
+    hello_types = by_event["hello"]["properties"]["data"]["contentSchema"]["properties"]["types"]
+    assert hello_types["items"] == {"title": "UpdateType", "type": "string", "enum": TYPES}
+    assert {"400", "401", "403", "503"} <= set(operation["responses"])
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"]["properties"][
+        "error"
+    ]["enum"] == ["unknown_type", "malformed_types", "cursor_too_long", "query_too_long"]
+    assert [p["name"] for p in operation["parameters"]] == ["types", "lastEventId", "Last-Event-ID"]

@@ -30,7 +30,9 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 #: Top-level modules that are not vocabulary: the package's faces.
-FACES = frozenset({"refetch", "refetch.metrics", "refetch.cli", "refetch.client"})
+FACES = frozenset(
+    {"refetch", "refetch.metrics", "refetch.cli", "refetch.client", "refetch.fastapi"}
+)
 
 
 def module_name(path: Path) -> str:
