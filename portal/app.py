@@ -80,12 +80,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     stream = UpdatesStream(updates)
 
-    @app.get("/api/updates", tags=["updates"], **stream.operation)
+    @app.get(
+        "/api/updates",
+        tags=["updates"],
+        summary="The one update stream (Server-Sent Events, refetch protocol v1)",
+        description="Resume with the `Last-Event-ID` header or `lastEventId=`.",
+        **stream.operation,
+    )
     async def stream_updates(principal: StreamPrincipal) -> UpdatesResponse:
-        """The one update stream (Server-Sent Events, refetch protocol v1).
-
-        Resume with the `Last-Event-ID` header or `lastEventId=`.
-        """
         return stream.open(principal)
 
     app.add_middleware(ETagMiddleware)

@@ -294,6 +294,7 @@ def test_the_fastapi_form_is_in_openapi_with_its_events_and_refusals() -> None:
     operation = schema["paths"]["/api/updates"]["get"]
     stream = operation["responses"]["200"]["content"]
     assert list(stream) == ["text/event-stream"]
+    assert stream["text/event-stream"]["schema"] == {"type": "string"}
     item = stream["text/event-stream"]["itemSchema"]
     assert item["properties"]["event"]["enum"] == ["hello", "invalidate", "resync", "ping"]
     by_event = {e["properties"]["event"]["const"]: e for e in item["oneOf"]}

@@ -126,7 +126,14 @@ def stream_responses(
     return {
         200: {
             "description": "The update stream (Server-Sent Events, refetch protocol v1)",
-            "content": {"text/event-stream": {"itemSchema": event_schema(types, title=title)}},
+            # ``schema`` is the whole body, for tools that predate OpenAPI 3.2's ``itemSchema``
+            # (hey-api 0.95 types the stream as a string then, not as unknown).
+            "content": {
+                "text/event-stream": {
+                    "schema": {"type": "string"},
+                    "itemSchema": event_schema(types, title=title),
+                }
+            },
         },
         400: _refusal(
             "A malformed request: unknown or malformed types=, a cursor or query string too long",
