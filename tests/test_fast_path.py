@@ -305,3 +305,52 @@ def test_the_fastapi_form_is_in_openapi_with_its_events_and_refusals() -> None:
         "error"
     ]["enum"] == ["unknown_type", "malformed_types", "cursor_too_long", "query_too_long"]
     assert [p["name"] for p in operation["parameters"]] == ["types", "lastEventId", "Last-Event-ID"]
+
+
+class HoldsStartUntilContent:
+    """A layer that sends the start only with the first body that has bytes in it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        held: list[Message] = []
+
+        async def holding(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                held.append(message)
+                return
+            if held and (message.get("body") or not message.get("more_body", False)):
+                await send(held.pop())
+            if not held:
+                await send(message)
+
+        await self.app(scope, receive, holding)
+
+
+async def test_a_layer_that_holds_the_start_gets_every_frame_through_the_stack() -> None:
+    """Frames never overtake the start: past the wait, they go through the stack as routed."""
+    service = UpdateService(TYPES, min_interval=0, close_on_signals=False)
+    seen: list[Message] = []
+    app = refetch.mount(
+        Starlette(
+            middleware=[Middleware(HoldsStartUntilContent), Middleware(Witness, seen=seen)],
+            lifespan=service.lifespan,
+        ),
+        "/api/updates",
+        UpdatesEndpoint(service),
+    )
+    async with running(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with http.stream("GET", "/api/updates") as r:
+            assert r.status_code == 200
+            received = b""
+            chunks = r.aiter_raw()
+            async with asyncio.timeout(5):
+                while b"event: hello" not in received:
+                    received += await anext(chunks)
+                cursor = await service.publish("projects", key="k")
+                while f"id: {cursor}\n".encode() not in received:
+                    received += await anext(chunks)
+        await wait_for(lambda: service.statistics().connections == 0)
+    assert received.startswith(b"retry: 2000\nid: ")
+    assert sum(b"event: invalidate" in m.get("body", b"") for m in seen) == 1
