@@ -45,6 +45,9 @@ SERVERS = {
     "fastapi": (HERE / "server_fastapi.py", []),
     # The same app with the stream in front of its stack (refetch.mount).
     "fastapi-mounted": (HERE / "server_fastapi.py", ["--mount"]),
+    # The app of issue 22: SessionMiddleware + CORS + GZip + a request id, streams
+    # authenticated by the app, on the fast path (refetch.mount).
+    "fastapi-stack": (HERE / "server_fastapi.py", ["--mount", "--stack"]),
     # The reference portal: its own authenticated stream, notifies through its API.
     "portal": (HERE / "server_portal.py", []),
     "baseline": (HERE / "server_baseline.py", []),
@@ -52,7 +55,7 @@ SERVERS = {
 #: The stream's path per server (the portal's is its own, filtered to the type it triggers).
 STREAM_PATH = {"portal": "/api/updates?types=projects"}
 #: Servers that take part in scenarios 3 and 4 (the app variants are measured in 1 and 2).
-WRITE_PATH_ONLY = {"fastapi", "fastapi-mounted", "portal"}
+WRITE_PATH_ONLY = {"fastapi", "fastapi-mounted", "fastapi-stack", "portal"}
 ORIGIN = "http://127.0.0.1:5173"  # the origin server_fastapi.py allows
 PORTAL_WRITER = "bob@acme.test"  # member of acme: hears (and may rename) acme's projects
 PORTAL_OTHER = "carol@globex.test"  # globex only: must hear nothing of acme

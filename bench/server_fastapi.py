@@ -10,8 +10,9 @@ The same routes as ``server_refetch.py`` (``GET /updates``, ``POST /trigger``,
 pass CORS untouched); ``RequestId`` is the kind of plain ASGI middleware apps add (it
 numbers requests and appends ``x-request-id`` to every response). Unlike the bare
 server, this app calls no ``gc.freeze()``: whatever GC policy it has is the library's.
-With ``--mount`` the stream is served by ``refetch.mount`` in front of the whole stack
-(with the same CORS answer), the way docs/server.md recommends for many streams.
+With ``--stack`` the app also has ``SessionMiddleware`` and ``GZipMiddleware`` (the stack of
+issue 22: session, CORS, GZip, a request id). With ``--mount`` the stream is on ``refetch.mount``'s fast path, the way docs/server.md
+recommends: its handshake through the whole stack, its frames straight to uvicorn.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from _serving import (
 )
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
+from starlette.middleware.sessions import SessionMiddleware
 
 import refetch
 
@@ -66,6 +69,9 @@ def build(args: Any) -> Any:
     counters = Counters()
     app = FastAPI(lifespan=updates.lifespan)
     app.add_middleware(RequestId)
+    if args.stack:
+        app.add_middleware(GZipMiddleware, minimum_size=0)
+        app.add_middleware(SessionMiddleware, secret_key="bench-secret")
     app.add_middleware(
         CORSMiddleware, allow_origins=[ORIGIN], allow_credentials=True, allow_methods=["*"]
     )
@@ -92,9 +98,7 @@ def build(args: Any) -> Any:
         )
 
     if args.mount:
-        return refetch.mount(
-            app, "/updates", endpoint, allow_origins=[ORIGIN], allow_credentials=True
-        )
+        return refetch.mount(app, "/updates", endpoint)
     return app
 
 
@@ -104,6 +108,9 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default=None, help="UpdateService(backend=...)")
     parser.add_argument(
         "--mount", action="store_true", help="refetch.mount() the stream in front of the stack"
+    )
+    parser.add_argument(
+        "--stack", action="store_true", help="add SessionMiddleware and GZipMiddleware"
     )
     parser.set_defaults(gc_freeze=False)
     arguments_ = parser.parse_args()

@@ -14,9 +14,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.staticfiles import StaticFiles
 
-from refetch import BackgroundWorker, CursorHeaderMiddleware, UpdatesEndpoint
+import refetch
+from refetch import BackgroundWorker, CursorHeaderMiddleware
+from refetch.fastapi import UpdatesResponse, UpdatesStream
 
-from .auth import authenticate_stream, is_authenticated
+from .auth import StreamPrincipal, is_authenticated
 from .config import Settings, session_secret
 from .db import create_engine, create_schema, create_sessionmaker
 from .etag import ETagMiddleware
@@ -76,12 +78,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for module in (authentication, projects, compute, images, progress, gardener, admin):
         app.include_router(module.router)
-    # A plain ASGI app, not a FastAPI route (Starlette's hint only names request handlers).
-    app.add_route(
+    stream = UpdatesStream(updates)
+
+    @app.get(
         "/api/updates",
-        UpdatesEndpoint(updates, authenticate=authenticate_stream),  # type: ignore[arg-type]
-        include_in_schema=False,
+        tags=["updates"],
+        summary="The one update stream (Server-Sent Events, refetch protocol v1)",
+        description="Resume with the `Last-Event-ID` header or `lastEventId=`.",
+        **stream.operation,
     )
+    async def stream_updates(principal: StreamPrincipal) -> UpdatesResponse:
+        return stream.open(principal)
+
     app.add_middleware(ETagMiddleware)
     # Outside the ETag one, so a 304 carries the cursor its revalidation was read at too.
     # Only to signed-in callers: the cursor counts every tenant's changes, which is nobody
@@ -103,4 +111,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     if settings.ui_dist.is_dir():  # the built React UI (issue 8), when it exists
         app.mount("/", StaticFiles(directory=settings.ui_dist, html=True), name="ui")
-    return app
+    # The stream's handshake goes through every layer above; its frames straight to uvicorn.
+    return refetch.mount(app, "/api/updates")

@@ -193,14 +193,17 @@ def is_authenticated(scope: Scope) -> bool:
 CurrentAuth = Annotated[Auth, Depends(current_auth)]
 
 
-async def authenticate_stream(scope: Scope) -> Principal | None:
-    """`authenticate` for refetch's UpdatesEndpoint: the same cookie or bearer token."""
-    conn = HTTPConnection(scope)
-    found = credentials(conn)
-    if found is None:
-        return None
-    async with conn.app.state.sessionmaker() as db:
-        auth = await load_auth(db, *found, conn.app.state.settings)
-    if auth is None:
-        return None
+async def stream_principal(request: Request) -> Principal:
+    """The update stream's dependency: `current_auth` on a session of its own.
+
+    A dependency with `yield` (`get_db`) is closed only when the response ends, which for the
+    stream is hours later: the stream would hold a database connection all that time. So the
+    session here is opened and closed around the look-up. Same cookie or bearer token, same
+    `401` as every route.
+    """
+    async with request.app.state.sessionmaker() as db:
+        auth = await current_auth(request, db)
     return principal_for(auth.user.id, auth.login.public_id, list(auth.tenants))
+
+
+StreamPrincipal = Annotated[Principal, Depends(stream_principal)]

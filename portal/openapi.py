@@ -1,8 +1,8 @@
-"""The OpenAPI schema, plus what FastAPI cannot see: the update stream and its frames, the
-answers of FastAPI's own body parsing, and how each operation authenticates.
+"""The OpenAPI schema, plus what FastAPI cannot see: the answers of FastAPI's own body parsing,
+and how each operation authenticates.
 
-The stream is refetch's plain ASGI endpoint, so it is described here by hand; its frames
-reference `UpdateType`, which makes the update types one enum for the TypeScript client.
+The update stream describes itself (`refetch.fastapi`: its events, parameters and refusals);
+`UpdateType` is added as a component, so the TypeScript client has the update types as one enum.
 Security is read from the code: an operation whose dependencies include `current_auth` takes
 the bearer token or the session cookie, and with the cookie a mutation also needs the CSRF
 header (`portal/auth.py`).
@@ -16,12 +16,12 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .auth import COOKIE_NAME, CSRF_HEADER, SAFE_METHODS, current_auth
 from .schemas import Error
-from .updates import STREAM_FRAMES, UpdateType
+from .updates import UpdateType
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 SECURITY_SCHEMES = {
@@ -88,56 +88,16 @@ def custom_openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    models: list[type[BaseModel]] = [*STREAM_FRAMES, Error]
+    models: list[type[BaseModel]] = [Error]
     _, definitions = models_json_schema(
         [(model, "serialization") for model in models],
         ref_template="#/components/schemas/{model}",
     )
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(definitions.get("$defs", {}))
-    schema["paths"]["/api/updates"] = {
-        "get": {
-            "operationId": "streamUpdates",
-            "tags": ["updates"],
-            "summary": "The one update stream (Server-Sent Events, refetch protocol v1)",
-            "description": (
-                "Frames: `hello` (HelloFrame), `invalidate` (InvalidateFrame), `resync` "
-                "(ResyncFrame), `ping`. Resume with the `Last-Event-ID` header or `lastEventId`."
-            ),
-            "parameters": [
-                {
-                    "name": "types",
-                    "in": "query",
-                    "required": False,
-                    "description": "Comma-separated update types; default: all.",
-                    "schema": {"type": "string"},
-                    "example": ",".join(t.value for t in list(UpdateType)[:2]),
-                },
-                {
-                    "name": "lastEventId",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "required": False,
-                    "schema": {"type": "string"},
-                },
-            ],
-            "responses": {
-                "200": {
-                    "description": "The stream",
-                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                },
-                "400": _error("Unknown update type (the body lists the known ones)"),
-                "401": _error("Not signed in"),
-                "403": _error("An update type the caller may not watch"),
-                "503": _error("The server is starting, draining, or lost its backend"),
-            },
-        }
-    }
+    schemas["UpdateType"] = TypeAdapter(UpdateType).json_schema()
+    # The stream's 401 is the portal's own (current_auth's), like every route's.
+    schema["paths"]["/api/updates"]["get"]["responses"]["401"] = _error("Not signed in")
     _declare_security_and_bodies(schema, authenticated_operations(app) | {"streamUpdates"})
     schema.setdefault("tags", []).extend(
         {"name": t.value, "description": f"Routes whose data the `{t.value}` update refreshes."}

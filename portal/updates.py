@@ -11,7 +11,6 @@ import inspect
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel, Field
 
 from refetch import Principal, UpdateService
 from refetch.routes import Context, DeclaredRoute
@@ -94,36 +93,3 @@ def create_update_service(settings: Settings) -> UpdateService:
         close_on_signals=settings.close_on_signals,
         **kwargs,
     )
-
-
-# -- the stream's frames, for the OpenAPI schema (the endpoint itself is refetch's) ----------
-
-
-class TypeUpdate(BaseModel):
-    type: UpdateType
-    keys: list[str] | None = Field(
-        default=None, description="Changed keys; absent means the whole type changed."
-    )
-
-
-class InvalidateFrame(BaseModel):
-    """`event: invalidate`: refetch what these updates name."""
-
-    updates: list[TypeUpdate]
-
-
-class HelloFrame(BaseModel):
-    """`event: hello`: the first frame of every stream."""
-
-    cursor: str
-    heartbeat: float
-    types: list[UpdateType]
-
-
-class ResyncFrame(BaseModel):
-    """`event: resync`: the server cannot tell what was missed; refetch everything shown."""
-
-    reason: str
-
-
-STREAM_FRAMES: list[type[BaseModel]] = [HelloFrame, InvalidateFrame, ResyncFrame, TypeUpdate]

@@ -79,6 +79,17 @@ async def test_the_update_stream_itself_is_not_stamped(app: App) -> None:
         assert "refetch-cursor" not in r.headers
 
 
+async def test_the_streams_own_refusals_are_not_stamped_either(app: App) -> None:
+    # A cursor says "the data of this answer was read at": a refusal carries no data.
+    async with httpx.AsyncClient() as http:
+        refused = await http.get(f"{app.url}/api/updates", params={"types": "nope"})
+        not_get = await http.post(f"{app.url}/api/updates")
+    assert refused.status_code == 400
+    assert not_get.status_code == 405
+    assert "refetch-cursor" not in refused.headers
+    assert "refetch-cursor" not in not_get.headers
+
+
 async def test_a_change_during_the_read_is_replayed_from_the_responses_cursor(
     app: App, service: UpdateService
 ) -> None:

@@ -12,6 +12,9 @@ before the fence changes that, and only this way:
     <!-- snippet: fragment: REASON -->  an excerpt that cannot run alone: only compiled, as the
                                          body of an ``async def`` (so await/yield/return parse)
     <!-- snippet: signature: REASON --> not Python syntax (a signature listing): not compiled
+    <!-- snippet: typed -->              also passes ``mypy --strict`` on its own, after
+                                         tests/snippets/typed_prelude.py (combine with the others:
+                                         "continues; typed"): the recipes a typed app copies
 
 A failure names the Markdown file and the line of the fence; tracebacks point into the ``.md``.
 """
@@ -46,6 +49,7 @@ class Block:
     continues: bool = False
     fragment: str | None = None
     signature: str | None = None
+    typed: bool = False
 
     @property
     def where(self) -> str:
@@ -65,6 +69,8 @@ def parse_marker(text: str, where: str) -> dict[str, object]:
         key, equals, value = (x.strip() for x in part.partition("="))
         if key == "continues" and not equals:
             options["continues"] = True
+        elif key == "typed" and not equals:
+            options["typed"] = True
         elif key == "harness" and value:
             if not (ROOT / "tests" / "snippets" / f"{value}.py").exists():
                 raise ValueError(f"{where}: no harness tests/snippets/{value}.py")
@@ -110,6 +116,7 @@ def blocks_of(path: Path) -> list[Block]:
                     bool(options.get("continues")),
                     options.get("fragment"),  # type: ignore[arg-type]
                     options.get("signature"),  # type: ignore[arg-type]
+                    bool(options.get("typed")),
                 )
             )
         i = end + 1
@@ -200,3 +207,30 @@ def test_snippet(block: Block) -> None:
             f"alone, {HOW}\n{result.stderr[-4000:]}",
             pytrace=False,
         )
+
+
+TYPED = [b for b in BLOCKS if b.typed]
+
+
+def test_typed_recipes_pass_mypy_strict(tmp_path: Path) -> None:
+    """The recipes a typed app copies (marked ``typed``) pass ``mypy --strict`` as written:
+    ``app = refetch.mount(app, ...)`` keeps the app's type, the FastAPI form's decorator and
+    return type check."""
+    assert {b.path for b in TYPED} >= {"docs/server.md"}
+    prelude = (ROOT / "tests" / "snippets" / "typed_prelude.py").read_text()
+    files = []
+    for n, block in enumerate(TYPED):
+        path = tmp_path / f"recipe_{n}.py"
+        path.write_text(prelude + "\n" + block.source)
+        files.append((path, block))
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", *(str(p) for p, _ in files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = result.stdout
+    for path, block in files:  # name the doc, not the temporary file
+        report = report.replace(str(path), block.where + " (after the prelude)")
+    assert result.returncode == 0, report

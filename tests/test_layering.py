@@ -36,6 +36,7 @@ FACES = frozenset(
         "refetch.metrics",
         "refetch.cli",
         "refetch.client",
+        "refetch.fastapi",
         "refetch.routes",
         "refetch.testing",
     }

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from .._hub.front import UpdateService
 from .._types import ASGIApp, Message, Receive, Scope, Send
+from .endpoint import ANSWERED_BY_ENDPOINT
 
 CURSOR_HEADER = b"refetch-cursor"
 
@@ -18,15 +19,16 @@ CURSOR_HEADER = b"refetch-cursor"
 class CursorHeaderMiddleware:
     """ASGI middleware stamping ``Refetch-Cursor: <service.cursor>`` on every HTTP response.
 
-    The cursor is taken when the request arrives, before the handler reads its data: a change
-    committed while the handler runs is then newer than the cursor and is replayed (at worst
-    one fetch too many, never one too few). The update stream's own responses are left alone.
-    Cross-origin clients need ``Access-Control-Expose-Headers: Refetch-Cursor`` to read it.
+        The cursor is taken when the request arrives, before the handler reads its data: a change
+        committed while the handler runs is then newer than the cursor and is replayed (at worst
+        one fetch too many, never one too few). The update stream's own responses (the stream and
+    the endpoint's refusals) are left alone.
+        Cross-origin clients need ``Access-Control-Expose-Headers: Refetch-Cursor`` to read it.
 
-    ``when(scope)``, if given, is asked as the response starts (the app has run by then, so
-    it can look at what the app left in ``scope["state"]``); the header is stamped only if it
-    returns true. The cursor counts every change of every audience, so an app with tenants
-    passes e.g. "the request was authenticated" and anonymous answers do not carry it.
+        ``when(scope)``, if given, is asked as the response starts (the app has run by then, so
+        it can look at what the app left in ``scope["state"]``); the header is stamped only if it
+        returns true. The cursor counts every change of every audience, so an app with tenants
+        passes e.g. "the request was authenticated" and anonymous answers do not carry it.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class CursorHeaderMiddleware:
                     name.lower() == b"content-type" and value.startswith(b"text/event-stream")
                     for name, value in headers
                 )
+                is_stream = is_stream or scope.get(ANSWERED_BY_ENDPOINT, False)
                 if not is_stream and (self.when is None or self.when(scope)):
                     headers = [(n, v) for n, v in headers if n.lower() != CURSOR_HEADER]
                     headers.append((CURSOR_HEADER, cursor))

@@ -16,7 +16,8 @@ from .._hub.front import UpdateService
 from .._hub.not_started import NOT_STARTED_FIX
 from .._log import stream_closed, stream_opened, stream_rejected
 from .._types import Receive, Scope, Send
-from .request import Refusal, RequestReader
+from .fast_path import SCOPE_KEY, ServerSide
+from .request import Refusal, RequestReader, StreamRequest
 
 #: Ends after which the client's socket is no use: a write failed, or the client stopped
 #: reading.
@@ -25,6 +26,10 @@ _CUT = ("send failed", "slow")
 #: the loop after an abort; where refetch cannot abort (not uvicorn, or middleware wrapped
 #: ``receive``) a client that stopped reading may never go, and the server closes it.
 CUT_GRACE = 1.0
+#: Set in the scope of every request the endpoint answers (stream or refusal), so that
+#: ``CursorHeaderMiddleware`` leaves its answers alone: a cursor means "the data of this
+#: response was read at", and a refusal carries no data.
+ANSWERED_BY_ENDPOINT = "refetch.endpoint"
 
 
 def _stream_headers() -> list[tuple[bytes, bytes]]:
@@ -52,17 +57,40 @@ class UpdatesEndpoint:
 
     ``authenticate(scope)`` (sync or async) returns the client's ``Principal`` or
     ``None`` for 401. Without it every client is anonymous: it sees updates sent to
-    everyone, never those with an ``audience``.
+    everyone, never those with an ``audience``. ``challenge`` (e.g. ``"Bearer"``), for an
+    app that takes an ``Authorization`` header, is the 401's ``WWW-Authenticate``.
     """
 
-    def __init__(self, service: UpdateService, *, authenticate: Authenticate | None = None) -> None:
+    def __init__(
+        self,
+        service: UpdateService,
+        *,
+        authenticate: Authenticate | None = None,
+        challenge: str | None = None,
+    ) -> None:
         self.service = service
         self.authenticate = authenticate
         self._reader = RequestReader(service.types)
+        # The 401 names the credentials the app takes: a cookie-only app says nothing of
+        # bearer tokens, and only an app that takes an Authorization header challenges.
+        self._unauthorized: tuple[dict[str, object], list[tuple[bytes, bytes]]] = (
+            {"error": "unauthorized", "detail": "sign in to open the update stream"},
+            [],
+        )
+        if challenge is not None:
+            self._unauthorized = (
+                {
+                    "error": "unauthorized",
+                    "detail": f"sign in to open the update stream (Authorization: {challenge} "
+                    "credentials, or the app's session)",
+                },
+                [(b"www-authenticate", challenge.encode("latin-1"))],
+            )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             raise RuntimeError(f"UpdatesEndpoint serves HTTP, not {scope['type']!r}")
+        scope[ANSWERED_BY_ENDPOINT] = True
         if scope["method"] != "GET":
             await _json(
                 scope,
@@ -79,22 +107,47 @@ class UpdatesEndpoint:
         if isinstance(request, Refusal):
             await _json(scope, send, 400, request.body())
             return
-        requested = request.types
 
         authenticated_at = asyncio.get_running_loop().time()
         principal = await self._authenticate(scope)
         if principal is None:
-            await _json(
-                scope,
-                send,
-                401,
-                {
-                    "error": "unauthorized",
-                    "detail": "sign in (session cookie or bearer token) to open the stream",
-                },
-                [(b"www-authenticate", b"Bearer")],
-            )
+            await _json(scope, send, 401, *self._unauthorized)
             return
+        await self._serve(scope, receive, send, request, principal, authenticated_at)
+
+    async def open(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal,
+        authenticated_at: float | None = None,
+    ) -> None:
+        """The stream for a principal the app authenticated itself (``refetch.fastapi``).
+
+        ``authenticated_at`` is the loop time the principal was looked up at, so that a
+        ``reauthorize()`` since then wins.
+        """
+        scope[ANSWERED_BY_ENDPOINT] = True
+        if not self.service.running:
+            await self._unavailable(scope, send)
+            return
+        request = self._reader.read(scope)
+        if isinstance(request, Refusal):
+            await _json(scope, send, 400, request.body())
+            return
+        await self._serve(scope, receive, send, request, principal, authenticated_at)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request: StreamRequest,
+        principal: Principal,
+        authenticated_at: float | None,
+    ) -> None:
+        requested = request.types
         allowed = self.service.allowed_types(principal)
         forbidden = [t for t in self.service.types if t in requested and t not in allowed]
         if forbidden:
@@ -127,8 +180,13 @@ class UpdatesEndpoint:
 
         last_event_id = request.last_event_id
         await send({"type": "http.response.start", "status": 200, "headers": _stream_headers()})
+        # Behind refetch.mount the frames skip the app's stack once the start is on the wire.
+        server: ServerSide | None = scope.get(SCOPE_KEY)
+        frames_send = send if server is None else await server.frames_send(send)
         try:
-            conn = self.service.attach(send, principal, types, last_event_id, authenticated_at)
+            conn = self.service.attach(
+                frames_send, principal, types, last_event_id, authenticated_at
+            )
         except ServiceClosed:  # closed while the headers were on their way
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -146,7 +204,7 @@ class UpdatesEndpoint:
                 # that is what uvicorn logs at ERROR ("ASGI callable returned without
                 # completing response"), for what is only a client that went away or
                 # stopped reading.
-                abort_receiving(receive)
+                abort_receiving(receive if server is None else server.receive)
                 await asyncio.wait((watcher,), timeout=CUT_GRACE)
         finally:
             watcher.cancel()

@@ -1,77 +1,51 @@
-"""The stream in front of the middleware stack: ``app = mount(app, "/api/updates", endpoint)``.
+"""The stream's fast path: ``app = refetch.mount(app, "/api/updates", endpoint)``.
 
 Starlette and FastAPI wrap ``send`` in their own middleware (``ServerErrorMiddleware``,
-``ExceptionMiddleware``) and in every middleware the app adds, so a stream routed inside
-the app writes each frame through that chain of ``send`` calls, and the hub's direct
-write to uvicorn's transport never engages. ``mount`` answers the stream's path before
-any of that: the endpoint gets the server's own ``send``, and every other request goes
-to the app untouched. The stream then skips what the stack would have done to it (CORS
-headers, session cookies, request ids, exception handlers); the one thing a browser
-needs from that list, CORS, ``mount`` can add itself (``allow_origins=``).
+``ExceptionMiddleware``) and in every middleware the app adds, so a stream routed inside the
+app writes each frame through that chain of ``send`` calls, and the hub's direct write to
+uvicorn's transport never engages. ``mount`` keeps the stream inside the app (its handshake goes
+through every layer: sessions, authentication, CORS, cookies, request ids, exception handlers)
+and puts a ``StreamMount`` outside the whole stack, which hands the endpoint the server's own
+``send`` for the frames once the response start is on the wire (fast_path.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .._exceptions import ConfigurationError
-from .._fanout.send import StartHeaders
 from .._types import ASGIApp, Receive, Scope, Send
+from .fast_path import SCOPE_KEY, ServerSide
+
+AppT = TypeVar("AppT")
 
 
 class StreamMount:
-    """An ASGI app: ``GET path`` goes to ``endpoint``, everything else to ``app``.
+    """ASGI middleware, outermost: requests to ``path`` get the server's own ``send`` in the
+    scope for their frames (``UpdatesEndpoint`` uses it), and go through ``app`` as usual.
 
-    Attribute access falls through to ``app``, so ``app.state``, ``app.include_router``
-    and the like still work on the returned object. Requests other than ``GET`` on the
-    path (a CORS preflight ``OPTIONS``, say) go to ``app`` too, so its CORS middleware
-    still answers them.
+    ``refetch.mount`` installs it in a Starlette or FastAPI app; wrap any other ASGI app in it
+    by hand (``StreamMount(app, "/api/updates")``) with the endpoint routed inside ``app``.
+    Attribute access falls through to ``app``.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        path: str,
-        endpoint: ASGIApp,
-        *,
-        allow_origins: Iterable[str] = (),
-        allow_credentials: bool = False,
-    ) -> None:
-        if not path.startswith("/") or (path != "/" and path.endswith("/")):
-            raise ConfigurationError(
-                f"mount path must start with '/' and not end with one, e.g. '/api/updates'; "
-                f"got {path!r}"
-            )
-        if isinstance(allow_origins, str):
-            raise ConfigurationError(
-                f"allow_origins takes a list of origins, e.g. [{allow_origins!r}]"
-            )
-        origins = frozenset(allow_origins)
-        if allow_credentials and "*" in origins:
-            raise ConfigurationError(
-                "allow_origins=['*'] with allow_credentials=True: browsers refuse a wildcard "
-                "on credentialed requests; list the origins instead"
-            )
+    def __init__(self, app: ASGIApp, path: str) -> None:
+        _check_path(path)
         self.app = app
         self.path = path
-        self.endpoint = endpoint
-        self.allow_origins = origins
-        self.allow_credentials = allow_credentials
 
     def __getattr__(self, name: str) -> Any:
         # Only called for names StreamMount itself lacks: the app's own API.
         return getattr(self.__dict__["app"], name)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or not self._matches(scope):
+        if scope["type"] != "http" or not self._matches(scope):
             await self.app(scope, receive, send)
             return
-        # Starlette sets scope["app"] on the way in; authenticate() may read
-        # request.app.state (the portal does), so it must be there on this path too.
-        scope.setdefault("app", self.app)
-        headers = self._cors(scope)
-        await self.endpoint(scope, receive, send if not headers else StartHeaders(send, headers))
+        server = ServerSide(send, receive)
+        scope[SCOPE_KEY] = server
+        await self.app(scope, receive, server.tap)
 
     def _matches(self, scope: Scope) -> bool:
         path: str = scope["path"]
@@ -80,46 +54,54 @@ class StreamMount:
         root: str = scope.get("root_path", "")
         return bool(root) and path.startswith(root) and path[len(root) :] == self.path
 
-    def _cors(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        """What ``CORSMiddleware`` would add to the stream's answer for this request."""
-        if not self.allow_origins:
-            return []
-        origin = None
-        for name, value in scope.get("headers", ()):
-            if name == b"origin":
-                origin = value
-                break
-        if origin is None:
-            return []
-        # The same answer as Starlette's: the origin echoed when listed, nothing for
-        # others, and the credentials flag and Vary either way.
-        headers = []
-        if "*" in self.allow_origins:
-            headers.append((b"access-control-allow-origin", b"*"))
-        elif origin.decode("latin-1") in self.allow_origins:
-            headers.append((b"access-control-allow-origin", origin))
-        if self.allow_credentials:
-            headers.append((b"access-control-allow-credentials", b"true"))
-        headers.append((b"vary", b"Origin"))
-        return headers
+
+def _check_path(path: str) -> None:
+    if not path.startswith("/") or (path != "/" and path.endswith("/")):
+        raise ConfigurationError(
+            f"mount path must start with '/' and not end with one, e.g. '/api/updates'; "
+            f"got {path!r}"
+        )
 
 
 def mount(
-    app: ASGIApp,
+    app: AppT,
     path: str,
-    endpoint: ASGIApp,
+    endpoint: ASGIApp | None = None,
     *,
-    allow_origins: Iterable[str] = (),
-    allow_credentials: bool = False,
-) -> StreamMount:
-    """Serve ``endpoint`` at ``path`` in front of ``app`` and all of its middleware.
+    allow_origins: object = None,
+    allow_credentials: object = None,
+) -> AppT:
+    """Put the stream at ``path`` on the fast path of a Starlette or FastAPI ``app``; returns it.
 
-    ``app = refetch.mount(app, "/api/updates", UpdatesEndpoint(updates))`` after the app
-    is built (routes and middleware added), and serve the returned object. With
-    ``allow_origins`` the stream answers a listed ``Origin`` with
-    ``Access-Control-Allow-Origin`` (and ``-Allow-Credentials`` when
-    ``allow_credentials``), as ``CORSMiddleware`` with the same settings would.
+    With ``endpoint`` (an ``UpdatesEndpoint``) the route is added too (any method: the endpoint
+    answers all but ``GET`` with its JSON ``405``); without it, ``path`` is the app's own route
+    (the FastAPI form, ``refetch.fastapi``). The request goes through every middleware of the
+    app; only the frames skip them. Call it before the app serves its first request.
     """
-    return StreamMount(
-        app, path, endpoint, allow_origins=allow_origins, allow_credentials=allow_credentials
-    )
+    if allow_origins is not None or allow_credentials is not None:
+        raise ConfigurationError(
+            "mount() no longer takes allow_origins/allow_credentials: the stream goes through "
+            "the app's own CORSMiddleware now, so configure CORS there once and drop them here"
+        )
+    build: Callable[[], ASGIApp] | None = getattr(app, "build_middleware_stack", None)
+    if build is None or not hasattr(app, "add_route"):
+        raise ConfigurationError(
+            f"refetch.mount() installs itself in a Starlette or FastAPI app, not in "
+            f"{type(app).__name__}: route the endpoint inside your app and serve "
+            f"refetch.StreamMount(app, {path!r}) instead"
+        )
+    if getattr(app, "middleware_stack", None) is not None:
+        raise ConfigurationError(
+            "refetch.mount() after the app started serving: call it where the app is built"
+        )
+    _check_path(path)
+    if endpoint is not None:
+        app.add_route(path, endpoint)
+
+    def build_with_fast_path() -> ASGIApp:
+        return StreamMount(build(), path)
+
+    # Starlette builds its stack lazily, on the first request, from
+    # ``self.build_middleware_stack()``: middleware added until then is inside the mount.
+    app.build_middleware_stack = build_with_fast_path  # type: ignore[attr-defined]
+    return app

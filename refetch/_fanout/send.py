@@ -19,7 +19,7 @@ import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any, cast
 
-from .._types import Message, Send
+from .._types import Send
 
 _library: contextvars.ContextVar[str | None] | None
 try:
@@ -75,22 +75,3 @@ class _Resumed:
                     to_yield = self.coro.send(sent)
                 except StopIteration:
                     return
-
-
-class StartHeaders:
-    """``send`` with headers appended to the response start; other messages pass as they are.
-
-    Body messages reach ``body_send`` unchanged, which is what lets the hub's direct
-    write (``uvicorn.py`` beside this module) treat this like the server's own ``send``.
-    """
-
-    __slots__ = ("body_send", "headers")
-
-    def __init__(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
-        self.body_send = send
-        self.headers = headers
-
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *self.headers]
-        await self.body_send(message)

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from .._types import Receive, Send
-from .send import StartHeaders
 
 #: uvicorn releases whose httptools cycle was checked to match what ``write_direct`` writes.
 KNOWN_VERSIONS = ("0.54",)
@@ -29,8 +28,6 @@ _FIELDS = ("transport", "flow", "disconnected", "chunked_encoding", "response_co
 
 def uvicorn_cycle(send: Send) -> Any:
     """uvicorn's request cycle behind ``send``, or None when ``send`` is not uvicorn's own."""
-    if isinstance(send, StartHeaders):  # refetch.mount's: body messages pass unchanged
-        send = send.body_send
     cycle: Any = getattr(send, "__self__", None)
     if type(cycle).__module__ != _MODULE:
         return None

@@ -26,10 +26,25 @@ def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def test_update_types_are_one_enum_in_the_schema(schema: dict[str, Any]) -> None:
     enum = schema["components"]["schemas"]["UpdateType"]
     assert enum["enum"] == [t.value for t in UpdateType]
-    update = schema["components"]["schemas"]["TypeUpdate"]
-    assert update["properties"]["type"] == {"$ref": "#/components/schemas/UpdateType"}
-    assert "InvalidateFrame" in schema["components"]["schemas"]
-    assert "/api/updates" in schema["paths"]
+
+
+def test_the_stream_is_listed_with_its_events(schema: dict[str, Any]) -> None:
+    stream = schema["paths"]["/api/updates"]["get"]
+    assert stream["operationId"] == "streamUpdates"
+    events = stream["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
+    assert events["properties"]["event"]["enum"] == ["hello", "invalidate", "resync", "ping"]
+    invalidate = next(
+        e for e in events["oneOf"] if e["properties"]["event"]["const"] == "invalidate"
+    )
+    entry = invalidate["properties"]["data"]["contentSchema"]["properties"]["updates"]["items"]
+    assert entry["properties"]["type"]["enum"] == [t.value for t in UpdateType]
+    # Refetch's own refusals; the 401 is the portal's, as on every route.
+    assert stream["responses"]["403"]["content"]["application/json"]["schema"]["properties"][
+        "error"
+    ]["enum"] == ["forbidden_type"]
+    assert stream["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }
 
 
 def test_every_operation_has_a_unique_id_and_an_update_type_tag(schema: dict[str, Any]) -> None:
@@ -86,6 +101,8 @@ def test_every_error_status_the_server_answers_is_declared_with_a_body(
         if "requestBody" in op:  # FastAPI's own answer to a body that is not UTF-8
             assert "400" in op["responses"], (path, method)
         for code in ("400", "401", "403", "404", "409", "429"):
+            if path == "/api/updates" and code in ("400", "403"):
+                continue  # the stream's own refusals (refetch's body, checked above)
             if code in op["responses"]:
                 content = op["responses"][code]["content"]["application/json"]
                 # 429 also says how long to wait (TooManyRequests: detail + retry_after).

@@ -18,11 +18,17 @@ ALICE, BOB, CAROL = "alice@acme.test", "bob@acme.test", "carol@globex.test"
 async def test_stream_needs_the_session(portal: PortalHandle) -> None:
     async with httpx.AsyncClient(base_url=portal.url) as http:
         r = await http.get("/api/updates")
-        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        # The portal's own 401 (current_auth's), as on every route.
+        assert r.status_code == 401 and r.json()["detail"].startswith("not signed in")
+        assert r.headers["www-authenticate"] == "Bearer"
         r = await http.get("/api/updates", headers={"Authorization": "Bearer forged"})
         assert r.status_code == 401
+        # The app's dependencies run first: a stranger learns nothing of the types.
         r = await http.get("/api/updates?types=nope", headers={"Authorization": "Bearer x"})
-        assert r.status_code == 400 and "projects" in r.json()["known"]
+        assert r.status_code == 401
+    bob = await portal.client(BOB)
+    r = await bob.get("/api/updates?types=nope")
+    assert r.status_code == 400 and "projects" in r.json()["known"]
 
 
 async def test_the_cookie_opens_the_stream_too(portal: PortalHandle) -> None:

@@ -524,7 +524,7 @@ export const changeMemberRole = <ThrowOnError extends boolean = false>(options: 
 /**
  * The one update stream (Server-Sent Events, refetch protocol v1)
  *
- * Frames: `hello` (HelloFrame), `invalidate` (InvalidateFrame), `resync` (ResyncFrame), `ping`. Resume with the `Last-Event-ID` header or `lastEventId`.
+ * Resume with the `Last-Event-ID` header or `lastEventId=`.
  */
 export const streamUpdates = <ThrowOnError extends boolean = false>(options?: Options<StreamUpdatesData, ThrowOnError, StreamUpdatesResponse>) => (options?.client ?? client).sse.get<StreamUpdatesResponses, StreamUpdatesErrors, ThrowOnError>({
     security: [{ scheme: 'bearer', type: 'http' }, {

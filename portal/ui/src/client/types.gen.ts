@@ -109,26 +109,6 @@ export type HttpValidationError = {
 };
 
 /**
- * HelloFrame
- *
- * `event: hello`: the first frame of every stream.
- */
-export type HelloFrame = {
-    /**
-     * Cursor
-     */
-    cursor: string;
-    /**
-     * Heartbeat
-     */
-    heartbeat: number;
-    /**
-     * Types
-     */
-    types: Array<UpdateType>;
-};
-
-/**
  * Image
  */
 export type Image = {
@@ -250,18 +230,6 @@ export type InstanceCreate = {
  * InstanceStatus
  */
 export type InstanceStatus = 'provisioning' | 'running' | 'stopping' | 'stopped' | 'starting' | 'deleting';
-
-/**
- * InvalidateFrame
- *
- * `event: invalidate`: refetch what these updates name.
- */
-export type InvalidateFrame = {
-    /**
-     * Updates
-     */
-    updates: Array<TypeUpdate>;
-};
 
 /**
  * Invitation
@@ -555,18 +523,6 @@ export type ProjectUpdate = {
 };
 
 /**
- * ResyncFrame
- *
- * `event: resync`: the server cannot tell what was missed; refetch everything shown.
- */
-export type ResyncFrame = {
-    /**
-     * Reason
-     */
-    reason: string;
-};
-
-/**
  * Role
  */
 export type Role = 'admin' | 'member' | 'viewer';
@@ -602,19 +558,6 @@ export type TooManyRequests = {
      * Seconds to wait before trying again.
      */
     retry_after: number;
-};
-
-/**
- * TypeUpdate
- */
-export type TypeUpdate = {
-    /**
-     * Keys
-     *
-     * Changed keys; absent means the whole type changed.
-     */
-    keys?: Array<string> | null;
-    type: UpdateType;
 };
 
 /**
@@ -1956,9 +1899,12 @@ export type StreamUpdatesData = {
     path?: never;
     query?: {
         /**
-         * Comma-separated update types; default: all.
+         * Comma-separated update types; default: every type the caller may see
          */
         types?: string;
+        /**
+         * Resume after this cursor (the Last-Event-ID header wins)
+         */
         lastEventId?: string;
     };
     url: '/api/updates';
@@ -1966,9 +1912,13 @@ export type StreamUpdatesData = {
 
 export type StreamUpdatesErrors = {
     /**
-     * Unknown update type (the body lists the known ones)
+     * A malformed request: unknown or malformed types=, a cursor or query string too long
      */
-    400: Error;
+    400: {
+        detail: string;
+        error: 'unknown_type' | 'malformed_types' | 'cursor_too_long' | 'query_too_long';
+        [key: string]: unknown;
+    };
     /**
      * Not signed in
      */
@@ -1976,18 +1926,26 @@ export type StreamUpdatesErrors = {
     /**
      * An update type the caller may not watch
      */
-    403: Error;
+    403: {
+        detail: string;
+        error: 'forbidden_type';
+        [key: string]: unknown;
+    };
     /**
-     * The server is starting, draining, or lost its backend
+     * The server is starting, draining, or cannot confirm permissions (its broker is away)
      */
-    503: Error;
+    503: {
+        detail: string;
+        error: 'not_started' | 'draining' | 'unconfirmed';
+        [key: string]: unknown;
+    };
 };
 
 export type StreamUpdatesError = StreamUpdatesErrors[keyof StreamUpdatesErrors];
 
 export type StreamUpdatesResponses = {
     /**
-     * The stream
+     * The update stream (Server-Sent Events, refetch protocol v1)
      */
     200: string;
 };
