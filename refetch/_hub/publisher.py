@@ -10,12 +10,13 @@ no replay log and no connections. See docs/frameworks.md.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import enum
 import os
 import threading
 import warnings
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine, Iterable, Iterator
 from typing import Any, TypeVar
 
 from .._codec import encode_entry
@@ -126,18 +127,9 @@ class Publisher:
         payload = self._payload(type, key, audience)
         coro = self._publish(payload)
         future = asyncio.run_coroutine_threadsafe(coro, self._ensure_loop(coro))
-        try:
+        with self._publish_errors(future):
             async with asyncio.timeout(self.timeout):
                 positions = await asyncio.wrap_future(future)
-        except TimeoutError:
-            future.cancel()
-            raise PublishError(
-                f"the backend at {self.url} did not take the update within {self.timeout:g}s"
-            ) from None
-        except RefetchError:
-            raise
-        except Exception as exc:
-            raise PublishError(f"cannot publish to {self.url}: {exc!r}") from exc
         return str(Cursor(self._epoch or "", positions[0]))  # set by the publish
 
     def _payload(
@@ -164,8 +156,14 @@ class Publisher:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         loop = self._ensure_loop(coro)
         future = asyncio.run_coroutine_threadsafe(coro, loop)
-        try:
+        with self._publish_errors(future):
             return future.result(self.timeout)
+
+    @contextlib.contextmanager
+    def _publish_errors(self, future: concurrent.futures.Future[Any]) -> Iterator[None]:
+        """What a publish raises, from either side of the thread boundary: ``PublishError``."""
+        try:
+            yield
         except TimeoutError:
             future.cancel()
             raise PublishError(
