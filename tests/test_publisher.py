@@ -21,6 +21,7 @@ from refetch import (
     BackendUnavailable,
     ConfigurationError,
     Publisher,
+    PublishError,
     ServiceClosed,
     UnknownUpdateType,
     UpdatesEndpoint,
@@ -233,3 +234,27 @@ async def test_publish_on_a_never_started_service_names_publisher() -> None:
     service = UpdateService(TYPES)
     with pytest.raises(ServiceClosed, match=r"refetch\.Publisher"):
         await service.publish("projects")
+
+
+async def test_a_broker_that_never_answers_is_a_publish_error_from_both_sides() -> None:
+    # A TCP peer that accepts and stays silent: the driver waits, the Publisher's timeout ends
+    # it, and both the blocking and the async form say so as PublishError, naming the URL.
+    silent: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0?stream=silent"
+    publisher = Publisher(url, types=["projects"], timeout=0.5)
+    try:
+        with pytest.raises(PublishError, match=f"127.0.0.1:{port}.*did not take the update"):
+            await publisher.publish("projects")
+        with pytest.raises(PublishError, match=f"127.0.0.1:{port}.*did not take the update"):
+            await asyncio.to_thread(publisher.notify, "projects")
+    finally:
+        publisher.close()
+        for writer in silent:
+            writer.close()
+        server.close()
