@@ -18,6 +18,7 @@ export {
   type StreamStatus,
   type Update,
   type UpdateEvent,
+  type UpdateKey,
   type UpdateListener,
   type UpdateSource,
   type UpdateType,
@@ -32,3 +33,4 @@ export {
   type SharedStreamOptions,
 } from "./stream/shared.js";
 export { UpdateStream, type HeadersOption, type StreamLogger, type UpdateStreamOptions } from "./stream/stream.js";
+export type { Watched } from "./watch.js";

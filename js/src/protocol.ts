@@ -1,5 +1,6 @@
 // Wire protocol v1 (see docs/js.md and the server's DESIGN): the frames a refetch server sends and
 // the events this package hands to its listeners.
+import type { Watched } from "./watch.js";
 
 /**
  * Augment to narrow update types everywhere in this package:
@@ -14,6 +15,17 @@
 export interface Register {}
 
 export type UpdateType = Register extends { updateType: infer T extends string } ? T : string;
+
+/**
+ * The keys a tag or `useAutoRefetch(query, type, { keys })` may name for update type `T`. Augment
+ * `Register` with `updateKeys: { compute: "eu-1" | "us-1"; progress: never }` to check them: a
+ * type mapped to `never` takes no keys. Default (and for a type not in the map): string or number.
+ */
+export type UpdateKey<T extends string = UpdateType> = Register extends { updateKeys: infer M }
+  ? T extends keyof M
+    ? M[T] & (string | number)
+    : string | number
+  : string | number;
 
 /** One changed thing: a whole type, or only some keys of it. */
 export interface Update {
@@ -77,6 +89,12 @@ export interface UpdateSource {
   subscribe(listener: UpdateListener): () => void;
   onStatus(listener: StatusListener): () => void;
   onFrame(listener: FrameListener): () => void;
+  /**
+   * Says which keys this client shows (sent as `watch=` on the stream's URL, so the server polls
+   * only those); a change reconnects the stream from its cursor, at most once per `watchDelayMs`.
+   * Optional: a source without it simply watches whole types.
+   */
+  watch?(watched: Watched): void;
 }
 
 export function parseUpdates(data: unknown): Update[] | null {

@@ -6,7 +6,7 @@ import { useEffect, useRef, useSyncExternalStore, type ReactNode } from "react";
 
 import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } from "./invalidation/query-invalidator.js";
 import { tagsFor, type UpdateTag } from "./invalidation/tags.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
+import type { FrameLogEntry, StreamStatus, UpdateKey, UpdateSource, UpdateType } from "./protocol.js";
 import { connectLatest, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
 import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
@@ -59,9 +59,13 @@ export function UpdatesProvider({ children, ...options }: UpdatesProviderProps):
   return children;
 }
 
-export interface AutoRefetchOptions {
-  /** Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count. */
-  keys?: readonly (string | number)[];
+export interface AutoRefetchOptions<T extends UpdateType = UpdateType> {
+  /**
+   * Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count.
+   * While the query is shown, the stream watches these keys (`watch=`), so a keyed poller on
+   * demand polls them (docs/js.md, "Watched keys").
+   */
+  keys?: readonly UpdateKey<T>[];
   queryClient?: QueryClient;
 }
 
@@ -70,10 +74,10 @@ export interface AutoRefetchOptions {
  * refetch by itself: the app-wide invalidator does, once per burst for all components. The tags
  * stay on the query after the component unmounts, until the query leaves the cache.
  */
-export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }>(
+export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }, T extends UpdateType = UpdateType>(
   query: Q,
-  types: UpdateType | readonly UpdateType[],
-  options: AutoRefetchOptions = {},
+  types: T | readonly T[],
+  options: AutoRefetchOptions<T> = {},
 ): Q {
   const session = sessionFor(useQueryClient(options.queryClient));
   const signature = JSON.stringify(tagsFor(types, options.keys));

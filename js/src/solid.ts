@@ -6,7 +6,7 @@ import { focusManager, useQueryClient, type QueryClient } from "@tanstack/solid-
 import { createEffect, createSignal, onCleanup, splitProps, untrack, type Accessor, type JSX } from "solid-js";
 
 import { tagsFor } from "./invalidation/tags.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
+import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateKey, UpdateType } from "./protocol.js";
 import { connectLatest, sameIdentity, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
 import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
@@ -77,9 +77,13 @@ export function UpdatesProvider(props: UpdatesProviderProps): JSX.Element {
   return local.children;
 }
 
-export interface AutoRefetchOptions {
-  /** Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count. */
-  keys?: MaybeAccessor<readonly (string | number)[] | undefined>;
+export interface AutoRefetchOptions<T extends UpdateType = UpdateType> {
+  /**
+   * Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count.
+   * While the query is shown, the stream watches these keys (`watch=`), so a keyed poller on
+   * demand polls them (docs/js.md, "Watched keys").
+   */
+  keys?: MaybeAccessor<readonly UpdateKey<T>[] | undefined>;
   queryClient?: QueryClient;
 }
 
@@ -89,10 +93,10 @@ export interface AutoRefetchOptions {
  * app-wide invalidator does, once per burst for all components. The tags stay on the query after
  * the component unmounts, until the query leaves the cache.
  */
-export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }>(
+export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }, T extends UpdateType = UpdateType>(
   query: Q,
-  types: MaybeAccessor<UpdateType | readonly UpdateType[]>,
-  options: AutoRefetchOptions = {},
+  types: MaybeAccessor<T | readonly T[]>,
+  options: AutoRefetchOptions<T> = {},
 ): Q {
   const invalidator = sessionFor(useQueryClient(options.queryClient)).invalidator;
   createEffect(() => {

@@ -9,7 +9,7 @@ import { createSubscriber } from "svelte/reactivity";
 import { toStore } from "svelte/store";
 
 import { tagsFor } from "./invalidation/tags.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
+import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateKey, UpdateType } from "./protocol.js";
 import { connectLatest, sameIdentity, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
 import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
@@ -88,9 +88,13 @@ export function useSSEUpdates(options: MaybeGetter<UseSSEUpdatesOptions> = {}): 
   };
 }
 
-export interface AutoRefetchOptions {
-  /** Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count. */
-  keys?: MaybeGetter<readonly (string | number)[] | undefined>;
+export interface AutoRefetchOptions<T extends UpdateType = UpdateType> {
+  /**
+   * Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count.
+   * While the query is shown, the stream watches these keys (`watch=`), so a keyed poller on
+   * demand polls them (docs/js.md, "Watched keys").
+   */
+  keys?: MaybeGetter<readonly UpdateKey<T>[] | undefined>;
   queryClient?: QueryClient;
 }
 
@@ -100,10 +104,10 @@ export interface AutoRefetchOptions {
  * by itself: the app-wide invalidator does, once per burst for all components. The tags stay on
  * the query after the component is destroyed, until the query leaves the cache.
  */
-export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }>(
+export function useAutoRefetch<Q extends { refetch: (...args: never[]) => unknown }, T extends UpdateType = UpdateType>(
   query: Q,
-  types: MaybeGetter<UpdateType | readonly UpdateType[]>,
-  options: AutoRefetchOptions = {},
+  types: MaybeGetter<T | readonly T[]>,
+  options: AutoRefetchOptions<T> = {},
 ): Q {
   const invalidator = sessionFor(useQueryClient(options.queryClient)).invalidator;
   // query.refetch is the observer's own (bound) refetch: how the core finds its query.

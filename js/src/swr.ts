@@ -7,7 +7,7 @@ import { unstable_serialize, useSWRConfig, type BareFetcher, type Cache, type Mi
 
 import { KeyInvalidator, type KeyInvalidatorOptions } from "./invalidation/key-invalidator.js";
 import { tagsFor } from "./invalidation/tags.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
+import type { FrameLogEntry, StreamStatus, UpdateKey, UpdateSource, UpdateType } from "./protocol.js";
 import { connectLatest, streamIdentity } from "./session/adapter.js";
 import { sessionOf, UpdatesSession, type ConnectOptions } from "./session/session.js";
 
@@ -75,9 +75,13 @@ export function UpdatesProvider({ children, ...options }: UpdatesProviderProps):
   return children;
 }
 
-export interface AutoRefetchOptions {
-  /** Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count. */
-  keys?: readonly (string | number)[];
+export interface AutoRefetchOptions<T extends UpdateType = UpdateType> {
+  /**
+   * Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count.
+   * While the query is shown, the stream watches these keys (`watch=`), so a keyed poller on
+   * demand polls them (docs/js.md, "Watched keys").
+   */
+  keys?: readonly UpdateKey<T>[];
 }
 
 /**
@@ -87,7 +91,7 @@ export interface AutoRefetchOptions {
  * while no component shows it, it is only marked, and revalidated when one does. The tags stay
  * with the key for as long as the cache lives.
  */
-export function autoRefetch(types: UpdateType | readonly UpdateType[], options: AutoRefetchOptions = {}): Middleware {
+export function autoRefetch<T extends UpdateType = UpdateType>(types: T | readonly T[], options: AutoRefetchOptions<T> = {}): Middleware {
   const tags = tagsFor(types, options.keys);
   return (useSWRNext) =>
     (key, fetcher, config) => {

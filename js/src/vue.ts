@@ -15,7 +15,7 @@ import {
 } from "vue";
 
 import { tagsFor } from "./invalidation/tags.js";
-import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateType } from "./protocol.js";
+import type { FrameLogEntry, StreamStatus, UpdateSource, UpdateKey, UpdateType } from "./protocol.js";
 import { connectLatest, sameIdentity, streamIdentity, type AdapterConnectOptions } from "./session/adapter.js";
 import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/query-updates.js";
 
@@ -96,9 +96,13 @@ export function useSSEUpdates(
   return readonly(source) as Readonly<Ref<UpdateSource | null>>;
 }
 
-export interface AutoRefetchOptions {
-  /** Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count. */
-  keys?: MaybeRefOrGetter<readonly (string | number)[] | undefined>;
+export interface AutoRefetchOptions<T extends UpdateType = UpdateType> {
+  /**
+   * Only these keys of the type(s) (e.g. one project's id); updates of the whole type still count.
+   * While the query is shown, the stream watches these keys (`watch=`), so a keyed poller on
+   * demand polls them (docs/js.md, "Watched keys").
+   */
+  keys?: MaybeRefOrGetter<readonly UpdateKey<T>[] | undefined>;
   queryClient?: QueryClient;
 }
 
@@ -109,10 +113,10 @@ export interface AutoRefetchOptions {
  *
  * It takes the key, not useQuery's result: vue-query's result hides which query it observes.
  */
-export function useAutoRefetch(
+export function useAutoRefetch<T extends UpdateType = UpdateType>(
   queryKey: MaybeRefOrGetter<QueryKey>,
-  types: MaybeRefOrGetter<UpdateType | readonly UpdateType[]>,
-  options: AutoRefetchOptions = {},
+  types: MaybeRefOrGetter<T | readonly T[]>,
+  options: AutoRefetchOptions<T> = {},
 ): void {
   const client = options.queryClient ?? useQueryClient();
   const invalidator = sessionFor(client).invalidator;

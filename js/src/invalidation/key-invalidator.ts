@@ -6,6 +6,8 @@ import type { StreamStatus, Update, UpdateEvent, UpdateSource } from "../protoco
 import { Batch } from "./batch.js";
 import { pageVisibility, type FocusManagerLike } from "./focus.js";
 import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
+import { watchedOf, WatchTracker } from "./watching.js";
+import type { Watched } from "../watch.js";
 
 export interface KeyInvalidatorOptions {
   /** Updates arriving within this window share one invalidation pass. Default 25 ms. */
@@ -45,6 +47,8 @@ export class KeyInvalidator {
   #source: UpdateSource | null = null;
   // The last cursor of a source that went away: the next source starts from it.
   #carry: string | null = null;
+  // The keys shown now (the tags of mounted keys), for the stream's `watch=`.
+  readonly #watching: WatchTracker;
 
   constructor(revalidate: Revalidate, options: KeyInvalidatorOptions = {}) {
     this.#revalidate = revalidate;
@@ -55,6 +59,20 @@ export class KeyInvalidator {
     );
     this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
+    this.#watching = new WatchTracker(
+      () => watchedOf([...this.#keys.values()].filter((state) => state.mounts > 0).map((state) => [...state.tags.values()].flat())),
+      this.#logger,
+    );
+  }
+
+  /** Per update type, the keys the mounted keys are tagged with, or "all": the stream's `watch=`. */
+  watched(): Watched {
+    return this.#watching.current();
+  }
+
+  /** Calls back (once per microtask at most) when `watched()` changed; returns the unsubscribe. */
+  onWatched(listener: (watched: Watched) => void): () => void {
+    return this.#watching.subscribe(listener);
   }
 
   /** The cursor the next source should start from (the previous source's last one), or null. */
@@ -67,7 +85,10 @@ export class KeyInvalidator {
     const normal = normalizeTags(tags);
     const state = this.#state(key);
     const signature = JSON.stringify(normal);
-    if (!state.tags.has(signature)) state.tags.set(signature, normal);
+    if (!state.tags.has(signature)) {
+      state.tags.set(signature, normal);
+      this.#watching.changed();
+    }
   }
 
   /** Runs one fetch of this key and follows it: `fetcher` wrapped by the key's tagging helper. */
@@ -88,6 +109,7 @@ export class KeyInvalidator {
   mounted(key: string): () => void {
     const state = this.#state(key);
     state.mounts++;
+    this.#watching.changed();
     if (state.staleAt !== null && this.#focus.isFocused()) {
       const fresh = state.fetchedAt > state.staleAt;
       state.staleAt = null;
@@ -96,6 +118,7 @@ export class KeyInvalidator {
     }
     return () => {
       state.mounts--;
+      this.#watching.changed();
     };
   }
 

@@ -13,6 +13,8 @@ import { Batch } from "./batch.js";
 import { CursorCoverage } from "./coverage.js";
 import { pageVisibility, type FocusManagerLike } from "./focus.js";
 import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
+import { watchedOf, WatchTracker } from "./watching.js";
+import type { Watched } from "../watch.js";
 
 /**
  * Put on a query as `meta: { updates: [...] }` to have it invalidated without any wrapper. Register
@@ -81,6 +83,8 @@ export class QueryInvalidator {
   readonly #deferred = new Set<AnyQuery>();
   // Told whenever a fetch settles or a query leaves the cache.
   readonly #settled: Subscribable;
+  // The keys shown now (the tags of queries with observers), for the stream's `watch=`.
+  readonly #shown: WatchTracker;
 
   #clock = 0;
   #offFocus: (() => void) | null = null;
@@ -97,6 +101,7 @@ export class QueryInvalidator {
     this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
     this.#settled = new Subscribable(this.#logger);
+    this.#shown = new WatchTracker(() => this.#watched(), this.#logger);
     this.#coverage = new CursorCoverage(
       () => this.#clock,
       (tick, running) => this.#suspect(tick, running),
@@ -164,6 +169,26 @@ export class QueryInvalidator {
   }
 
   /**
+   * Per update type, the keys the queries shown now (with an observer) are tagged with, or "all"
+   * when one of them is tagged with the whole type: what the stream sends as `watch=`.
+   */
+  watched(): Watched {
+    return this.#shown.current();
+  }
+
+  /** Calls back (once per microtask at most) when `watched()` changed; returns the unsubscribe. */
+  onWatched(listener: (watched: Watched) => void): () => void {
+    this.#watch();
+    return this.#shown.subscribe(listener);
+  }
+
+  #watched(): Watched {
+    const shown: NormalTag[][] = [];
+    for (const query of this.#queries()) if (query.observers.length > 0) shown.push(this.tagsOf(query));
+    return watchedOf(shown);
+  }
+
+  /**
    * Declares that the query behind this observer `refetch` depends on these tags. The tags are
    * copied onto the query (now, and whenever the observer moves to another query) and stay there
    * until the query leaves the cache; the returned function only stops that copying.
@@ -180,6 +205,7 @@ export class QueryInvalidator {
     for (const query of this.#queries()) {
       if (query.observers.some((observer) => observer.refetch === refetch)) this.tagQuery(query, normal);
     }
+    this.#shown.changed();
     return () => {
       const current = this.#observerTags.get(refetch);
       current?.delete(normal);
@@ -196,7 +222,10 @@ export class QueryInvalidator {
       map = new Map();
       this.#queryTags.set(query as AnyQuery, map);
     }
-    if (!map.has(key)) map.set(key, normal);
+    if (!map.has(key)) {
+      map.set(key, normal);
+      this.#shown.changed();
+    }
   }
 
   /** Runs the pending invalidation pass now. */
@@ -250,7 +279,12 @@ export class QueryInvalidator {
   #cacheEvent(event: QueryCacheNotifyEvent): void {
     const query = event.query as AnyQuery;
     switch (event.type) {
+      case "observerRemoved":
+      case "observerOptionsUpdated":
+        this.#shown.changed();
+        return;
       case "removed":
+        this.#shown.changed();
         this.#dirty.delete(query);
         this.#deferred.delete(query);
         this.#settled.notify();
@@ -258,6 +292,7 @@ export class QueryInvalidator {
       case "observerAdded": {
         const sets = this.#observerTags.get(event.observer.refetch as ObserverRefetch);
         if (sets) for (const tags of sets) this.tagQuery(query, tags);
+        this.#shown.changed();
         return;
       }
       case "updated":

@@ -7,6 +7,7 @@ import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
 import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
 import { Subscribable } from "../subscribable.js";
 import { followSignIn } from "./sign-in.js";
+import type { Watched } from "../watch.js";
 
 export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   /** Default "/api/updates". */
@@ -28,6 +29,9 @@ export interface SessionInvalidator {
   connect(source: UpdateSource): () => void;
   /** Only an invalidator whose cache can say what each response was read at. */
   useCursors?(cursors: CursorTracker | null): void;
+  /** The keys shown now, per type, for the stream's `watch=` (watch.ts). */
+  watched?(): Watched;
+  onWatched?(listener: (watched: Watched) => void): () => void;
 }
 
 export class UpdatesSession<I extends SessionInvalidator> {
@@ -92,6 +96,7 @@ export class UpdatesSession<I extends SessionInvalidator> {
         ...streamOptions,
         url: options.url ?? "/api/updates",
         cursor: options.cursor ?? (() => invalidator.startCursor()),
+        watched: invalidator.watched?.(),
       });
     const detach = this.#attach(source, coalesceMs);
     source.start();
@@ -108,6 +113,8 @@ export class UpdatesSession<I extends SessionInvalidator> {
     this.#source = source;
     if (coalesceMs !== undefined) this.invalidator.coalesceMs = coalesceMs;
     const disconnect = this.invalidator.connect(source);
+    // The stream watches the keys shown now, and follows them (the stream throttles its reconnects).
+    const offWatched = watchKeys(this.invalidator, source);
     const offSignIn = followSignIn(source, { appSucceeded: this.#appSucceeded });
     this.#log = [...source.log];
     const offStatus = source.onStatus(() => this.#changes.notify());
@@ -120,6 +127,7 @@ export class UpdatesSession<I extends SessionInvalidator> {
       offStatus();
       offFrames();
       offSignIn();
+      offWatched();
       disconnect();
       if (this.#source === source) this.#source = null;
       this.#changes.notify();
@@ -128,6 +136,12 @@ export class UpdatesSession<I extends SessionInvalidator> {
 }
 
 const EMPTY: readonly FrameLogEntry[] = [];
+
+function watchKeys(invalidator: SessionInvalidator, source: UpdateSource): () => void {
+  if (!source.watch || !invalidator.watched || !invalidator.onWatched) return () => {};
+  source.watch(invalidator.watched());
+  return invalidator.onWatched((watched) => source.watch?.(watched));
+}
 
 /** The one session of each cache (a QueryClient, an SWR cache), created on its first use. */
 export function sessionOf<K extends object, S>(sessions: WeakMap<K, S>, cache: K, create: () => S): S {

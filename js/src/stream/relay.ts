@@ -2,9 +2,10 @@
 // checked on receipt: a tab of another deploy (or anything else on the channel) is ignored, never
 // trusted, and cannot crash or confuse this one.
 import { parseUpdates, type FrameLogEntry, type StreamStatus, type UpdateEvent } from "../protocol.js";
+import { watchedFromJson, type WatchedJson } from "../watch.js";
 
 /** Bumped whenever a message's shape changes; it is part of the channel name too. */
-export const RELAY_VERSION = 2;
+export const RELAY_VERSION = 3;
 
 export type RelayMessage =
   | { v: typeof RELAY_VERSION; t: "event"; event: UpdateEvent; cursor: string | null }
@@ -12,7 +13,10 @@ export type RelayMessage =
   | { v: typeof RELAY_VERSION; t: "frame"; frame: FrameLogEntry; cursor: string | null }
   | { v: typeof RELAY_VERSION; t: "state"; status: StreamStatus; cursor: string | null; log: FrameLogEntry[] }
   | { v: typeof RELAY_VERSION; t: "sync" }
-  | { v: typeof RELAY_VERSION; t: "reconnect" };
+  | { v: typeof RELAY_VERSION; t: "reconnect" }
+  // A follower's watched keys (null: it left), and the leader asking every follower for them.
+  | { v: typeof RELAY_VERSION; t: "watch"; tab: string; watched: WatchedJson | null }
+  | { v: typeof RELAY_VERSION; t: "watch-sync" };
 
 // `closed` is never relayed: only a tab itself decides that it is closed.
 const RELAYED_STATUSES: ReadonlySet<string> = new Set(["connecting", "open", "reconnecting", "unauthorized", "error"]);
@@ -48,7 +52,13 @@ export function parseRelayMessage(data: unknown): RelayMessage | null {
   switch (message.t) {
     case "sync":
     case "reconnect":
+    case "watch-sync":
       return { v, t: message.t };
+    case "watch": {
+      const { tab, watched } = message;
+      if (typeof tab !== "string" || (watched !== null && watchedFromJson(watched) === null)) return null;
+      return { v, t: "watch", tab, watched: watched as WatchedJson | null };
+    }
     case "event": {
       const event = parseEvent(message.event);
       return event && isCursor(message.cursor) ? { v, t: "event", event, cursor: message.cursor } : null;

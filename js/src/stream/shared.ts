@@ -2,6 +2,7 @@ import type { UpdateSource } from "../protocol.js";
 import { parseRelayMessage, RELAY_VERSION, type RelayMessage } from "./relay.js";
 import { SourceBase } from "./source-base.js";
 import { UpdateStream, type StreamLogger, type UpdateStreamOptions } from "./stream.js";
+import { NOTHING_WATCHED, unionWatched, watchedFromJson, watchedToJson, type Watched } from "../watch.js";
 
 /** The part of the Web Locks API this package uses (so tests can pass a fake). */
 export interface LockManagerLike {
@@ -55,6 +56,10 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
   #heardLeader = false;
   #started = false;
   #closed = false;
+  // What this tab watches, and (while leading) what each follower tab said it watches.
+  readonly #tab = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  #watched: Watched;
+  readonly #followers = new Map<string, Watched>();
 
   constructor(options: SharedStreamOptions) {
     const locks = options.locks ?? webLocks();
@@ -71,6 +76,26 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
     this.#name = options.channelName ?? "";
     this.#logger = options.logger ?? console;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
+    this.#watched = options.watched ?? NOTHING_WATCHED;
+  }
+
+  /**
+   * This tab's watched keys. The leader's connection watches the union of every tab's (a tab that
+   * goes away without closing keeps its keys watched until the leader changes: more polling, never
+   * less).
+   */
+  watch(watched: Watched): void {
+    this.#watched = watched;
+    if (this.#inner) this.#inner.watch(this.#allWatched());
+    else if (this.#started && !this.#closed) this.#postWatch();
+  }
+
+  #allWatched(): Watched {
+    return this.#followers.size === 0 ? this.#watched : unionWatched([this.#watched, ...this.#followers.values()]);
+  }
+
+  #postWatch(): void {
+    this.#post({ t: "watch", tab: this.#tab, watched: watchedToJson(this.#watched) });
   }
 
   get cursor(): string | null {
@@ -112,6 +137,7 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
         this.#logger.error("refetch: could not take part in the tab election", error);
       });
     this.#post({ t: "sync" });
+    if (this.#watched.size > 0) this.#postWatch();
   }
 
   close(): void {
@@ -124,6 +150,8 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
       // Followers see "reconnecting" until the next leader speaks, not a "closed" that is not theirs.
       this.#post({ t: "status", status: "reconnecting", cursor: this.#cursor });
       inner.close();
+    } else {
+      this.#post({ t: "watch", tab: this.#tab, watched: null });
     }
     this.#release?.();
     this.#channel?.close();
@@ -146,6 +174,7 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
       // A tab that followed a live stream may have shown data that changed since the cursor.
       resume: this.#options.resume === true || this.#heardLeader,
       logger: this.#logger,
+      watched: this.#watched,
     });
     this.#inner = inner;
     // A leader that closed itself still hears its inner stream's "closed": that is not news for
@@ -174,6 +203,8 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
     this.#post({ t: "status", status, cursor: this.#cursor });
     this.setStatus(status);
     inner.start();
+    // The followers' keys went with the previous leader: ask again (the stream switches once they answer).
+    this.#post({ t: "watch-sync" });
     return new Promise((resolve) => {
       this.#release = resolve;
     });
@@ -188,10 +219,18 @@ export class SharedUpdateStream extends SourceBase implements UpdateSource {
         this.#post({ t: "state", status: inner.status, cursor: inner.cursor, log: [...inner.log] });
       } else if (message.t === "reconnect") {
         inner.reconnect();
+      } else if (message.t === "watch") {
+        const watched = message.watched === null ? null : watchedFromJson(message.watched);
+        if (watched === null || watched.size === 0) this.#followers.delete(message.tab);
+        else this.#followers.set(message.tab, watched);
+        inner.watch(this.#allWatched());
       }
       return;
     }
     switch (message.t) {
+      case "watch-sync":
+        if (this.#watched.size > 0) this.#postWatch();
+        return;
       case "event":
         this.#heard(message.cursor);
         this.emit(message.event);

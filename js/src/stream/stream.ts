@@ -9,6 +9,7 @@ import {
 } from "../protocol.js";
 import { SourceBase } from "./source-base.js";
 import { createSseParser, type SseMessage } from "./sse.js";
+import { NOTHING_WATCHED, sameEntries, watchEntries, type Watched } from "../watch.js";
 
 export type HeadersOption = HeadersInit | (() => HeadersInit | Promise<HeadersInit>);
 
@@ -40,6 +41,13 @@ export interface UpdateStreamOptions {
   random?: () => number;
   /** Where problems go. `info` (optional) hears that the stream is back after an outage. */
   logger?: StreamLogger;
+  /** The keys shown from the start (sent as `watch=`); later changes go through `watch()`. */
+  watched?: Watched;
+  /**
+   * A change of the watched keys reconnects the open stream (from its cursor) at most once per
+   * this many ms, with every change made meanwhile. Default 100.
+   */
+  watchDelayMs?: number;
 }
 
 export type StreamLogger = Pick<Console, "warn" | "error"> & Partial<Pick<Console, "info">>;
@@ -82,6 +90,10 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   // Failed attempts since the stream was last open: an outage is one warning when it starts and
   // one info when it ends, not a warning (with a stack trace) per attempt.
   #failedAttempts = 0;
+  // The `watch=` entries wanted, and those in the URL of the current attempt (null before it is built).
+  #watchEntries: string[];
+  #sentEntries: string[] | null = null;
+  #watchTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: UpdateStreamOptions) {
     if (!options || !options.url) {
@@ -103,10 +115,39 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#heartbeatMs = clampHeartbeat(options.heartbeat ?? 15) * 1000;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
+    this.#watchEntries = watchEntries(options.watched ?? NOTHING_WATCHED, options.types);
   }
 
   get cursor(): string | null {
     return this.#cursor;
+  }
+
+  /** The `watch=` values the next connection sends (sorted `type:key`). */
+  get watching(): readonly string[] {
+    return this.#watchEntries;
+  }
+
+  /**
+   * Watches these keys from now on. A connection under way that sent other keys is replaced by one
+   * that resumes from the stream's cursor (the server replays what changed in between, so nothing
+   * is lost), at most once per `watchDelayMs` and without a status change; a stream waiting to
+   * reconnect sends them on its next attempt.
+   */
+  watch(watched: Watched): void {
+    const entries = watchEntries(watched, this.#options.types);
+    if (sameEntries(this.#watchEntries, entries)) return;
+    this.#watchEntries = entries;
+    if (this.#watchTimer !== undefined || this.#closed) return;
+    this.#watchTimer = setTimeout(() => {
+      this.#watchTimer = undefined;
+      const sent = this.#sentEntries;
+      if (this.#closed || this.#controller === null || sent === null || sameEntries(sent, this.#watchEntries)) return;
+      // Break before make: the new connection resumes from the cursor, so it replays anything the
+      // old one had not delivered yet. Not a failure: no backoff, no status change.
+      this.#generation++;
+      this.#controller.abort();
+      void this.#run(this.#generation);
+    }, this.#options.watchDelayMs ?? 100);
   }
 
   get failure(): StreamFailure | null {
@@ -127,6 +168,8 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearTimeout(this.#watchTimer);
+    this.#watchTimer = undefined;
     this.#generation++;
     this.#controller?.abort();
     this.#wake?.();
@@ -201,6 +244,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       }, this.watchdogMs);
     };
     const current = () => generation === this.#generation;
+    this.#sentEntries = null;
     arm();
     try {
       const sentCursor = await this.#startCursor();
@@ -308,6 +352,9 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     const url = new URL(this.#options.url, base);
     const types = this.#options.types;
     if (types && types.length > 0) url.searchParams.set("types", types.join(","));
+    const entries = this.#watchEntries;
+    for (const entry of entries) url.searchParams.append("watch", entry);
+    this.#sentEntries = entries;
     return url.toString();
   }
 

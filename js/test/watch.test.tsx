@@ -1,0 +1,277 @@
+// @vitest-environment happy-dom
+// Watched keys (docs/js.md, "Watched keys"): which keys the shown queries are tagged with, how a
+// stream sends them (`watch=<type>:<key>`), and how a change reconnects it from its cursor, at
+// most once per watchDelayMs and without a status change. The end-to-end check against the real
+// Python server is in test/integration.test.ts.
+import { QueryClient, QueryClientProvider, useQuery } from "@tanstack/react-query";
+import { act, cleanup, render } from "@testing-library/react";
+import { useState, type ReactNode } from "react";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
+import { UpdatesProvider, useAutoRefetch } from "../src/react.js";
+import { SharedUpdateStream, type LockManagerLike } from "../src/stream/shared.js";
+import { UpdateStream, type UpdateStreamOptions } from "../src/stream/stream.js";
+import { unionWatched, watchEntries, WATCH_MAX_KEYS, type Watched } from "../src/watch.js";
+import { FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
+
+const watched = (entries: Record<string, string[] | "all">): Watched =>
+  new Map(Object.entries(entries).map(([type, keys]) => [type, keys === "all" ? "all" : new Set(keys)]));
+
+const watchOf = (url: URL) => url.searchParams.getAll("watch");
+
+describe("watchEntries and unionWatched", () => {
+  it("test_only_types_watched_by_key_appear_sorted_and_within_the_streams_types", () => {
+    const w = watched({ compute: ["us-1", "eu-1"], projects: "all", images: [] });
+    expect(watchEntries(w)).toEqual(["compute:eu-1", "compute:us-1"]);
+    expect(watchEntries(w, ["projects"])).toEqual([]);
+    expect(watchEntries(w, ["compute", "projects"])).toEqual(["compute:eu-1", "compute:us-1"]);
+  });
+
+  it("test_the_whole_type_wins_keys_add_up_and_an_absent_type_is_neutral", () => {
+    const union = unionWatched([watched({ compute: ["eu-1"] }), watched({ compute: ["us-1"], projects: ["7"] }), watched({ projects: "all" })]);
+    expect(union.get("compute")).toEqual(new Set(["eu-1", "us-1"]));
+    expect(union.get("projects")).toBe("all");
+  });
+
+  it("test_more_keys_than_the_server_takes_or_a_too_long_key_watch_the_whole_type", () => {
+    const many = Array.from({ length: WATCH_MAX_KEYS + 1 }, (_, i) => `k${i}`);
+    expect(unionWatched([watched({ compute: many })]).get("compute")).toBe("all");
+    expect(unionWatched([watched({ compute: ["x".repeat(129)] })]).get("compute")).toBe("all");
+    expect(unionWatched([watched({ compute: ["x".repeat(128)] })]).get("compute")).toEqual(new Set(["x".repeat(128)]));
+  });
+});
+
+describe("UpdateStream watching keys", () => {
+  let server: FakeServer;
+  let stream: UpdateStream;
+  let events: UpdateEvent[];
+  let statuses: StreamStatus[];
+
+  function open(options: Partial<UpdateStreamOptions> = {}): UpdateStream {
+    stream = new UpdateStream({ url: "http://app.test/api/updates", fetch: server.fetch, random: () => 0.5, logger: silentLogger(), ...options });
+    stream.subscribe((event) => events.push(event));
+    stream.onStatus((status) => statuses.push(status));
+    stream.start();
+    return stream;
+  }
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    server = new FakeServer();
+    events = [];
+    statuses = [];
+  });
+
+  afterEach(() => {
+    stream?.close();
+    vi.useRealTimers();
+  });
+
+  it("test_the_url_carries_one_percent_encoded_watch_per_key", async () => {
+    open({ types: ["compute"], watched: watched({ compute: ["eu 1", "a&b=c", "ü:x"] }) });
+    await settle();
+    const url = server.last.url;
+    expect(url.searchParams.get("types")).toBe("compute");
+    expect(watchOf(url)).toEqual(["compute:a&b=c", "compute:eu 1", "compute:ü:x"]);
+    expect(url.search).toContain("watch=compute%3Aa%26b%3Dc");
+  });
+
+  it("test_a_change_reconnects_once_per_100_ms_from_the_cursor_without_a_status_change", async () => {
+    open({ types: ["compute"], watched: watched({ compute: ["eu-1"] }) });
+    await settle();
+    server.last.write(hello("e1.5"));
+    server.last.write(frame("invalidate", { updates: [{ type: "compute", keys: ["eu-1"] }] }, "e1.6"));
+    await settle();
+    expect(statuses).toEqual(["open"]);
+
+    // Three changes within 100 ms: one reconnect, with the last set.
+    stream.watch(watched({ compute: ["eu-1", "us-1"] }));
+    await vi.advanceTimersByTimeAsync(40);
+    stream.watch(watched({ compute: ["us-1"] }));
+    await vi.advanceTimersByTimeAsync(40);
+    stream.watch(watched({ compute: ["us-1", "ap-1"] }));
+    expect(server.connections).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(20);
+    expect(server.connections).toHaveLength(2);
+    expect(server.connections[0]!.aborted).toBe(true);
+    expect(watchOf(server.last.url)).toEqual(["compute:ap-1", "compute:us-1"]);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.6");
+    server.last.write(hello("e1.8", { id: false }));
+    server.last.write(frame("invalidate", { updates: [{ type: "compute", keys: ["us-1"] }] }, "e1.8"));
+    await settle();
+    expect(statuses).toEqual(["open"]); // never "reconnecting"
+    expect(events.map((event) => event.kind)).toEqual(["invalidate", "invalidate"]); // no invalidate-all
+    expect(stream.cursor).toBe("e1.8");
+
+    // Back to the same set within the window: no reconnect at all.
+    stream.watch(watched({ compute: ["eu-1"] }));
+    stream.watch(watched({ compute: ["ap-1", "us-1"] }));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(2);
+  });
+
+  it("test_a_stream_waiting_to_reconnect_sends_the_new_keys_on_its_next_attempt", async () => {
+    open({ types: ["compute"] });
+    await settle();
+    server.last.write(hello("e1.5"));
+    await settle();
+    server.last.end();
+    await settle();
+    expect(stream.status).toBe("reconnecting");
+    stream.watch(watched({ compute: ["eu-1"] }));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(server.connections).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(2);
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
+  });
+});
+
+/** Exclusive locks granted in request order (as in test/shared.test.ts). */
+class FakeLocks implements LockManagerLike {
+  readonly #queues = new Map<string, Array<() => void>>();
+  readonly #held = new Set<string>();
+
+  request(name: string, _options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown>) {
+    return new Promise<unknown>((resolve, reject) => {
+      const grant = () => {
+        this.#held.add(name);
+        Promise.resolve()
+          .then(() => callback({ name }))
+          .then(resolve, reject)
+          .finally(() => {
+            const next = this.#queues.get(name)?.shift();
+            if (next) next();
+            else this.#held.delete(name);
+          });
+      };
+      if (!this.#held.has(name)) grant();
+      else this.#queues.set(name, [...(this.#queues.get(name) ?? []), grant]);
+    });
+  }
+}
+
+describe("SharedUpdateStream watching keys", () => {
+  it("test_the_leaders_connection_watches_the_union_of_every_tabs_keys", async () => {
+    const server = new FakeServer();
+    const locks = new FakeLocks();
+    const channelName = `refetch-watch-${Math.random()}`;
+    const tab = (keys: string[]) => {
+      const stream = new SharedUpdateStream({
+        url: "http://app.test/api/updates",
+        types: ["compute"],
+        fetch: server.fetch,
+        locks,
+        channelName,
+        watchDelayMs: 10,
+        logger: silentLogger(),
+        watched: watched({ compute: keys }),
+      });
+      stream.start();
+      return stream;
+    };
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+      expect(check()).toBe(true);
+    };
+    const leader = tab(["eu-1"]);
+    await until(() => server.connections.length === 1);
+    server.last.write(hello("e1.1"));
+    const follower = tab(["us-1"]);
+    await until(() => watchOf(server.last.url).length === 2);
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1", "compute:us-1"]);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.1");
+
+    follower.watch(watched({ compute: ["ap-1"] }));
+    await until(() => watchOf(server.last.url).includes("compute:ap-1"));
+    expect(watchOf(server.last.url)).toEqual(["compute:ap-1", "compute:eu-1"]);
+
+    follower.close(); // its keys leave with it
+    await until(() => watchOf(server.last.url).length === 1);
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
+    leader.close();
+  });
+});
+
+describe("useAutoRefetch(query, type, { keys }) and the stream's watch=", () => {
+  let server: FakeServer;
+  let client: QueryClient;
+
+  beforeEach(() => {
+    vi.useFakeTimers();
+    server = new FakeServer();
+    client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
+  });
+
+  afterEach(() => {
+    cleanup();
+    client.clear();
+    vi.useRealTimers();
+  });
+
+  function Region({ id }: { id: string }) {
+    const query = useAutoRefetch(useQuery({ queryKey: ["compute", id], queryFn: async () => id }), "compute", { keys: [id] });
+    return <p>{query.data}</p>;
+  }
+
+  function List() {
+    useAutoRefetch(useQuery({ queryKey: ["compute"], queryFn: async () => "all" }), "compute");
+    return null;
+  }
+
+  let show: (regions: string[], list?: boolean) => void = () => {};
+
+  function Page(): ReactNode {
+    const [state, setState] = useState<{ regions: string[]; list: boolean }>({ regions: ["eu-1"], list: false });
+    show = (regions, list = false) => setState({ regions, list });
+    return (
+      <>
+        {state.regions.map((id) => (
+          <Region key={id} id={id} />
+        ))}
+        {state.list ? <List /> : null}
+      </>
+    );
+  }
+
+  it("test_the_stream_watches_the_keys_of_mounted_keyed_queries_and_follows_navigation", async () => {
+    const stream = new UpdateStream({ url: "http://app.test/api/updates", types: ["compute"], fetch: server.fetch, logger: silentLogger() });
+    render(
+      <QueryClientProvider client={client}>
+        <UpdatesProvider stream={stream}>
+          <Page />
+        </UpdatesProvider>
+      </QueryClientProvider>,
+    );
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(0);
+    });
+    await settle();
+    // The keys are known before the first connection's URL is built: no reconnect just for them.
+    expect(server.connections).toHaveLength(1);
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
+    server.last.write(hello("e1.1"));
+    await settle();
+
+    // Navigating from one region to two others: one reconnect, from the cursor.
+    act(() => show(["us-1", "ap-1"]));
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(100);
+    });
+    expect(server.connections).toHaveLength(2);
+    expect(watchOf(server.last.url)).toEqual(["compute:ap-1", "compute:us-1"]);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.1");
+    server.last.write(hello("e1.1", { id: false }));
+    await settle();
+
+    // A component showing the whole type: the stream watches the whole type (no watch= at all).
+    act(() => show(["us-1"], true));
+    await act(async () => {
+      await vi.advanceTimersByTimeAsync(100);
+    });
+    expect(server.connections).toHaveLength(3);
+    expect(watchOf(server.last.url)).toEqual([]);
+    stream.close();
+  });
+});
