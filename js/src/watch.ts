@@ -6,6 +6,8 @@
 /** The server's bounds: at most this many watched keys per type, each at most this long. */
 export const WATCH_MAX_KEYS = 64;
 export const WATCH_MAX_KEY_LENGTH = 128;
+/** ...and at most this many in one request, all types together. */
+export const WATCH_MAX_ENTRIES = 256;
 
 /**
  * Per update type, what a client shows of it: `"all"` (something shows the whole type, or more
@@ -49,9 +51,16 @@ export function unionWatched(list: readonly Watched[]): Watched {
  * left out, which the server reads as the whole type.
  */
 export function watchEntries(watched: Watched, types?: readonly string[]): string[] {
-  const entries: string[] = [];
+  const keyed: [string, ReadonlySet<string>][] = [];
   for (const [type, keys] of watched) {
     if (keys === "all" || keys.size === 0 || (types && types.length > 0 && !types.includes(type))) continue;
+    keyed.push([type, keys]);
+  }
+  // Over the request's bound: the types with the most keys are watched whole, until it fits.
+  keyed.sort((a, b) => a[1].size - b[1].size);
+  const entries: string[] = [];
+  for (const [type, keys] of keyed) {
+    if (entries.length + keys.size > WATCH_MAX_ENTRIES) break;
     for (const key of keys) entries.push(`${type}:${key}`);
   }
   return entries.sort();

@@ -240,3 +240,85 @@ describe.skipIf(!serverAvailable())("page load against the real server, with Ref
     expect(fetches()).toBe(2);
   });
 });
+
+describe.skipIf(!serverAvailable())("watched keys against the real server (test/servers/keyed_pollers.py)", () => {
+  // Three on-demand pollers of "compute", one per region (interval 0.2 s, idle_after 0.5 s), whose
+  // upstream counts its requests per region; the server also lists the stream URLs it was asked for.
+  const keyed = new PythonServer(".venv/bin/python js/test/servers/keyed_pollers.py");
+  const stops: Array<() => void> = [];
+  let client: QueryClient;
+
+  beforeAll(() => keyed.start(), 30_000);
+  afterAll(() => keyed.stop(), 15_000);
+  afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
+    client.clear();
+  });
+
+  interface Seen {
+    polled: Record<string, number>;
+    streams: { query: string; lastEventId: string | null }[];
+  }
+  const seen = async (): Promise<Seen> => (await fetch(`${keyed.base}/api/seen`)).json() as Promise<Seen>;
+  const polled = async (region: string) => (await seen()).polled[region] ?? 0;
+  const lastStream = async () => (await seen()).streams.at(-1)!;
+
+  /** A component showing one region: an observer of a query tagged with that key. */
+  function show(region: string, refetched: string[]): () => void {
+    const observer = new QueryObserver(client, {
+      queryKey: ["compute", region],
+      queryFn: async () => {
+        refetched.push(region);
+        return region;
+      },
+      meta: { updates: [{ type: "compute", keys: [region] }] },
+    });
+    return observer.subscribe(() => {});
+  }
+
+  it("test_the_server_sees_the_watched_keys_and_polls_only_those_following_navigation", async () => {
+    client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+    const fetched: string[] = [];
+    let hideEu = show("eu-1", fetched);
+    const updates = queryUpdates(client);
+    stops.push(updates.connect({ url: `${keyed.base}/api/updates`, types: ["compute"], share: false, coalesceMs: 5 }));
+    stops.push(() => hideEu());
+    await waitFor(() => expect(updates.status).toBe("open"));
+
+    // The URL the server saw carries the key, percent-encoded, and nothing else watched.
+    const first = await lastStream();
+    expect(first.query).toBe("types=compute&watch=compute%3Aeu-1");
+    // Polled at once (the first listener), then at its interval; the others never.
+    await waitFor(async () => expect(await polled("eu-1")).toBeGreaterThanOrEqual(3));
+    expect(await polled("us-1")).toBe(0);
+    expect(await polled("ap-1")).toBe(0);
+    // The first poll's notify reached the query of that key through the stream.
+    await waitFor(() => expect(fetched.filter((region) => region === "eu-1").length).toBeGreaterThanOrEqual(2));
+
+    // Navigating to another region: one new connection, resumed from the stream's cursor.
+    const cursor = updates.source!.cursor;
+    hideEu();
+    hideEu = () => {};
+    stops.push(show("us-1", fetched));
+    await waitFor(async () => expect(await polled("us-1")).toBeGreaterThanOrEqual(1));
+    const second = await lastStream();
+    expect(new URLSearchParams(second.query).getAll("watch")).toEqual(["compute:us-1"]);
+    expect(second.lastEventId).toBe(cursor);
+    expect(updates.status).toBe("open");
+
+    // eu-1 stops once nobody watched it for idle_after (0.5 s): its count settles, us-1's goes on.
+    let settled = -1;
+    await waitFor(async () => {
+      const now = await polled("eu-1");
+      const moved = now !== settled;
+      settled = now;
+      await new Promise((done) => setTimeout(done, 800)); // four intervals
+      expect(moved || (await polled("eu-1")) !== settled).toBe(false);
+    });
+    const us = await polled("us-1");
+    await waitFor(async () => expect(await polled("us-1")).toBeGreaterThan(us));
+    expect(await polled("eu-1")).toBe(settled);
+    expect(await polled("ap-1")).toBe(0);
+    expect((await seen()).streams).toHaveLength(2);
+  }, 30_000);
+});

@@ -111,6 +111,35 @@ describe("UpdateStream watching keys", () => {
     expect(server.connections).toHaveLength(2);
   });
 
+  it("test_refused_keys_cost_the_keys_not_the_stream", async () => {
+    const warn = vi.fn<(...args: unknown[]) => void>();
+    open({ watched: watched({ computee: ["eu-1"] }), logger: { warn, error: () => {} } });
+    await settle();
+    expect(watchOf(server.connections[0]!.url)).toEqual(["computee:eu-1"]);
+    // (FakeServer answers each request at once: the refusal goes to a fresh one by hand.)
+    server.autoRespond = false;
+    stream.reconnect();
+    await settle();
+    server.last.respond(400, JSON.stringify({ error: "unknown_type", detail: "unknown update type in watch=: computee" }), "application/json");
+    await settle();
+    // At once, without the keys, and no "error" status.
+    expect(watchOf(server.last.url)).toEqual([]);
+    expect(server.connections).toHaveLength(3);
+    expect(stream.status).not.toBe("error");
+    expect(warn).toHaveBeenCalledWith(expect.stringContaining("refused the watched keys"));
+  });
+
+  it("test_keys_of_types_the_hello_does_not_list_are_not_sent", async () => {
+    open({ watched: watched({ compute: ["eu-1"], typo: ["x"] }) });
+    await settle();
+    server.last.write(hello("e1.1")); // types: projects, progress
+    await settle();
+    await vi.advanceTimersByTimeAsync(100);
+    expect(server.connections).toHaveLength(2);
+    expect(watchOf(server.last.url)).toEqual([]);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.1");
+  });
+
   it("test_a_stream_waiting_to_reconnect_sends_the_new_keys_on_its_next_attempt", async () => {
     open({ types: ["compute"] });
     await settle();

@@ -52,7 +52,7 @@ export interface UpdateStreamOptions {
 
 export type StreamLogger = Pick<Console, "warn" | "error"> & Partial<Pick<Console, "info">>;
 
-type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded";
+type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded" | "rewatch";
 
 // The server's `retry:` and `heartbeat` are clamped: a 1 ms heartbeat would reconnect many times a
 // second, and a huge one overflows setTimeout (2^31 ms) into an immediate timeout.
@@ -61,6 +61,9 @@ const MIN_HEARTBEAT_S = 1;
 const MAX_HEARTBEAT_S = 600;
 /** A connection that stayed open this long resets the backoff (unless backoff.stableMs says otherwise). */
 const STABLE_MS = 10_000;
+
+/** The server's refusals of `watch=` (docs/protocol.md): retried at once without it. */
+const WATCH_REFUSALS: ReadonlySet<string> = new Set(["malformed_watch", "too_many_watched_keys", "unknown_type"]);
 
 /** 4xx answers that retrying soon cannot change (408 and 429 are worth a normal retry). */
 function isFinal(status: number): boolean {
@@ -94,6 +97,12 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   #watchEntries: string[];
   #sentEntries: string[] | null = null;
   #watchTimer: ReturnType<typeof setTimeout> | undefined;
+  #watched: Watched;
+  // The types the server said this stream hears (hello), when `types` does not say: a key of a type
+  // the server does not declare would be refused (400 unknown_type) and cost the whole stream.
+  #heardTypes: readonly string[] | undefined;
+  // The server refused the keys sent (a server older than watch=, or bounds of its own): none until they change.
+  #watchRefused = false;
 
   constructor(options: UpdateStreamOptions) {
     if (!options || !options.url) {
@@ -115,7 +124,8 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     this.#maxMs = options.backoff?.maxMs ?? 30_000;
     this.#heartbeatMs = clampHeartbeat(options.heartbeat ?? 15) * 1000;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
-    this.#watchEntries = watchEntries(options.watched ?? NOTHING_WATCHED, options.types);
+    this.#watched = options.watched ?? NOTHING_WATCHED;
+    this.#watchEntries = watchEntries(this.#watched, options.types);
   }
 
   get cursor(): string | null {
@@ -134,9 +144,11 @@ export class UpdateStream extends SourceBase implements UpdateSource {
    * reconnect sends them on its next attempt.
    */
   watch(watched: Watched): void {
-    const entries = watchEntries(watched, this.#options.types);
+    this.#watched = watched;
+    const entries = watchEntries(watched, this.#options.types ?? this.#heardTypes);
     if (sameEntries(this.#watchEntries, entries)) return;
     this.#watchEntries = entries;
+    this.#watchRefused = false;
     if (this.#watchTimer !== undefined || this.#closed) return;
     this.#watchTimer = setTimeout(() => {
       this.#watchTimer = undefined;
@@ -198,6 +210,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
         outcome = "error";
       }
       if (generation !== this.#generation || outcome === "superseded") return;
+      if (outcome === "rewatch") continue;
       this.#endedConnections++;
       if (outcome === "unauthorized") {
         this.setStatus("unauthorized");
@@ -261,6 +274,12 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       }
       if (!response.ok) {
         const failure = await readFailure(response);
+        if (response.status === 400 && this.#sentEntries!.length > 0 && WATCH_REFUSALS.has(failure.code ?? "")) {
+          // The stream matters more than its keys: again at once, watching whole types.
+          this.#logger.warn(`refetch: the server refused the watched keys (${failure.detail}); watching whole types`);
+          this.#watchRefused = true;
+          return "rewatch";
+        }
         if (response.status === 401 || isFinal(response.status)) {
           // An answer, not an outage: said each time.
           this.#logger.warn(`refetch: ${response.status} from the update stream: ${failure.detail}`);
@@ -352,7 +371,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     const url = new URL(this.#options.url, base);
     const types = this.#options.types;
     if (types && types.length > 0) url.searchParams.set("types", types.join(","));
-    const entries = this.#watchEntries;
+    const entries = this.#watchRefused ? [] : this.#watchEntries;
     for (const entry of entries) url.searchParams.append("watch", entry);
     this.#sentEntries = entries;
     return url.toString();
@@ -389,6 +408,11 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       case "hello": {
         const hello = parseHello(data);
         if (hello) this.#heartbeatMs = clampHeartbeat(hello.heartbeat) * 1000;
+        if (hello && !this.#options.types && hello.types.length > 0) {
+          this.#heardTypes = hello.types;
+          // Drops the keys of types the server does not know (the switch follows if that changed them).
+          this.watch(this.#watched);
+        }
         else this.#logger.warn("refetch: malformed hello frame", message.data);
         this.#failure = null;
         // The server sends an id on hello only when it did not resume: anything may have been
