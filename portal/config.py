@@ -41,6 +41,12 @@ class Settings:
     shoots_interval: float = 3.0
     poll_timeout: float = 5.0
     poll_max_backoff: float | None = None
+    #: Poll the simulator only while someone listens (docs/portal.md, "Polling on demand"):
+    #: progress and images while any signed-in page is open, a tenant's clusters while a
+    #: member of that tenant has one open. False: every poller polls around the clock.
+    poll_on_demand: bool = True
+    #: Seconds a poller goes on after the last listener left (a reload, a moment offline).
+    poll_idle_after: float = 30.0
     #: seconds the simulated compute provider takes for each step of an instance
     provider_step: float = 2.0
     min_interval: float = 0.1
@@ -95,6 +101,8 @@ class Settings:
             simulator_url=(env.get("SIMULATOR_URL") or "http://127.0.0.1:3000").rstrip("/"),
             session_secret=env.get("SESSION_SECRET") or None,
             secure_cookies=env.get("SECURE_COOKIES", "") in ("1", "true", "yes"),
+            poll_on_demand=env.get("POLL_ON_DEMAND", "1") not in ("0", "false", "no"),
+            poll_idle_after=_seconds(env, "POLL_IDLE_AFTER", 30.0),
             session_idle_timeout=_seconds(env, "SESSION_IDLE_TIMEOUT", 30 * 60),
             session_max_age=_seconds(env, "SESSION_MAX_AGE", 12 * 3600),
             metrics_token=env.get("PORTAL_METRICS_TOKEN") or None,

@@ -5,6 +5,12 @@ stays, marked stale) instead of garbage on a page.
 
 With a Redis or PostgreSQL backend (``REFETCH_BACKEND_URL``) every poller gets a lease in the
 same service: one instance polls each API, the others serve the snapshot it shares.
+
+On demand (``Settings.poll_on_demand``, the default) each poller polls only while a stream that
+would hear its notify is open on some instance: progress and images (no audience) while anyone
+signed in has a page open, a tenant's clusters (audience: the tenant's scope) while a member of
+that tenant has one open; at once when the first such page opens, and until ``poll_idle_after``
+seconds after the last one closed.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
         cap = settings.poll_max_backoff
         return None if cap is None else max(cap, interval)
 
+    on_demand, idle_after = settings.poll_on_demand, settings.poll_idle_after
+
     pollers = [
         # Progress and the image catalog are the same for everyone: no audience.
         poller(
@@ -74,6 +82,8 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
             interval=settings.progress_interval,
             timeout=settings.poll_timeout,
             max_backoff=backoff(settings.progress_interval),
+            on_demand=on_demand,
+            idle_after=idle_after,
         ),
         poller(
             UpdateType.images,
@@ -83,6 +93,8 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
             interval=settings.images_interval,
             timeout=settings.poll_timeout,
             max_backoff=backoff(settings.images_interval),
+            on_demand=on_demand,
+            idle_after=idle_after,
         ),
     ]
     # One poller per tenant, so a tenant's clusters notify only that tenant's streams.
@@ -97,6 +109,8 @@ def portal_pollers(settings: Settings, tenant_slugs: list[str]) -> list[Poller]:
                 audience={tenant_scope(slug)},
                 timeout=settings.poll_timeout,
                 max_backoff=backoff(settings.shoots_interval),
+                on_demand=on_demand,
+                idle_after=idle_after,
             )
         )
     url = settings.backend_url

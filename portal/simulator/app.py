@@ -68,6 +68,8 @@ class Simulator:
         self.world = World()
         self.knobs: dict[str, Knob] = {name: Knob(mode=Mode.ok) for name in ENDPOINTS}
         self.requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
+        #: GET /shoots per tenant asked for ("" for all): on-demand polling saves per tenant.
+        self.shoots_by_tenant: dict[str, int] = {}
         self.knobs_changed = asyncio.Event()
 
     def set_knob(self, endpoint: str, knob: Knob) -> None:
@@ -132,6 +134,7 @@ def create_app(*, tick: float | None = 1.0) -> FastAPI:
 
     @app.get("/shoots")
     async def get_shoots(tenant: str | None = None) -> Response:
+        sim.shoots_by_tenant[tenant or ""] = sim.shoots_by_tenant.get(tenant or "", 0) + 1
         return await sim.answer("shoots", {"shoots": sim.world.shoots_of(tenant)})
 
     @app.get("/control")
@@ -139,6 +142,7 @@ def create_app(*, tick: float | None = 1.0) -> FastAPI:
         return {
             "knobs": {name: knob.model_dump() for name, knob in sim.knobs.items()},
             "requests": sim.requests,
+            "shoots_by_tenant": sim.shoots_by_tenant,
             "ticks": sim.world.ticks,
         }
 

@@ -112,6 +112,9 @@ def portal_settings(database: dict[str, Any], simulator_url: str) -> Settings:
         shoots_interval=0.05,
         poll_timeout=2.0,
         poll_max_backoff=0.2,
+        # These tests start from the pollers' first values without any page open; polling on
+        # demand (the portal's default) has its own tests in test_pollers_on_demand.py.
+        poll_on_demand=False,
         provider_step=0.05,
         min_interval=0.02,
         close_on_signals=False,
