@@ -24,7 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .conftest import SharedStream, Stream, free_port, require_service, serve, unique_name, wait_for
+from .conftest import SharedStream, Stream, require_service, serve, unique_name, wait_for
+from .services import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERVAL = 0.1  # the poller's, in tests/demand_app.py
@@ -172,7 +173,7 @@ async def test_with_a_lease_a_stream_on_b_makes_exactly_one_instance_poll(kind: 
             assert (on_b["why"], on_b["listeners"]) == ("lease", 1)
 
         async def a_idle() -> bool:
-            return (await a.stats())["why"] == "idle"
+            return bool((await a.stats())["why"] == "idle")
 
         await eventually(a_idle)
         stopped = upstream.count()
@@ -193,7 +194,7 @@ async def test_without_a_lease_every_instance_polls_while_anyone_listens_nats() 
             assert (await a.stats())["instances"] == 1
 
         async def both_idle() -> bool:
-            return (await a.stats())["why"] == (await b.stats())["why"] == "idle"
+            return bool((await a.stats())["why"] == (await b.stats())["why"] == "idle")
 
         await eventually(both_idle)
         stopped = upstream.count()
