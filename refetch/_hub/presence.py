@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._backoff import Backoff
+from .._cancel import cancel_until_gone
 from .._demand import Interest
 from .._fanout.demand import LocalDemand
 from ..backends._base import Channel
@@ -145,9 +146,7 @@ class Presence:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_until_gone(tasks, grace=2.0)
         if self._sweep is not None:
             self._sweep.cancel()
         if self.channel is not None and tasks:
