@@ -12,6 +12,7 @@ import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
 import { UpdatesProvider, useAutoRefetch } from "../src/react.js";
 import { SharedUpdateStream, type LockManagerLike } from "../src/stream/shared.js";
 import { UpdateStream, type UpdateStreamOptions } from "../src/stream/stream.js";
+import { KeyInvalidator } from "../src/invalidation/key-invalidator.js";
 import { unionWatched, watchEntries, WATCH_MAX_KEYS, type Watched } from "../src/watch.js";
 import { FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
 
@@ -302,5 +303,31 @@ describe("useAutoRefetch(query, type, { keys }) and the stream's watch=", () => 
     expect(server.connections).toHaveLength(3);
     expect(watchOf(server.last.url)).toEqual([]);
     stream.close();
+  });
+});
+
+describe("KeyInvalidator (SWR) watching keys", () => {
+  it("test_mounted_keys_are_watched_and_listeners_hear_each_change_once", async () => {
+    const invalidator = new KeyInvalidator(async () => {}, { logger: silentLogger() });
+    const heard: string[][] = [];
+    invalidator.onWatched((w) => heard.push(watchEntries(w)));
+    invalidator.tag('"/api/compute/eu-1"', { type: "compute", keys: ["eu-1"] });
+    invalidator.tag('"/api/compute/us-1"', { type: "compute", keys: ["us-1"] });
+    invalidator.tag('"/api/compute"', "compute");
+    const unmountEu = invalidator.mounted('"/api/compute/eu-1"');
+    const unmountUs = invalidator.mounted('"/api/compute/us-1"');
+    await Promise.resolve();
+    expect(heard).toEqual([["compute:eu-1", "compute:us-1"]]); // once for both mounts
+    unmountEu();
+    await Promise.resolve();
+    expect(heard.at(-1)).toEqual(["compute:us-1"]);
+    const unmountList = invalidator.mounted('"/api/compute"'); // the whole type shown
+    await Promise.resolve();
+    expect(invalidator.watched().get("compute")).toBe("all");
+    expect(heard.at(-1)).toEqual([]);
+    unmountList();
+    unmountUs();
+    await Promise.resolve();
+    expect(invalidator.watched().size).toBe(0);
   });
 });
