@@ -349,6 +349,8 @@ def ratio(before: int, after: int) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Pollers on demand ({result['when']})", "", f"`{result['command']}`", ""]
+    if "load_before" in result:
+        lines += [f"Load average before {result['load_before']}, after {result['load_after']}.", ""]
     hourly = result.get("hourly")
     if hourly:
         lines += [
@@ -395,6 +397,7 @@ async def main() -> None:
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "command": "python bench/poll_demand.py " + " ".join(sys.argv[1:]),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
     }
     if args.part in ("all", "hourly"):
         rows = []
@@ -420,6 +423,7 @@ async def main() -> None:
             found = await latency_run(backend, two, args.opens)
             print(json.dumps(found), flush=True)
             result["latency"].append(found)
+    result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
