@@ -146,7 +146,8 @@ class Presence:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        await cancel_until_gone(tasks, grace=2.0)
+        if tasks:
+            await cancel_until_gone(tasks, grace=2.0)
         if self._sweep is not None:
             self._sweep.cancel()
         if self.channel is not None and tasks:
