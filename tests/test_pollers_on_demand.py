@@ -322,3 +322,29 @@ async def test_prometheus_says_which_pollers_are_active_and_why() -> None:
                     m[("refetch_poller_why", (("poller", "progress"), ("why", "listeners")))] == 1
                 )
                 assert m[("refetch_poller_polls_total", progress_)] >= 1
+
+
+async def test_mount_reads_watch_as_the_endpoint_does() -> None:
+    import refetch
+
+    def keyed(api: str) -> Any:
+        return poller("compute", key="eu-1", url=f"{api}/state/eu", interval=60, on_demand=True)
+
+    upstream = Upstream()
+    async with serve(upstream.app()) as api:
+        hub = UpdateService(TYPES, close_on_signals=False)
+        app = refetch.mount(Starlette(), "/api/updates", UpdatesEndpoint(hub))
+        async with (
+            hub,
+            serve(app) as base,
+            BackgroundWorker(hub, [keyed(api)]) as worker,
+            httpx.AsyncClient() as http,
+        ):
+            refused = await http.get(f"{base}/api/updates?types=compute&watch=compute")
+            assert refused.status_code == 400 and refused.json()["error"] == "malformed_watch"
+            async with Stream(f"{base}/api/updates?types=compute&watch=compute:us-1"):
+                await quiet_for(5)
+                assert upstream.count() == 0
+            async with Stream(f"{base}/api/updates?types=compute&watch=compute:eu-1"):
+                await wait_for(lambda: upstream.count() == 1, 2)
+                assert worker.statistics()["compute:eu-1"].listeners == 1
