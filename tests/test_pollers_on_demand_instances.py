@@ -220,3 +220,34 @@ async def test_kill_9_the_polling_instance_and_another_takes_over(kind: str) -> 
             await wait_for(lambda: upstream.count("b") >= 3, 20)
             stats = await b.stats()
             assert (stats["why"], stats["leader"]) == ("listeners", True)
+
+
+async def test_the_presence_of_an_instance_killed_with_9_expires() -> None:
+    # B holds the only stream and dies without a goodbye: A, the leader, keeps B's listeners
+    # until B's announcement is 15 s old (the TTL), then goes idle.
+    async with cluster("redis", lease=True) as (upstream, start, _shared):
+        a = await start("a")
+
+        async def a_leads() -> bool:
+            return bool((await a.stats())["leader"])
+
+        await eventually(a_leads)
+        b = await start("b")
+        stream = Stream(b.updates)
+        await stream.__aenter__()
+        try:
+            await wait_for(lambda: upstream.count("a") >= 3, 5)
+            await b.kill()
+            killed = upstream.count("a")
+            # No goodbye: A polls on for a while (a clean stop would end it at once)...
+            await wait_for(lambda: upstream.count("a") >= killed + 20, 10)
+            assert (await a.stats())["instances"] == 1
+
+            async def a_idle() -> bool:
+                return bool((await a.stats())["why"] == "idle")
+
+            # ... until the TTL (15 s) and idle_after (0.5 s) have passed.
+            await eventually(a_idle, 30)
+            assert (await a.stats())["instances"] == 0
+        finally:
+            await stream.__aexit__(None, None, None)
