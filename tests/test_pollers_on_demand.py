@@ -280,3 +280,71 @@ async def test_watch_keys_are_percent_decoded_and_split_at_the_first_colon() -> 
         async with Stream(f"{updates}?types=compute&watch=compute%3Aa%3Ab%20c"):
             await wait_for(lambda: upstream.count() >= 1, 2)
             assert worker.statistics()["compute:a:b c"].listeners == 1
+
+
+async def test_prometheus_says_which_pollers_are_active_and_why() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from starlette.routing import Mount
+
+    from refetch.metrics import metrics_app
+
+    def always(api: str) -> Any:
+        return poller("images", url=f"{api}/state/images", interval=INTERVAL)
+
+    async with setup(progress, always) as (upstream, worker, updates, hub):
+        app = Starlette(routes=[Mount("/metrics", metrics_app(hub, worker=worker))])
+        async with serve(app) as metrics, httpx.AsyncClient() as http:
+
+            async def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+                text = (await http.get(f"{metrics}/metrics/")).text
+                return {
+                    (s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                }
+
+            await quiet_for(5)
+            m = await scrape()
+            progress_, images = (("poller", "progress"),), (("poller", "images"),)
+            assert m[("refetch_poller_active", progress_)] == 0
+            assert m[("refetch_poller_why", (("poller", "progress"), ("why", "idle")))] == 1
+            assert m[("refetch_poller_why", (("poller", "images"), ("why", "always")))] == 1
+            assert m[("refetch_poller_active", images)] == 1
+            assert m[("refetch_poller_polls_total", progress_)] == 0
+            assert m[("refetch_poller_polls_avoided_total", progress_)] >= 2
+            assert m[("refetch_poller_polls_avoided_total", images)] == 0
+            async with Stream(f"{updates}?types=progress"):
+                await wait_for(lambda: upstream.count("progress") >= 1, 2)
+                m = await scrape()
+                assert m[("refetch_poller_active", progress_)] == 1
+                assert m[("refetch_poller_listeners", progress_)] == 1
+                assert (
+                    m[("refetch_poller_why", (("poller", "progress"), ("why", "listeners")))] == 1
+                )
+                assert m[("refetch_poller_polls_total", progress_)] >= 1
+
+
+async def test_mount_reads_watch_as_the_endpoint_does() -> None:
+    import refetch
+
+    def keyed(api: str) -> Any:
+        return poller("compute", key="eu-1", url=f"{api}/state/eu", interval=60, on_demand=True)
+
+    upstream = Upstream()
+    async with serve(upstream.app()) as api:
+        hub = UpdateService(TYPES, close_on_signals=False)
+        app = refetch.mount(Starlette(), "/api/updates", UpdatesEndpoint(hub))
+        async with (
+            hub,
+            serve(app) as base,
+            BackgroundWorker(hub, [keyed(api)]) as worker,
+            httpx.AsyncClient() as http,
+        ):
+            refused = await http.get(f"{base}/api/updates?types=compute&watch=compute")
+            assert refused.status_code == 400 and refused.json()["error"] == "malformed_watch"
+            async with Stream(f"{base}/api/updates?types=compute&watch=compute:us-1"):
+                await quiet_for(5)
+                assert upstream.count() == 0
+            async with Stream(f"{base}/api/updates?types=compute&watch=compute:eu-1"):
+                await wait_for(lambda: upstream.count() == 1, 2)
+                assert worker.statistics()["compute:eu-1"].listeners == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -220,3 +221,86 @@ async def test_kill_9_the_polling_instance_and_another_takes_over(kind: str) -> 
             await wait_for(lambda: upstream.count("b") >= 3, 20)
             stats = await b.stats()
             assert (stats["why"], stats["leader"]) == ("listeners", True)
+
+
+async def test_the_presence_of_an_instance_killed_with_9_expires() -> None:
+    # B holds the only stream and dies without a goodbye: A, the leader, keeps B's listeners
+    # until B's announcement is 15 s old (the TTL), then goes idle.
+    async with cluster("redis", lease=True) as (upstream, start, _shared):
+        a = await start("a")
+
+        async def a_leads() -> bool:
+            return bool((await a.stats())["leader"])
+
+        await eventually(a_leads)
+        b = await start("b")
+        stream = Stream(b.updates)
+        await stream.__aenter__()
+        try:
+            await wait_for(lambda: upstream.count("a") >= 3, 5)
+            await b.kill()
+            killed = upstream.count("a")
+            # No goodbye: A polls on for a while (a clean stop would end it at once)...
+            await wait_for(lambda: upstream.count("a") >= killed + 20, 10)
+            assert (await a.stats())["instances"] == 1
+
+            async def a_idle() -> bool:
+                return bool((await a.stats())["why"] == "idle")
+
+            # ... until the TTL (15 s) and idle_after (0.5 s) have passed.
+            await eventually(a_idle, 30)
+            assert (await a.stats())["instances"] == 0
+        finally:
+            await stream.__aexit__(None, None, None)
+
+
+async def test_presence_traffic_is_per_change_not_per_connect(redis_url: str) -> None:
+    """1,000 connects and disconnects on the real Redis: a handful of presence messages."""
+    import redis.asyncio
+
+    from refetch import Principal, UpdateService
+
+    from .conftest import TYPES, Recorder
+
+    name = unique_name("refetch_od")
+    client = redis.asyncio.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(f"{name}:demand")
+    hub = UpdateService(TYPES, backend=f"{redis_url}?stream={name}", close_on_signals=False)
+    try:
+        async with hub:
+            watch = hub.watch_demand("progress")
+
+            async def heard() -> list[dict[str, Any]]:
+                found = []
+                while m := await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5):
+                    if m["type"] == "message":
+                        found.append(json.loads(m["data"]))
+                return found
+
+            async with asyncio.timeout(5):  # the hub listens: it asked the others to announce
+                while not any(m.get("q") for m in await heard()):
+                    pass
+            types = frozenset({"progress"})
+            base = hub.attach(Recorder(), Principal(), types, None)
+            await wait_for(lambda: watch.wanted, 5)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            # 1,000 streams come and go while the poller is already wanted: nothing to say.
+            for _ in range(1000):
+                hub.detach(hub.attach(Recorder(), Principal(), types, None))
+                await asyncio.sleep(0)
+            # ... and the only stream flaps 1,000 times: coalesced, one message per 0.1 s at most.
+            hub.detach(base)
+            for _ in range(1000):
+                hub.detach(hub.attach(Recorder(), Principal(), types, None))
+                await asyncio.sleep(0)
+            elapsed = loop.time() - started
+            sets = [m["a"] for m in await heard()]
+            # the gain, the final loss, and at most one per 0.1 s in between
+            assert sets[0] and not sets[-1], sets
+            assert 2 <= len(sets) <= 2 + elapsed / 0.1, (sets, elapsed)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.delete(name, f"{name}:epoch")
+        await client.aclose()

@@ -146,7 +146,8 @@ class Presence:
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
-        await cancel_until_gone(tasks, grace=2.0)
+        if tasks:
+            await cancel_until_gone(tasks, grace=2.0)
         if self._sweep is not None:
             self._sweep.cancel()
         if self.channel is not None and tasks:
@@ -201,9 +202,11 @@ class Presence:
         last_sent = float("-inf")
         refresh = self.ttl / 3
         while True:
+            changed = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(refresh):
                     await self._changed.wait()
+                    changed = True
             if self._changed.is_set() and not self._gained.is_set():
                 # Only losses: a stream may be back in a moment (a reload).
                 with contextlib.suppress(TimeoutError):
@@ -215,8 +218,9 @@ class Presence:
             self._changed.clear()
             self._gained.clear()
             wanted = self.local.wanted()
-            if not wanted and self._sent == wanted:
-                continue  # nothing to say, and the others know it
+            if wanted == self._sent and (changed or not wanted):
+                # Back where it was (a stream left and another came), or nothing to repeat.
+                continue
             payload = self._message(a=sorted(wanted))
             if len(payload) > self.channel.max_payload:  # type: ignore[union-attr]
                 logger.warning(
