@@ -131,7 +131,8 @@ describe("UpdateStream watching keys", () => {
   });
 
   it("test_keys_of_types_the_hello_does_not_list_are_not_sent", async () => {
-    open({ watched: watched({ compute: ["eu-1"], typo: ["x"] }) });
+    const warn = vi.fn<(...args: unknown[]) => void>();
+    open({ watched: watched({ compute: ["eu-1"], typo: ["x"] }), logger: { warn, error: () => {} } });
     await settle();
     server.last.write(hello("e1.1")); // types: projects, progress
     await settle();
@@ -139,6 +140,20 @@ describe("UpdateStream watching keys", () => {
     expect(server.connections).toHaveLength(2);
     expect(watchOf(server.last.url)).toEqual([]);
     expect(server.last.headers.get("last-event-id")).toBe("e1.1");
+    expect(warn).not.toHaveBeenCalled(); // a good hello is no "malformed hello"
+  });
+
+  it("test_a_good_hello_is_no_malformed_hello_with_or_without_types", async () => {
+    for (const types of [["compute"], undefined]) {
+      const warn = vi.fn<(...args: unknown[]) => void>();
+      open({ types, watched: watched({ compute: ["eu-1"] }), logger: { warn, error: () => {} } });
+      await settle();
+      server.last.write(hello("e1.1"));
+      await settle();
+      expect(stream.status).toBe("open");
+      expect(warn).not.toHaveBeenCalled();
+      stream.close();
+    }
   });
 
   it("test_a_stream_waiting_to_reconnect_sends_the_new_keys_on_its_next_attempt", async () => {

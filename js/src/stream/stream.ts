@@ -408,12 +408,12 @@ export class UpdateStream extends SourceBase implements UpdateSource {
       case "hello": {
         const hello = parseHello(data);
         if (hello) this.#heartbeatMs = clampHeartbeat(hello.heartbeat) * 1000;
+        else this.#logger.warn("refetch: malformed hello frame", message.data);
         if (hello && !this.#options.types && hello.types.length > 0) {
           this.#heardTypes = hello.types;
           // Drops the keys of types the server does not know (the switch follows if that changed them).
           this.watch(this.#watched);
         }
-        else this.#logger.warn("refetch: malformed hello frame", message.data);
         this.#failure = null;
         // The server sends an id on hello only when it did not resume: anything may have been
         // missed since the previous connection (or since the cursor another tab handed over).
