@@ -281,7 +281,9 @@ describe.skipIf(!serverAvailable())("watched keys against the real server (test/
     const fetched: string[] = [];
     let hideEu = show("eu-1", fetched);
     const updates = queryUpdates(client);
-    stops.push(updates.connect({ url: `${keyed.base}/api/updates`, types: ["compute"], share: false, coalesceMs: 5 }));
+    stops.push(
+      updates.connect({ url: `${keyed.base}/api/updates`, types: ["compute"], watchTypes: ["compute"], share: false, coalesceMs: 5 }),
+    );
     stops.push(() => hideEu());
     await waitFor(() => expect(updates.status).toBe("open"));
 

@@ -50,7 +50,14 @@ describe("UpdateStream watching keys", () => {
   let statuses: StreamStatus[];
 
   function open(options: Partial<UpdateStreamOptions> = {}): UpdateStream {
-    stream = new UpdateStream({ url: "http://app.test/api/updates", fetch: server.fetch, random: () => 0.5, logger: silentLogger(), ...options });
+    stream = new UpdateStream({
+      url: "http://app.test/api/updates",
+      fetch: server.fetch,
+      random: () => 0.5,
+      logger: silentLogger(),
+      watchTypes: ["compute", "computee", "typo"],
+      ...options,
+    });
     stream.subscribe((event) => events.push(event));
     stream.onStatus((status) => statuses.push(status));
     stream.start();
@@ -76,6 +83,22 @@ describe("UpdateStream watching keys", () => {
     expect(url.searchParams.get("types")).toBe("compute");
     expect(watchOf(url)).toEqual(["compute:a&b=c", "compute:eu 1", "compute:ü:x"]);
     expect(url.search).toContain("watch=compute%3Aa%26b%3Dc");
+  });
+
+  it("test_only_the_watch_types_are_sent_and_by_default_none", async () => {
+    open({ watchTypes: ["compute"], watched: watched({ compute: ["eu-1"], projects: ["42"] }) });
+    await settle();
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
+    stream.close();
+    open({ watchTypes: undefined, watched: watched({ compute: ["eu-1"] }) });
+    await settle();
+    expect(watchOf(server.last.url)).toEqual([]);
+    // Without watch types a change of keys shown costs nothing: no reconnect.
+    server.last.write(hello("e1.1"));
+    await settle();
+    stream.watch(watched({ compute: ["us-1"] }));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(2);
   });
 
   it("test_a_change_reconnects_once_per_100_ms_from_the_cursor_without_a_status_change", async () => {
@@ -206,6 +229,7 @@ describe("SharedUpdateStream watching keys", () => {
       const stream = new SharedUpdateStream({
         url: "http://app.test/api/updates",
         types: ["compute"],
+        watchTypes: ["compute"],
         fetch: server.fetch,
         locks,
         channelName,
@@ -281,7 +305,13 @@ describe("useAutoRefetch(query, type, { keys }) and the stream's watch=", () => 
   }
 
   it("test_the_stream_watches_the_keys_of_mounted_keyed_queries_and_follows_navigation", async () => {
-    const stream = new UpdateStream({ url: "http://app.test/api/updates", types: ["compute"], fetch: server.fetch, logger: silentLogger() });
+    const stream = new UpdateStream({
+      url: "http://app.test/api/updates",
+      types: ["compute"],
+      watchTypes: ["compute"],
+      fetch: server.fetch,
+      logger: silentLogger(),
+    });
     render(
       <QueryClientProvider client={client}>
         <UpdatesProvider stream={stream}>

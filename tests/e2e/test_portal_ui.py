@@ -257,6 +257,12 @@ def test_page_load_fetches_each_query_once_and_the_stream_resumes_from_its_curso
     """Refetch-Cursor end to end: the page's data, then a stream opened from the data's cursor."""
     page = sign_in(new_context(), stack, "bob")
     expect(project_rows(page)).to_have_count(2)
+    # The pollers poll on demand: the first page's stream made them poll, and what they fetched
+    # (progress, images, clusters) is news to a page that read the empty cache before. Once a
+    # later progress value shows, those first values have been announced and fetched.
+    wait_live(page)
+    stack.set_progress(40)
+    wait_progress(page, 40)
     network = NetworkLog(page)
     page.reload()
     expect(project_rows(page)).to_have_count(2)

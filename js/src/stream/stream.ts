@@ -41,7 +41,13 @@ export interface UpdateStreamOptions {
   random?: () => number;
   /** Where problems go. `info` (optional) hears that the stream is back after an outage. */
   logger?: StreamLogger;
-  /** The keys shown from the start (sent as `watch=`); later changes go through `watch()`. */
+  /**
+   * The update types whose shown keys the stream sends (`watch=<type>:<key>`): those the server
+   * polls per key on demand, e.g. `["compute"]` for `poller("compute", key=region, on_demand=True)`.
+   * Default none: a change of keys shown then never costs a reconnect (docs/js.md, "Watched keys").
+   */
+  watchTypes?: readonly UpdateType[];
+  /** The keys shown from the start (sent as `watch=` for `watchTypes`); later changes go through `watch()`. */
   watched?: Watched;
   /**
    * A change of the watched keys reconnects the open stream (from its cursor) at most once per
@@ -125,11 +131,20 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     this.#heartbeatMs = clampHeartbeat(options.heartbeat ?? 15) * 1000;
     this.#cursor = typeof options.cursor === "string" ? options.cursor : null;
     this.#watched = options.watched ?? NOTHING_WATCHED;
-    this.#watchEntries = watchEntries(this.#watched, options.types);
+    this.#watchEntries = this.#entries(this.#watched);
   }
 
   get cursor(): string | null {
     return this.#cursor;
+  }
+
+  /** The `watch=` entries for these keys: of `watchTypes` only, and of types the stream hears. */
+  #entries(watched: Watched): string[] {
+    const wanted = this.#options.watchTypes;
+    if (!wanted || wanted.length === 0) return [];
+    const heard = this.#options.types?.length ? this.#options.types : this.#heardTypes;
+    const allowed = heard ? wanted.filter((type) => heard.includes(type)) : wanted;
+    return allowed.length === 0 ? [] : watchEntries(watched, allowed);
   }
 
   /** The `watch=` values the next connection sends (sorted `type:key`). */
@@ -145,7 +160,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
    */
   watch(watched: Watched): void {
     this.#watched = watched;
-    const entries = watchEntries(watched, this.#options.types ?? this.#heardTypes);
+    const entries = this.#entries(watched);
     if (sameEntries(this.#watchEntries, entries)) return;
     this.#watchEntries = entries;
     this.#watchRefused = false;
