@@ -392,3 +392,18 @@ async def test_idle_after_counted_on_the_worker_clock_and_the_edge_skips_the_wai
             now = clock.now
             await wait_for(lambda: len(script.requests) == 7, 5)
             assert clock.now == now  # no sleep had to end: the edge woke the poller
+
+
+async def test_the_python_client_sends_watch() -> None:
+    def region(key: str) -> Any:
+        def make(api: str) -> Any:
+            return poller("compute", key=key, url=f"{api}/state/{key}", interval=60, on_demand=True)
+
+        return make
+
+    async with setup(region("eu-1"), region("us-1")) as (upstream, worker, updates, _hub):
+        async with Stream(updates, types=["compute"], watch={"compute": ["us-1"]}):
+            await wait_for(lambda: upstream.count("us-1") == 1, 2)
+            await quiet_for(3)
+            assert upstream.count("eu-1") == 0
+            assert worker.statistics()["compute:us-1"].listeners == 1
