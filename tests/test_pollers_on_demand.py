@@ -348,3 +348,62 @@ async def test_mount_reads_watch_as_the_endpoint_does() -> None:
             async with Stream(f"{base}/api/updates?types=compute&watch=compute:eu-1"):
                 await wait_for(lambda: upstream.count() == 1, 2)
                 assert worker.statistics()["compute:eu-1"].listeners == 1
+
+
+async def test_idle_after_counted_on_the_worker_clock_and_the_edge_skips_the_wait() -> None:
+    """Fake time (the worker's ``sleep``/``monotonic``), the real hub: polls every 0.25 s,
+    the only stream leaves at t=0.5, so the polls at 0.75, 1.0 and 1.25 still happen and the
+    one at 1.5 (idle_after=1.0 later) does not; a new stream polls without any sleep ending."""
+    from .conftest import Recorder
+    from .test_worker import Script, SteppedClock, ok
+
+    script = Script(ok(1))
+    clock = SteppedClock()
+    hub = UpdateService(TYPES, close_on_signals=False)
+    spec = poller(
+        "progress",
+        url="http://api.test/state",
+        interval=0.25,
+        jitter=0,
+        on_demand=True,
+        idle_after=1.0,
+    )
+    async with (
+        hub,
+        httpx.AsyncClient(transport=httpx.MockTransport(script)) as client,
+    ):
+        types = frozenset({"progress"})
+        first = hub.attach(Recorder(), Principal(), types, None)
+        worker = BackgroundWorker(
+            hub, [spec], client=client, sleep=clock.sleep, monotonic=clock.monotonic
+        )
+        async with worker:
+            await clock.until_poll(3)  # polls at 0, 0.25, 0.5
+            assert len(script.requests) == 3 and clock.now == 0.5
+            hub.detach(first)
+            await clock.until_poll(7)  # 0.75, 1.0, 1.25 poll; 1.5 does not
+            assert len(script.requests) == 6
+            stats = worker.statistics()["progress"]
+            assert (stats.why, stats.polls_avoided) == ("idle", 1)
+            await clock.until_poll(10)
+            assert len(script.requests) == 6
+            assert worker.statistics()["progress"].polls_avoided == 4
+            hub.attach(Recorder(), Principal(), types, None)
+            now = clock.now
+            await wait_for(lambda: len(script.requests) == 7, 5)
+            assert clock.now == now  # no sleep had to end: the edge woke the poller
+
+
+async def test_the_python_client_sends_watch() -> None:
+    def region(key: str) -> Any:
+        def make(api: str) -> Any:
+            return poller("compute", key=key, url=f"{api}/state/{key}", interval=60, on_demand=True)
+
+        return make
+
+    async with setup(region("eu-1"), region("us-1")) as (upstream, worker, updates, _hub):
+        async with Stream(updates, types=["compute"], watch={"compute": ["us-1"]}):
+            await wait_for(lambda: upstream.count("us-1") == 1, 2)
+            await quiet_for(3)
+            assert upstream.count("eu-1") == 0
+            assert worker.statistics()["compute:us-1"].listeners == 1

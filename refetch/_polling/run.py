@@ -332,7 +332,12 @@ class PollerRun:
 
     def _delay(self) -> float:
         spec = self.spec
-        if self.consecutive_failures == 0 or (spec.lease is not None and not self.leader):
+        # idle (on demand, nobody listens): no poll, so no backoff; one interval per skipped poll
+        if (
+            self.consecutive_failures == 0
+            or (spec.lease is not None and not self.leader)
+            or self.why == "idle"
+        ):
             return spec.interval * self._rng.uniform(1 - spec.jitter, 1 + spec.jitter)
         # exponential, capped; "equal jitter" keeps the delays non-decreasing below the cap
         exponent = min(self.consecutive_failures - 1, 32)
