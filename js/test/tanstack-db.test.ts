@@ -1,0 +1,131 @@
+// TanStack DB query collections kept fresh by the same invalidator (docs/js.md, "TanStack DB"),
+// against the real Python server (examples/timer.py: POST /api/projects notifies "projects", a
+// timer notifies "progress" every 2 s): a `queryCollectionOptions` collection puts its query in the
+// app's QueryClient with the `meta` it is given, so `meta: { updates: [...] }` tags it like any
+// query. Nothing mocked: the real stream, the real @tanstack/db live query.
+import { createCollection, createLiveQueryCollection } from "@tanstack/db";
+import { QueryClient } from "@tanstack/query-core";
+import { queryCollectionOptions } from "@tanstack/query-db-collection";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+
+import { CursorTracker } from "../src/cursors.js";
+import { queryUpdates, type QueryUpdates, type UpdatesMeta } from "../src/query-updates.js";
+import { PythonServer, serverAvailable } from "./python-server.js";
+
+const python = new PythonServer();
+const waitFor = (check: () => void | Promise<void>) => vi.waitFor(check, { timeout: 15_000, interval: 20 });
+
+interface Project {
+  id: string;
+}
+
+/** One page: a QueryClient, the projects collection on it, a live query over it, the stream. */
+function page() {
+  const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
+  client.mount();
+  const cursors = new CursorTracker();
+  const api = cursors.wrap();
+  let fetches = 0;
+  const projects = createCollection(
+    queryCollectionOptions({
+      queryKey: ["projects"],
+      queryFn: async (): Promise<Project[]> => {
+        fetches++;
+        const ids = (await (await api(`${python.base}/api/projects`)).json()) as string[];
+        return ids.map((id) => ({ id }));
+      },
+      queryClient: client,
+      getKey: (project) => project.id,
+      meta: { updates: ["projects"] } satisfies UpdatesMeta,
+    }),
+  );
+  const shown = createLiveQueryCollection((q) => q.from({ project: projects }).select(({ project }) => ({ id: project.id })));
+  const watching = shown.subscribeChanges(() => {}); // what a useLiveQuery does while shown
+  const updates = queryUpdates(client);
+  const disconnect = updates.connect({ url: `${python.base}/api/updates`, cursors, share: false });
+  const query = () => client.getQueryCache().find({ queryKey: ["projects"] })!;
+  return {
+    updates,
+    fetches: () => fetches,
+    ids: () => shown.toArray.map((row) => row.id).sort((a, b) => Number(a) - Number(b)),
+    idle: () => expect(query().state.fetchStatus).toBe("idle"),
+    close: async () => {
+      disconnect();
+      watching.unsubscribe();
+      await shown.cleanup();
+      await projects.cleanup();
+      client.unmount();
+      client.clear();
+    },
+  };
+}
+
+type Page = ReturnType<typeof page>;
+
+async function createProject(): Promise<string> {
+  const response = await fetch(`${python.base}/api/projects`, { method: "POST" });
+  expect(response.status).toBe(201);
+  return ((await response.json()) as { id: string }).id;
+}
+
+/** How many `progress` frames the stream has heard: the timer's notify, every 2 s. */
+const progressFrames = (updates: QueryUpdates) => updates.log.filter((frame) => frame.data.includes('"progress"')).length;
+
+/** Waits until the stream has heard `n` more frames of the timer's type (a type no query here has). */
+async function heardProgress(updates: QueryUpdates, n: number): Promise<void> {
+  const before = progressFrames(updates);
+  await waitFor(() => expect(progressFrames(updates)).toBeGreaterThanOrEqual(before + n));
+}
+
+/** Loaded and listening: the first fetch shown, the stream open. */
+async function loaded(p: Page): Promise<void> {
+  await waitFor(() => expect(p.updates.status).toBe("open"));
+  await waitFor(p.idle);
+  expect(p.fetches()).toBe(1);
+}
+
+describe.skipIf(!serverAvailable())("a TanStack DB query collection kept fresh by the invalidator", () => {
+  let current: Page | null = null;
+
+  beforeAll(() => python.start(), 30_000);
+  afterAll(() => python.stop(), 15_000);
+  afterEach(async () => {
+    await current?.close();
+    current = null;
+  });
+
+  it("test_a_notify_of_its_type_refetches_the_collection_once_and_the_live_query_shows_it", async () => {
+    const p = (current = page());
+    await loaded(p);
+    const id = await createProject();
+    await waitFor(() => expect(p.ids()).toContain(id));
+    // Later frames of another type and any pending pass are behind us: no second fetch comes.
+    await heardProgress(p.updates, 1);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.fetches()).toBe(2);
+  }, 30_000);
+
+  it("test_a_notify_of_another_type_refetches_nothing", async () => {
+    const p = (current = page());
+    await loaded(p);
+    await heardProgress(p.updates, 2);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.fetches()).toBe(1);
+  }, 30_000);
+
+  it("test_a_burst_of_notifies_within_the_batching_window_is_one_refetch", async () => {
+    const p = (current = page());
+    await loaded(p);
+    // The server sends the first of a burst at once and the rest together 100 ms later
+    // (min_interval); a window wide enough for both on a busy machine makes them one pass.
+    p.updates.invalidator.coalesceMs = 1500;
+    const ids = await Promise.all(Array.from({ length: 5 }, () => createProject()));
+    await waitFor(() => expect(p.ids()).toEqual(expect.arrayContaining(ids)));
+    await heardProgress(p.updates, 1);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.fetches()).toBe(2);
+  }, 30_000);
+});
