@@ -20,7 +20,7 @@ interface Project {
 }
 
 /** One page: a QueryClient, the projects collection on it, a live query over it, the stream. */
-function page() {
+function page(options: { onInsert?: "write" | "refetch" } = {}) {
   const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
   client.mount();
   const cursors = new CursorTracker();
@@ -37,6 +37,14 @@ function page() {
       queryClient: client,
       getKey: (project) => project.id,
       meta: { updates: ["projects"] } satisfies UpdatesMeta,
+      // docs/js.md's handler: the server's row goes straight into the collection, no refetch here;
+      // "refetch" is the handler TanStack DB's docs show (refetch, then `refetch: false`), to compare.
+      onInsert: async ({ collection }) => {
+        const created = (await (await api(`${python.base}/api/projects`, { method: "POST" })).json()) as Project;
+        if (options.onInsert === "refetch") await collection.utils.refetch();
+        else await collection.utils.writeInsert(created);
+        return { refetch: false };
+      },
     }),
   );
   const shown = createLiveQueryCollection((q) => q.from({ project: projects }).select(({ project }) => ({ id: project.id })));
@@ -46,6 +54,7 @@ function page() {
   const query = () => client.getQueryCache().find({ queryKey: ["projects"] })!;
   return {
     updates,
+    projects,
     fetches: () => fetches,
     ids: () => shown.toArray.map((row) => row.id).sort((a, b) => Number(a) - Number(b)),
     idle: () => expect(query().state.fetchStatus).toBe("idle"),
@@ -127,5 +136,34 @@ describe.skipIf(!serverAvailable())("a TanStack DB query collection kept fresh b
     p.updates.invalidator.flush();
     await waitFor(p.idle);
     expect(p.fetches()).toBe(2);
+  }, 30_000);
+
+  it("test_an_insert_in_this_tab_is_one_post_and_one_refetch_by_the_stream", async () => {
+    const p = (current = page({ onInsert: "write" }));
+    await loaded(p);
+    const before = p.ids();
+    const transaction = p.projects.insert({ id: "pending" });
+    await transaction.isPersisted.promise;
+    const [created] = p.ids().filter((id) => id !== "pending" && !before.includes(id));
+    await waitFor(() => expect(p.fetches()).toBeGreaterThanOrEqual(2)); // the stream's refetch
+    await heardProgress(p.updates, 1);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.ids()).not.toContain("pending");
+    expect(created).toBeDefined();
+    expect(p.fetches()).toBe(2);
+  }, 30_000);
+
+  it("test_with_a_handler_that_refetches_an_insert_in_this_tab_is_fetched_twice", async () => {
+    // What docs/js.md's handler saves: the handler's refetch, then the stream's.
+    const p = (current = page({ onInsert: "refetch" }));
+    await loaded(p);
+    const transaction = p.projects.insert({ id: "pending" });
+    await transaction.isPersisted.promise;
+    await waitFor(() => expect(p.fetches()).toBeGreaterThanOrEqual(3));
+    await heardProgress(p.updates, 1);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.fetches()).toBe(3);
   }, 30_000);
 });
