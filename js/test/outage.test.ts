@@ -1,0 +1,59 @@
+// One console warning per outage, not per attempt, the way every adapter opens its stream: through
+// the session (`queryUpdates(client).connect()`, what the React, Vue, Svelte and Solid adapters call;
+// SWR's session is the same class), shared by two tabs (Node's real BroadcastChannel, the FakeLocks
+// of helpers.ts for navigator.locks), with the default logger (the console), across a restart of
+// the real Python server. integration.test.ts checks a bare UpdateStream the same way.
+import { QueryClient } from "@tanstack/query-core";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+
+import { queryUpdates } from "../src/query-updates.js";
+import { FakeLocks } from "./helpers.js";
+import { PythonServer, serverAvailable } from "./python-server.js";
+
+const python = new PythonServer();
+const waitFor = (check: () => void | Promise<void>) => vi.waitFor(check, { timeout: 15_000, interval: 20 });
+
+describe.skipIf(!serverAvailable())("an outage of the real server, seen by two tabs sharing one stream", () => {
+  beforeAll(() => python.start(), 30_000);
+  afterAll(() => python.stop(), 15_000);
+
+  it("test_an_outage_is_one_console_warning_and_one_info_for_all_tabs", async () => {
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
+    const info = vi.spyOn(console, "info").mockImplementation(() => {});
+    const locks = new FakeLocks();
+    let attempts = 0;
+    const counting: typeof fetch = (input, init) => {
+      attempts++;
+      return globalThis.fetch(input, init);
+    };
+    const tabs = [new QueryClient(), new QueryClient()].map((client) => {
+      const updates = queryUpdates(client);
+      const disconnect = updates.connect({
+        url: `${python.base}/api/updates`,
+        locks,
+        fetch: counting,
+        backoff: { initialMs: 100, maxMs: 500 },
+      });
+      return { updates, disconnect };
+    });
+    try {
+      for (const { updates } of tabs) await waitFor(() => expect(updates.status).toBe("open"));
+      expect(tabs.map(({ updates }) => updates.source!.constructor.name)).toEqual(["SharedUpdateStream", "SharedUpdateStream"]);
+      expect(attempts).toBe(1); // one connection for both tabs
+      await python.stop();
+      // Several attempts fail while the server is down (each was a warning with a stack trace).
+      await waitFor(() => expect(attempts).toBeGreaterThanOrEqual(6));
+      await python.start();
+      for (const { updates } of tabs) await waitFor(() => expect(updates.status).toBe("open"));
+      const ours = (spy: typeof warn) => spy.mock.calls.filter((call) => String(call[0]).startsWith("refetch:"));
+      expect(ours(warn), JSON.stringify(ours(warn))).toHaveLength(1);
+      expect(ours(warn)[0]).toHaveLength(1); // a message, no Error object (no stack trace)
+      expect(ours(info)).toHaveLength(1);
+      expect(String(ours(info)[0]![0])).toMatch(/open again after \d+ failed attempts/);
+    } finally {
+      for (const { disconnect } of tabs) disconnect();
+      warn.mockRestore();
+      info.mockRestore();
+    }
+  }, 40_000);
+});
