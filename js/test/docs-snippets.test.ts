@@ -161,7 +161,8 @@ describe("the snippets of docs/js.md and js/README.md", () => {
   it("test_every_framework_has_its_snippets_checked", () => {
     // A heading or fence renamed must not drop a framework's snippets from the check silently.
     const all = SNIPPETS.map((snippet) => snippet.code).join("\n");
-    for (const entry of ["refetch-sse/react", "refetch-sse/vue", "refetch-sse/svelte", "refetch-sse/solid", "refetch-sse/swr", "refetch-sse/query-updates"]) {
+    const entries = ["refetch-sse/react", "refetch-sse/vue", "refetch-sse/svelte", "refetch-sse/solid", "refetch-sse/swr", "refetch-sse/query-updates"];
+    for (const entry of [...entries, "@tanstack/query-db-collection"]) {
       expect(all, entry).toContain(`"${entry}"`);
     }
     expect(SNIPPETS.filter((snippet) => snippet.language === "svelte").length).toBeGreaterThanOrEqual(3);

@@ -3,7 +3,7 @@
 // timer notifies "progress" every 2 s): a `queryCollectionOptions` collection puts its query in the
 // app's QueryClient with the `meta` it is given, so `meta: { updates: [...] }` tags it like any
 // query. Nothing mocked: the real stream, the real @tanstack/db live query.
-import { createCollection, createLiveQueryCollection } from "@tanstack/db";
+import { createCollection, createLiveQueryCollection, gt } from "@tanstack/db";
 import { QueryClient } from "@tanstack/query-core";
 import { queryCollectionOptions } from "@tanstack/query-db-collection";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
@@ -17,10 +17,11 @@ const waitFor = (check: () => void | Promise<void>) => vi.waitFor(check, { timeo
 
 interface Project {
   id: string;
+  n: number;
 }
 
 /** One page: a QueryClient, the projects collection on it, a live query over it, the stream. */
-function page(options: { onInsert?: "write" | "refetch" } = {}) {
+function page(options: { onInsert?: "write" | "refetch"; onDemand?: boolean } = {}) {
   const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity, retry: false } } });
   client.mount();
   const cursors = new CursorTracker();
@@ -32,32 +33,40 @@ function page(options: { onInsert?: "write" | "refetch" } = {}) {
       queryFn: async (): Promise<Project[]> => {
         fetches++;
         const ids = (await (await api(`${python.base}/api/projects`)).json()) as string[];
-        return ids.map((id) => ({ id }));
+        return ids.map((id) => ({ id, n: Number(id) }));
       },
       queryClient: client,
       getKey: (project) => project.id,
+      // On demand, each live query's subset is a query of its own, key ["projects", <its where>].
+      syncMode: options.onDemand ? "on-demand" : "eager",
       meta: { updates: ["projects"] } satisfies UpdatesMeta,
       // docs/js.md's handler: the server's row goes straight into the collection, no refetch here;
       // "refetch" is the handler TanStack DB's docs show (refetch, then `refetch: false`), to compare.
       onInsert: async ({ collection }) => {
-        const created = (await (await api(`${python.base}/api/projects`, { method: "POST" })).json()) as Project;
+        const { id } = (await (await api(`${python.base}/api/projects`, { method: "POST" })).json()) as { id: string };
         if (options.onInsert === "refetch") await collection.utils.refetch();
-        else await collection.utils.writeInsert(created);
+        else await collection.utils.writeInsert({ id, n: Number(id) });
         return { refetch: false };
       },
     }),
   );
-  const shown = createLiveQueryCollection((q) => q.from({ project: projects }).select(({ project }) => ({ id: project.id })));
+  const shown = createLiveQueryCollection((q) =>
+    q
+      .from({ project: projects })
+      .where(({ project }) => gt(project.n, 0))
+      .select(({ project }) => ({ id: project.id })),
+  );
   const watching = shown.subscribeChanges(() => {}); // what a useLiveQuery does while shown
   const updates = queryUpdates(client);
   const disconnect = updates.connect({ url: `${python.base}/api/updates`, cursors, share: false });
-  const query = () => client.getQueryCache().find({ queryKey: ["projects"] })!;
+  const queries = () => client.getQueryCache().findAll({ queryKey: ["projects"] });
   return {
     updates,
     projects,
     fetches: () => fetches,
     ids: () => shown.toArray.map((row) => row.id).sort((a, b) => Number(a) - Number(b)),
-    idle: () => expect(query().state.fetchStatus).toBe("idle"),
+    queries,
+    idle: () => expect(queries().map((query) => query.state.fetchStatus)).toEqual(queries().map(() => "idle")),
     close: async () => {
       disconnect();
       watching.unsubscribe();
@@ -142,7 +151,7 @@ describe.skipIf(!serverAvailable())("a TanStack DB query collection kept fresh b
     const p = (current = page({ onInsert: "write" }));
     await loaded(p);
     const before = p.ids();
-    const transaction = p.projects.insert({ id: "pending" });
+    const transaction = p.projects.insert({ id: "pending", n: 1 });
     await transaction.isPersisted.promise;
     const [created] = p.ids().filter((id) => id !== "pending" && !before.includes(id));
     await waitFor(() => expect(p.fetches()).toBeGreaterThanOrEqual(2)); // the stream's refetch
@@ -158,12 +167,26 @@ describe.skipIf(!serverAvailable())("a TanStack DB query collection kept fresh b
     // What docs/js.md's handler saves: the handler's refetch, then the stream's.
     const p = (current = page({ onInsert: "refetch" }));
     await loaded(p);
-    const transaction = p.projects.insert({ id: "pending" });
+    const transaction = p.projects.insert({ id: "pending", n: 1 });
     await transaction.isPersisted.promise;
     await waitFor(() => expect(p.fetches()).toBeGreaterThanOrEqual(3));
     await heardProgress(p.updates, 1);
     p.updates.invalidator.flush();
     await waitFor(p.idle);
     expect(p.fetches()).toBe(3);
+  }, 30_000);
+
+  it("test_on_demand_each_loaded_subset_is_tagged_and_refetched_once", async () => {
+    const p = (current = page({ onDemand: true }));
+    await loaded(p);
+    const keys = p.queries().map((query) => query.queryKey);
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toHaveLength(2); // ["projects", <the live query's where>]
+    const id = await createProject();
+    await waitFor(() => expect(p.ids()).toContain(id));
+    await heardProgress(p.updates, 1);
+    p.updates.invalidator.flush();
+    await waitFor(p.idle);
+    expect(p.fetches()).toBe(2);
   }, 30_000);
 });
