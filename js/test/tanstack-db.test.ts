@@ -138,7 +138,7 @@ describe.skipIf(!serverAvailable())("a TanStack DB query collection kept fresh b
     await loaded(p);
     // The server sends the first of a burst at once and the rest together 100 ms later
     // (min_interval); a window wide enough for both on a busy machine makes them one pass.
-    p.updates.invalidator.coalesceMs = 1500;
+    p.updates.invalidator.coalesceMs = 3000;
     const ids = await Promise.all(Array.from({ length: 5 }, () => createProject()));
     await waitFor(() => expect(p.ids()).toEqual(expect.arrayContaining(ids)));
     await heardProgress(p.updates, 1);
