@@ -129,4 +129,6 @@ if __name__ == "__main__":
         json.dump(app.openapi(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
-        uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), log_level="warning")
+        uvicorn.run(
+            app, host="127.0.0.1", port=int(os.environ.get("PORT", "8000")), log_level="warning"
+        )
