@@ -16,9 +16,10 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 
-from refetch import UpdatesEndpoint, UpdateService
+from refetch import CursorHeaderMiddleware, UpdatesEndpoint, UpdateService
 from refetch.routes import DeclaredRoute, changes, reads, use_service
 
 updates = UpdateService(["projects", "tasks", "images"], close_on_signals=False)
@@ -123,6 +124,15 @@ app = FastAPI(lifespan=lifespan)
 use_service(app, updates)
 app.include_router(router)
 app.add_route("/api/updates", UpdatesEndpoint(updates))
+app.add_middleware(CursorHeaderMiddleware, service=updates)
+# The React test runs in happy-dom, a browser on another origin.
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=["*"],
+    allow_methods=["*"],
+    allow_headers=["*"],
+    expose_headers=["Refetch-Cursor"],
+)
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--openapi"]:
