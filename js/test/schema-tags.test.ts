@@ -55,10 +55,15 @@ describe("fromSchema", () => {
     const invalidator = new QueryInvalidator(client, { tags });
     const derived = new QueryObserver(client, { queryKey: ["/api/projects/7"], queryFn: () => 1 });
     const explicit = new QueryObserver(client, { queryKey: ["/api/projects/8"], queryFn: () => 1, meta: { updates: ["images"] } });
-    const offs = [derived.subscribe(() => {}), explicit.subscribe(() => {})];
-    const [seven, eight] = ["/api/projects/7", "/api/projects/8"].map((path) => client.getQueryCache().find({ queryKey: [path] })!);
+    const nothing = new QueryObserver(client, { queryKey: ["/api/projects/9"], queryFn: () => 1, meta: { updates: [] } });
+    const hooked = new QueryObserver(client, { queryKey: ["/api/projects/10"], queryFn: () => 1 });
+    const offs = [derived, explicit, nothing, hooked].map((observer) => observer.subscribe(() => {}));
+    invalidator.tagObserver(hooked.refetch, ["compute"]); // what useAutoRefetch does
+    const [seven, eight, nine, ten] = [7, 8, 9, 10].map((id) => client.getQueryCache().find({ queryKey: [`/api/projects/${id}`] })!);
     expect(invalidator.tagsOf(seven!)).toEqual([{ type: "projects", keys: ["7"] }]);
     expect(invalidator.tagsOf(eight!)).toEqual([{ type: "images" }]);
+    expect(invalidator.tagsOf(nine!)).toEqual([]); // `updates: []`: depends on nothing, on purpose
+    expect(invalidator.tagsOf(ten!)).toEqual([{ type: "compute" }]);
     invalidator.useTags(undefined);
     expect(invalidator.tagsOf(seven!)).toEqual([]);
     for (const off of offs) off();

@@ -223,8 +223,8 @@ export class QueryInvalidator {
   }
 
   /**
-   * Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`; when it has
-   * none, the ones `tags` derives from its query key.
+   * Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`; when it
+   * declares none, the ones `tags` derives from its query key.
    */
   tagsOf(query: Query<any, any, any, any>): NormalTag[] {
     const tags: NormalTag[] = [];
@@ -232,7 +232,9 @@ export class QueryInvalidator {
     if (meta?.updates !== undefined) tags.push(...normalizeTags(meta.updates));
     const map = this.#queryTags.get(query as AnyQuery);
     if (map) for (const list of map.values()) tags.push(...list);
-    return tags.length > 0 || !this.#tagsFromKey ? tags : this.#derive(query as AnyQuery, this.#tagsFromKey);
+    // Declared (even `meta: { updates: [] }`: "depends on nothing") beats derived.
+    const declared = meta?.updates !== undefined || (map !== undefined && map.size > 0);
+    return declared || !this.#tagsFromKey ? tags : this.#derive(query as AnyQuery, this.#tagsFromKey);
   }
 
   #derive(query: AnyQuery, tagsFromKey: TagsFromKey): NormalTag[] {
