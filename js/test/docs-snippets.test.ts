@@ -180,5 +180,7 @@ describe("the snippets of docs/js.md and js/README.md", () => {
       problems ??= checkAll();
       expect(problems.get(index)).toEqual([]);
     },
+    // The first one type-checks every snippet (about 20 s alone, more on a busy machine).
+    120_000,
   );
 });
