@@ -34,6 +34,7 @@ describe("fromSchema", () => {
     expect(tags(["/api/projects/mine"])).toEqual(["authentication"]);
     expect(tags(["/api/projects?page=2"])).toEqual(["projects", "authentication"]);
     expect(tags(["/api/projects/a%20b/"])).toEqual([{ type: "projects", keys: ["a b"] }]);
+    expect(tags(["/api/projects/100%"])).toEqual([{ type: "projects", keys: ["100%"] }]);
     // Only GET operations answer a path key.
     expect(tags(["/api/search"])).toBeNull();
   });

@@ -28,6 +28,14 @@ export type TagsFromKey = (queryKey: readonly unknown[]) => UpdateTag[] | null |
 // `getProjectById`, `get_project_by_id` and `GetProjectById` name one operation.
 const loose = (id: string) => id.replace(/[^a-z0-9]/gi, "").toLowerCase();
 
+const decode = (segment: string): string => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment; // a stray `%`: the segment as written
+  }
+};
+
 /** The tags of every query whose key names an operation of `schema`, for `tags:` (docs/js.md). */
 export function fromSchema(schema: SchemaTags): TagsFromKey {
   if (schema.version !== 1) {
@@ -63,7 +71,7 @@ export function fromSchema(schema: SchemaTags): TagsFromKey {
         if (!match) continue;
         return tagsOf(operation, (name) => {
           const index = names.indexOf(name);
-          return index < 0 ? undefined : decodeURIComponent(match[index + 1]!);
+          return index < 0 ? undefined : decode(match[index + 1]!);
         });
       }
       return null;
