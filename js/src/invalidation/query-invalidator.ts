@@ -12,6 +12,7 @@ import { Subscribable } from "../subscribable.js";
 import { Batch } from "./batch.js";
 import { CursorCoverage } from "./coverage.js";
 import { pageVisibility, type FocusManagerLike } from "./focus.js";
+import type { TagsFromKey } from "./schema-tags.js";
 import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
 
 /**
@@ -41,6 +42,11 @@ export interface QueryInvalidatorOptions {
    */
   focusManager?: FocusManagerLike;
   logger?: Pick<Console, "warn" | "error">;
+  /**
+   * Tags for the queries that declare none (no `meta.updates`, no `useAutoRefetch`), derived from
+   * their query key: `fromSchema(refetchTags)` (docs/js.md, "Tags from the schema").
+   */
+  tags?: TagsFromKey;
 }
 
 type AnyQuery = Query<unknown, unknown, unknown, readonly unknown[]>;
@@ -73,6 +79,10 @@ export class QueryInvalidator {
   readonly #observerTags = new Map<ObserverRefetch, Set<NormalTag[]>>();
   // Tags that outlive the component that declared them; they go with the query.
   readonly #queryTags = new WeakMap<AnyQuery, Map<string, NormalTag[]>>();
+  // What `tags` derived from each query's key (a query's key never changes).
+  #derived = new WeakMap<AnyQuery, NormalTag[]>();
+  #tagsFromKey: TagsFromKey | undefined;
+  #warnedUnknown = false;
   // The tick at which each query's latest fetch started.
   readonly #fetchTicks = new WeakMap<AnyQuery, number>();
   // Queries that were fetching when invalidated: they get one more fetch when it settles.
@@ -96,6 +106,7 @@ export class QueryInvalidator {
     this.cursorWaitMs = options.cursorWaitMs ?? 5000;
     this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
+    this.#tagsFromKey = options.tags;
     this.#settled = new Subscribable(this.#logger);
     this.#coverage = new CursorCoverage(
       () => this.#clock,
@@ -204,13 +215,41 @@ export class QueryInvalidator {
     this.#batch.flush();
   }
 
-  /** Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`. */
+  /** Derives the tags of the queries that declare none from their key (the `tags` option). */
+  useTags(tags: TagsFromKey | undefined): void {
+    if (tags === this.#tagsFromKey) return;
+    this.#tagsFromKey = tags;
+    this.#derived = new WeakMap();
+  }
+
+  /**
+   * Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`; when it
+   * declares none, the ones `tags` derives from its query key.
+   */
   tagsOf(query: Query<any, any, any, any>): NormalTag[] {
     const tags: NormalTag[] = [];
     const meta = query.meta as UpdatesMeta | undefined;
     if (meta?.updates !== undefined) tags.push(...normalizeTags(meta.updates));
     const map = this.#queryTags.get(query as AnyQuery);
     if (map) for (const list of map.values()) tags.push(...list);
+    // Declared (even `meta: { updates: [] }`: "depends on nothing") beats derived.
+    const declared = meta?.updates !== undefined || (map !== undefined && map.size > 0);
+    return declared || !this.#tagsFromKey ? tags : this.#derive(query as AnyQuery, this.#tagsFromKey);
+  }
+
+  #derive(query: AnyQuery, tagsFromKey: TagsFromKey): NormalTag[] {
+    let tags = this.#derived.get(query);
+    if (tags) return tags;
+    const derived = tagsFromKey(query.queryKey);
+    if (derived === null && !this.#warnedUnknown) {
+      this.#warnedUnknown = true;
+      this.#logger.warn(
+        "refetch: a query key names an operation the schema tags do not know, so it is not refetched on updates; " +
+          "regenerate them with `refetch tags` (first such key: " + JSON.stringify(query.queryKey) + ")",
+      );
+    }
+    tags = derived ? normalizeTags(derived) : [];
+    this.#derived.set(query, tags);
     return tags;
   }
 
