@@ -211,7 +211,9 @@ def one_round(mode: str, args: argparse.Namespace, startup: float) -> dict[str, 
     during = [t for t in times if stopped <= t < up]
     after_up = [t for t in times if t >= up]
     hist_up = Counter(int((t - up) * 1000 // BIN) for t in times if up - 1 <= t < up + 3)
-    hist_stop = Counter(int((t - stopped) * 1000 // BIN) for t in times if stopped <= t < stopped + 3)
+    hist_stop = Counter(
+        int((t - stopped) * 1000 // BIN) for t in times if stopped <= t < stopped + 3
+    )
     return {
         "mode": mode,
         "clients": args.clients,
@@ -306,7 +308,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (ROOT / "js" / "dist" / "query-updates.js").exists():
         sys.exit("js/dist is missing: run `cd js && npm run build` first")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
 
     # How long a server process takes to answer, so the restart lands at --outage.
@@ -334,7 +336,9 @@ def main() -> None:
     for i in range(args.rounds):
         for mode in modes if i % 2 == 0 else list(reversed(modes)):
             row = one_round(mode, args, startup)
-            print(json.dumps({k: v for k, v in row.items() if not k.startswith("attempts_per_100")}))
+            print(
+                json.dumps({k: v for k, v in row.items() if not k.startswith("attempts_per_100")})
+            )
             report["rounds"].append(row)
     report["load_after"] = [round(x, 2) for x in os.getloadavg()]
     report["ratios"] = ratios(report["rounds"])
