@@ -309,7 +309,10 @@ class UpdateService:
         ``close_streams()`` (all streams, reason ``"shutdown"``) also starts
         *draining*: from then on new streams are answered 503, so clients that
         reconnect at once cannot keep the server from exiting. Any other reason
-        without a subject ends every stream and lets the clients back in.
+        without a subject ends every stream and lets the clients back in. Without a
+        subject every stream's last frame is ``reconnect``, with a delay of its own
+        spread over ``drain_spread`` (docs/protocol.md), so the clients come back
+        spread out rather than all at once or on their error backoff.
         Returns the number of streams ended here.
         """
         if subject is None and reason == "shutdown" and self._state == "running":
