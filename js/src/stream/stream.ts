@@ -1,4 +1,4 @@
-import { fullJitterDelay, type BackoffOptions } from "./backoff.js";
+import { drainDelay, drainStepDelay, fullJitterDelay, type BackoffOptions } from "./backoff.js";
 import {
   parseHello,
   parseUpdates,
@@ -44,7 +44,7 @@ export interface UpdateStreamOptions {
 
 export type StreamLogger = Pick<Console, "warn" | "error"> & Partial<Pick<Console, "info">>;
 
-type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded";
+type Outcome = "ended" | "drained" | "error" | "final" | "unauthorized" | "superseded";
 
 // The server's `retry:` and `heartbeat` are clamped: a 1 ms heartbeat would reconnect many times a
 // second, and a huge one overflows setTimeout (2^31 ms) into an immediate timeout.
@@ -53,6 +53,8 @@ const MIN_HEARTBEAT_S = 1;
 const MAX_HEARTBEAT_S = 600;
 /** A connection that stayed open this long resets the backoff (unless backoff.stableMs says otherwise). */
 const STABLE_MS = 10_000;
+const DRAIN_WINDOW_MS = 15_000;
+const DRAIN_STEP_MS = 250;
 
 /** 4xx answers that retrying soon cannot change (408 and 429 are worth a normal retry). */
 function isFinal(status: number): boolean {
@@ -82,6 +84,10 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   // Failed attempts since the stream was last open: an outage is one warning when it starts and
   // one info when it ends, not a warning (with a stack trace) per attempt.
   #failedAttempts = 0;
+  // The server's `reconnect` frame: come back after #drainDelayMs; until #drainUntil (Date.now()
+  // time) failed attempts are retried every drainStepMs..2×drainStepMs, not on the backoff.
+  #drainDelayMs = 0;
+  #drainUntil = 0;
 
   constructor(options: UpdateStreamOptions) {
     if (!options || !options.url) {
@@ -167,9 +173,20 @@ export class UpdateStream extends SourceBase implements UpdateSource {
         continue;
       }
       this.setStatus("reconnecting");
-      const delay = fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
-      await this.#sleep(delay);
+      await this.#sleep(this.#nextDelay(outcome));
     }
+  }
+
+  /**
+   * After a drain notice: its delay, then quick steps while the server restarts (connection
+   * refused, 502/503 from a proxy); else, and once the drain window is over, the error backoff.
+   */
+  #nextDelay(outcome: Outcome): number {
+    if (outcome === "drained") return this.#drainDelayMs;
+    if (Date.now() < this.#drainUntil) {
+      return drainStepDelay(this.#options.backoff?.drainStepMs ?? DRAIN_STEP_MS, this.#random);
+    }
+    return fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
   }
 
   #sleep(ms: number): Promise<void> {
@@ -192,6 +209,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     let watchdog: ReturnType<typeof setTimeout> | undefined;
     let stable: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
+    let drained = false;
     const arm = () => {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => {
@@ -237,6 +255,8 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           if (!current()) return;
           const before = this.status;
           this.#handle(message, sentCursor);
+          // The server ends the stream right after: stop reading now, in case a proxy does not.
+          if (message.event === "reconnect") drained = true;
           arm();
           if (before !== "open" && this.status === "open") {
             this.#recovered();
@@ -261,13 +281,16 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           const { done, value } = await reader.read();
           if (done || !current()) break;
           feed(decoder.decode(value, { stream: true }));
+          if (drained) break;
         }
       } finally {
         reader.cancel().catch(() => {});
       }
-      return current() ? "ended" : "superseded";
+      if (!current()) return "superseded";
+      return drained ? "drained" : "ended";
     } catch (error) {
       if (!current()) return "superseded";
+      if (drained) return "drained"; // the server cut rather than ended the stream it drained
       if (!timedOut) this.#outage(`update stream failed: ${describe(error)}`);
       return "error";
     } finally {
@@ -350,6 +373,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           id !== undefined &&
           (sentCursor !== null || this.#options.resume === true || this.#endedConnections > 0);
         if (id !== undefined) this.#cursor = id;
+        this.#drainUntil = 0;
         this.setStatus("open");
         if (notResumed) this.emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
         return;
@@ -374,6 +398,15 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           reason: typeof reason === "string" ? reason : "resync",
           cursor: this.#cursor,
         });
+        return;
+      }
+      case "reconnect": {
+        // A draining server: come back after its delay (spread over the clients by the server),
+        // with the cursor, and retry quickly while it restarts.
+        const backoff = this.#options.backoff;
+        const step = backoff?.drainStepMs ?? DRAIN_STEP_MS;
+        this.#drainDelayMs = drainDelay(data, this.#maxMs) ?? drainStepDelay(step, this.#random);
+        this.#drainUntil = Date.now() + (backoff?.drainWindowMs ?? DRAIN_WINDOW_MS);
         return;
       }
       default:
