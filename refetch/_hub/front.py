@@ -31,6 +31,7 @@ from ..backends._urls import kind_of
 from .broker import BrokerSequencer
 from .gc import FreezePolicy
 from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
+from .notified import enter as enter_notified
 from .processes import warn_if_split
 from .sequencer import Item, LocalSequencer, Sequencer
 from .signals import ShutdownSignals
@@ -226,6 +227,7 @@ class UpdateService:
                     NOT_STARTED_FIX,
                 )
         self._inbox.append((update, None, time.monotonic()))
+        enter_notified(self)
         self._wake()
 
     async def publish(
@@ -246,6 +248,7 @@ class UpdateService:
             raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inbox.append((update, future, time.monotonic()))
+        enter_notified(self)
         self._wake()
         return await future
 
