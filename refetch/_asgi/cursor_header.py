@@ -90,8 +90,12 @@ class CursorHeaderMiddleware:
             close_record(token)
 
     async def _numbered(self, deadline: float) -> str | None:
-        """The hub's cursor once everything notified so far is numbered; None past the deadline."""
+        """The hub's cursor once everything notified so far is numbered; None past the deadline,
+        or while this instance cannot hear the broker: it then delivers its own updates to its
+        streams before they are numbered, in frames whose id does not bound them, and a client
+        must not match such a frame against this cursor."""
         try:
-            return await self.service.flush(timeout=max(0.0, deadline - time.monotonic()))
+            cursor = await self.service.flush(timeout=max(0.0, deadline - time.monotonic()))
         except (PublishError, ServiceClosed):
             return None
+        return None if self.service.statistics().listener_down is not None else cursor
