@@ -5,7 +5,9 @@ declares ``changes("projects", key="project_id")``, so refetch notifies after it
 ``?slow=1`` on the PATCH holds its response for ``SLOW_RESPONSE`` seconds after the notify, so
 the stream's frame reaches the page well before the mutation's answer (the other order of the
 race). ``POST /api/sentinel`` notifies ``sentinel``: a test waits for the page to refetch it to
-know that every frame before it was handled. ``/`` is the page, ``/app.js`` the bundle named by
+know that every frame before it was handled. ``POST /api/arm`` makes the next read of
+the projects change one after reading and holds the next update stream until then (the page load
+of the architecture note's layout). ``/`` is the page, ``/app.js`` the bundle named by
 ``ACTING_BUNDLE``.
 
 Run: ``ACTING_BUNDLE=... python -m tests.e2e.acting_app`` (HOST, PORT).
@@ -24,7 +26,7 @@ from pydantic import BaseModel
 
 from refetch import CursorHeaderMiddleware, UpdatesEndpoint, UpdateService
 from refetch._types import ASGIApp, Message, Receive, Scope, Send
-from refetch.routes import DeclaredRoute, changes, reads, use_service
+from refetch.routes import DeclaredRoute, changes, changes_nothing, reads, use_service
 
 SLOW_RESPONSE = 0.3
 
@@ -49,9 +51,26 @@ def build(bundle: Path) -> ASGIApp:
     sentinel = [0]
     router = APIRouter(route_class=DeclaredRoute)
 
+    armed = asyncio.Event()  # the next read of the projects is followed by a change
+    changed = asyncio.Event()
+
     @router.get("/api/projects", dependencies=[reads("projects")])
     async def list_projects() -> list[Project]:
-        return [Project(id=i, name=n) for i, n in sorted(projects.items())]
+        listed = [Project(id=i, name=n) for i, n in sorted(projects.items())]
+        if armed.is_set():
+            armed.clear()
+            projects[2] = "changed after the first read"
+            updates.notify("projects", key="2")
+            await updates.flush()
+            changed.set()
+        return listed
+
+    @router.post("/api/arm", dependencies=[changes_nothing()])
+    async def arm() -> None:
+        """The next read of the projects is followed by a change, and the next update stream
+        is answered only after it: the change lands between the page's first read and its hello."""
+        changed.clear()
+        armed.set()
 
     @router.patch(
         "/api/projects/{project_id}", dependencies=[changes("projects", key="project_id")]
@@ -72,7 +91,7 @@ def build(bundle: Path) -> ASGIApp:
     app = FastAPI(lifespan=updates.lifespan)
     app.include_router(router)
     use_service(app, updates)
-    app.mount("/api/updates", UpdatesEndpoint(updates))
+    app.mount("/api/updates", AfterChange(UpdatesEndpoint(updates), armed, changed))
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
@@ -83,6 +102,18 @@ def build(bundle: Path) -> ASGIApp:
         return FileResponse(bundle, media_type="text/javascript")
 
     return CursorHeaderMiddleware(SlowAnswers(app), updates)
+
+
+class AfterChange:
+    """While armed, holds a stream request until the armed change was made."""
+
+    def __init__(self, app: ASGIApp, armed: asyncio.Event, changed: asyncio.Event) -> None:
+        self.app, self.armed, self.changed = app, armed, changed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.armed.is_set():
+            await self.changed.wait()
+        await self.app(scope, receive, send)
 
 
 class SlowAnswers:

@@ -153,3 +153,29 @@ def test_one_fetch_per_change_in_the_acting_tab_and_the_other(
     assert counts.acting_patch == [1] * CHANGES
     assert counts.acting_get == [1] * CHANGES, "the acting tab fetched twice for its own change"
     assert counts.other_get == [1] * CHANGES
+
+
+@pytest.mark.parametrize("share", ["1", "0"])
+def test_the_notes_layout_refetches_only_the_changed_type_on_page_load(
+    browser: Browser, server: Server, share: str
+) -> None:
+    """useSSEUpdates() first in the page component, its queries after it in the same render; a
+    change lands between the page's first read and the stream's hello. The first connect waits
+    for those queries' answers and resumes from their cursor: the server replays the change, and
+    only the projects are fetched again, not the sentinel."""
+    httpx.post(f"{server.url}/api/arm", timeout=10).raise_for_status()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        log = Requests(page)
+        page.goto(f"{server.url}/?layout=note&share={share}")
+        expect(page.get_by_test_id("status")).to_have_attribute("data-status", "open")
+        expect(page.get_by_test_id("projects")).to_contain_text("changed after the first read")
+        settle(server, [page])  # one more sentinel fetch, for the settling bump
+        counts = (log.count("GET", "/api/projects"), log.count("GET", "/api/sentinel"))
+        print(
+            f"\nlayout=note share={share}, a change before the hello: GET projects, sentinel = {counts}"
+        )
+        assert counts == (2, 2), "every tagged query was refetched, not just the changed type's"
+    finally:
+        context.close()

@@ -177,7 +177,13 @@ export class QueryInvalidator {
    * are invalidated once).
    */
   async startCursor(): Promise<string | null> {
-    if (this.#coverage.fromReads) await this.#taggedFetchesSettled(this.cursorWaitMs);
+    if (this.#coverage.fromReads) {
+      // Queries started in the same render as the connect (`useSSEUpdates()` first in a page
+      // component, its `useQuery`s after it) begin fetching in the effects that run right after
+      // the connect's own, in the same synchronous flush: let them start, then wait for them.
+      await Promise.resolve();
+      await this.#taggedFetchesSettled(this.cursorWaitMs);
+    }
     return this.#coverage.handOut();
   }
 

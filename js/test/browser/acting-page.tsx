@@ -1,7 +1,8 @@
 // The acting-tab page (tests/e2e/test_acting_tab.py): React + TanStack Query, written as docs/js.md
 // shows it, with a mutation that may invalidate in `onSuccess` (the TanStack idiom). URL switches:
 // `onSuccess=1` (invalidate ["projects"] there), `slow=1` (the server holds the PATCH's answer),
-// `cursors=0` (no CursorTracker), `layout=note` (useSSEUpdates() first in the page component).
+// `cursors=0` (no CursorTracker), `layout=note` (useSSEUpdates() first in the page component that
+// runs the queries, as the architecture note shows it).
 import { QueryClient, QueryClientProvider, useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { createRoot } from "react-dom/client";
 
@@ -11,6 +12,8 @@ import { UpdatesProvider, useSSEUpdates, useUpdateStatus } from "../../src/react
 const params = new URLSearchParams(location.search);
 const cursors = params.get("cursors") === "0" ? undefined : new CursorTracker();
 const api = cursors ? cursors.wrap() : (input: RequestInfo | URL, init?: RequestInit) => fetch(input, init);
+// `share=0`: one connection per tab (no Web Locks), so the first connect starts in the effect itself.
+const share = params.get("share") !== "0";
 const client = new QueryClient({ defaultOptions: { queries: { staleTime: Infinity } } });
 
 interface Project {
@@ -24,7 +27,10 @@ declare global {
   }
 }
 
-function Projects() {
+function Projects({ openStream = false }: { openStream?: boolean }) {
+  // The architecture note's layout: the stream opened first in the page component, then its queries.
+  // eslint-disable-next-line react-hooks/rules-of-hooks
+  if (openStream) useSSEUpdates({ url: "/api/updates", cursors, share });
   const queryClient = useQueryClient();
   const projects = useQuery({
     queryKey: ["projects"],
@@ -62,18 +68,12 @@ function Projects() {
   );
 }
 
-/** The architecture note's layout: the stream opened by the page component, above its own queries. */
-function NotePage() {
-  useSSEUpdates({ url: "/api/updates", cursors });
-  return <Projects />;
-}
-
 createRoot(document.getElementById("root")!).render(
   <QueryClientProvider client={client}>
     {params.get("layout") === "note" ? (
-      <NotePage />
+      <Projects openStream />
     ) : (
-      <UpdatesProvider url="/api/updates" cursors={cursors}>
+      <UpdatesProvider url="/api/updates" cursors={cursors} share={share}>
         <Projects />
       </UpdatesProvider>
     )}
