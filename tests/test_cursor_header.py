@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from refetch import CursorHeaderMiddleware, UpdatesEndpoint, UpdateService
+from refetch.backends import Entry, MemoryBackend
 
 from .conftest import TYPES, Stream, serve, unique_name, wait_for
 
@@ -223,3 +224,25 @@ async def test_with_a_broker_the_answer_waits_until_the_broker_numbered_the_upda
     await client.aclose()
     assert created.headers["refetch-cursor"] != notified_at
     assert not after.saw("projects", "1")
+
+
+class DeafMemoryBackend(MemoryBackend):
+    """Fault injection: takes every publish, but this instance's listener cannot read back."""
+
+    async def read(self, after: int) -> AsyncIterator[list[Entry]]:
+        raise ConnectionError("the listener is cut off")
+        yield []  # pragma: no cover - makes this an async generator
+
+
+async def test_no_refetch_notified_while_the_hub_cannot_hear_its_broker() -> None:
+    """Its own updates then reach its streams before they are numbered, in frames whose id does
+    not bound them: a client must not match those against a cursor (docs/protocol.md)."""
+    async with UpdateService(TYPES, backend=DeafMemoryBackend(), close_on_signals=False) as hub:
+        await wait_for(lambda: hub.statistics().listener_down is not None)
+        projects: list[str] = []
+        async with serve(CursorHeaderMiddleware(notifying_app(hub, projects), hub)) as url:
+            async with httpx.AsyncClient() as http:
+                created = await http.post(f"{url}/api/projects")
+    assert created.status_code == 201
+    assert "refetch-cursor" in created.headers
+    assert "refetch-notified" not in created.headers
