@@ -11,8 +11,8 @@ import type { Update, UpdateEvent, UpdateSource } from "../protocol.js";
 import { Subscribable } from "../subscribable.js";
 import { Batch } from "./batch.js";
 import { CursorCoverage } from "./coverage.js";
-import { OwnChanges } from "./own-changes.js";
 import { pageVisibility, type FocusManagerLike } from "./focus.js";
+import { OwnChanges } from "./own-changes.js";
 import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
 
 /**
@@ -68,6 +68,10 @@ type ObserverRefetch = (...args: never[]) => unknown;
  * - Data read before the stream was open is covered by starting the stream from the oldest
  *   `Refetch-Cursor` it was read at (`startCursor`), or from the previous stream's cursor; without
  *   either, the tagged queries fetched before the stream opened are invalidated once.
+ * - A frame is skipped for a query whose fetch started after the frame arrived, or after one of the
+ *   app's own answers named a cursor the frame does not pass (`Refetch-Notified`, own-changes.ts):
+ *   the tab that made a change fetches once, also when its `onSuccess` refetches. While one of the
+ *   client's mutations is pending, a due pass waits for it (at most `mutationWaitMs`).
  */
 export class QueryInvalidator {
   readonly #client: QueryClient;
