@@ -52,6 +52,7 @@ def build(bundle: Path) -> ASGIApp:
     router = APIRouter(route_class=DeclaredRoute)
 
     armed = asyncio.Event()  # the next read of the projects is followed by a change
+    arms = [0]
     changed = asyncio.Event()
 
     @router.get("/api/projects", dependencies=[reads("projects")])
@@ -59,18 +60,21 @@ def build(bundle: Path) -> ASGIApp:
         listed = [Project(id=i, name=n) for i, n in sorted(projects.items())]
         if armed.is_set():
             armed.clear()
-            projects[2] = "changed after the first read"
+            projects[2] = f"changed after read {arms[0]}"
             updates.notify("projects", key="2")
             await updates.flush()
             changed.set()
         return listed
 
     @router.post("/api/arm", dependencies=[changes_nothing()])
-    async def arm() -> None:
+    async def arm() -> str:
         """The next read of the projects is followed by a change, and the next update stream
-        is answered only after it: the change lands between the page's first read and its hello."""
+        is answered only after it: the change lands between the page's first read and its hello.
+        Returns the name project 2 gets."""
+        arms[0] += 1
         changed.clear()
         armed.set()
+        return f"changed after read {arms[0]}"
 
     @router.patch(
         "/api/projects/{project_id}", dependencies=[changes("projects", key="project_id")]
