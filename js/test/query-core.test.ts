@@ -312,6 +312,19 @@ describe("the tab that made the change (docs/js.md)", () => {
     expect(fetches).toEqual({ projects: 3 });
   });
 
+  it("test_a_frame_long_after_the_answer_is_fetched_even_at_its_cursor", async () => {
+    // A broker lost between the answer and the frame: this instance's own updates reach its
+    // streams at its last cursor, unnumbered. The answer's cursor spares frames 2 s at most.
+    await open("e1.3");
+    mutate("e1.4");
+    await advance(2100);
+    expect(fetches).toEqual({ projects: 2 });
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.3"));
+    await settle();
+    await advance(200);
+    expect(fetches).toEqual({ projects: 3 });
+  });
+
   it("test_a_frame_past_the_answers_cursor_is_fetched", async () => {
     await open("e1.3");
     mutate("e1.4");
