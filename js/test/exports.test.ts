@@ -18,6 +18,7 @@ describe("public API", () => {
     expect(Object.keys(core).sort()).toEqual([
       "CURSOR_HEADER",
       "CursorTracker",
+      "NOTIFIED_HEADER",
       "SharedUpdateStream",
       "UpdateStream",
       "compareCursors",

@@ -32,6 +32,7 @@ from .broker import BrokerSequencer
 from .drain import reconnect_delays
 from .gc import FreezePolicy
 from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
+from .notified import enter as enter_notified
 from .processes import warn_if_split
 from .sequencer import Item, LocalSequencer, Sequencer
 from .signals import ShutdownSignals
@@ -234,6 +235,7 @@ class UpdateService:
                     NOT_STARTED_FIX,
                 )
         self._inbox.append((update, None, time.monotonic()))
+        enter_notified(self)
         self._wake()
 
     async def publish(
@@ -254,6 +256,7 @@ class UpdateService:
             raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inbox.append((update, future, time.monotonic()))
+        enter_notified(self)
         self._wake()
         return await future
 
