@@ -18,6 +18,7 @@ from ._exceptions import (
 )
 from ._fanout.connection import ConnectionInfo
 from ._hub.front import UpdateService
+from ._hub.presence import DemandWatch
 from ._hub.publisher import Publisher
 from ._hub.statistics import Statistics
 from ._polling.poller import Lease, Poller, SharedLease, poller
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionInfo",
     "CursorHeaderMiddleware",
+    "DemandWatch",
     "Lease",
     "Notifier",
     "Poller",

@@ -78,6 +78,7 @@ async def listen(
     url: str,
     *,
     types: Iterable[str] | None = None,
+    watch: Mapping[str, Iterable[str]] | None = None,
     headers: Mapping[str, str] | None = None,
     last_event_id: str | None = None,
     client: httpx.AsyncClient | None = None,
@@ -101,7 +102,10 @@ async def listen(
         raise ConfigurationError("read_timeout must be > 0 seconds (or None: 2 x heartbeat)")
     if max_attempts is not None and max_attempts < 1:
         raise ConfigurationError("max_attempts must be >= 1 (or None: retry for ever)")
-    params = {"types": ",".join(types)} if types else None
+    # watch={"compute": ["eu-1"]}: watch=compute:eu-1, the keys on-demand pollers poll for
+    # this stream (docs/protocol.md); it hears every update of its types all the same.
+    params: list[tuple[str, str]] = [("types", ",".join(types))] if types else []
+    params += [("watch", f"{t}:{key}") for t, keys in (watch or {}).items() for key in keys]
     own_client = client is None
     http = client or httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     # Silence on the stream is judged here, from the hello's heartbeat: a fixed httpx read
@@ -134,7 +138,7 @@ async def listen(
             drained: float | None = None  # the delay a ``reconnect`` frame asked for
             status: int | None = None
             request = http.build_request(
-                "GET", url, params=params, headers=request_headers, timeout=timeout
+                "GET", url, params=tuple(params) or None, headers=request_headers, timeout=timeout
             )
             try:
                 try:

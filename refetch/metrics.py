@@ -16,11 +16,13 @@ or, to serve refetch's metrics next to the app's own from the default registry::
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ._exceptions import ConfigurationError
 from ._hub.front import UpdateService
+from ._polling.run import PollerStatistics
+from ._polling.worker import BackgroundWorker
 
 try:
     from prometheus_client import CollectorRegistry, make_asgi_app
@@ -46,7 +48,8 @@ class RefetchCollector:
     """A prometheus-client collector for one hub; register it on any registry.
 
     ``labels`` are added to every sample (e.g. ``{"hub": "admin"}`` when one process
-    runs two hubs into one registry).
+    runs two hubs into one registry). With ``worker`` (the ``BackgroundWorker``) the
+    pollers' series are added: polls made and avoided, which pollers are active and why.
     """
 
     def __init__(
@@ -55,12 +58,19 @@ class RefetchCollector:
         *,
         namespace: str = "refetch",
         labels: dict[str, str] | None = None,
+        worker: BackgroundWorker | None = None,
     ) -> None:
         if not isinstance(service, UpdateService):
             raise ConfigurationError(
                 f"RefetchCollector takes the UpdateService, not {type(service).__name__}"
             )
+        if worker is not None and not isinstance(worker, BackgroundWorker):
+            raise ConfigurationError(
+                f"RefetchCollector(worker=...) takes the BackgroundWorker, not "
+                f"{type(worker).__name__}"
+            )
         self.service = service
+        self.worker = worker
         self.namespace = namespace
         self.labels = dict(labels or {})
 
@@ -149,6 +159,8 @@ class RefetchCollector:
         if buckets:
             histogram.add_metric(extra_values, buckets, stats.latency_sum)
         yield histogram
+        if self.worker is not None:
+            yield from self._pollers(extra_names, extra_values)
 
         if stats.backend is None:
             return  # one process, no broker: no backend metrics
@@ -168,16 +180,78 @@ class RefetchCollector:
                 stats.backend_lag,
             )
 
+    def _pollers(self, extra_names: list[str], extra_values: list[str]) -> Iterator[Metric]:
+        assert self.worker is not None
+        pollers = self.worker.statistics()
+        names = [*extra_names, "poller"]
 
-def metrics_app(service: UpdateService, *, registry: CollectorRegistry | None = None) -> ASGIApp:
+        def family(
+            kind: type[GaugeMetricFamily] | type[CounterMetricFamily],
+            name: str,
+            doc: str,
+            value: Callable[[PollerStatistics], float],
+        ) -> GaugeMetricFamily | CounterMetricFamily:
+            found = kind(self._name(name), doc, labels=names)
+            for poller, s in pollers.items():
+                found.add_metric([*extra_values, poller], value(s))
+            return found
+
+        yield family(
+            CounterMetricFamily, "poller_polls", "Polls made by this instance.", lambda s: s.polls
+        )
+        yield family(
+            CounterMetricFamily,
+            "poller_polls_avoided",
+            "Polls an on-demand poller skipped because nobody listened (one per interval).",
+            lambda s: s.polls_avoided,
+        )
+        yield family(
+            GaugeMetricFamily,
+            "poller_active",
+            "1 while the poller polls on this instance.",
+            lambda s: 1 if s.active else 0,
+        )
+        why = GaugeMetricFamily(
+            self._name("poller_why"),
+            "1 for the reason the poller polls here or not: always, listeners, idle, lease.",
+            labels=[*names, "why"],
+        )
+        for poller, s in pollers.items():
+            for reason in WHY:
+                why.add_metric([*extra_values, poller, reason], 1 if s.why == reason else 0)
+        yield why
+        yield family(
+            GaugeMetricFamily,
+            "poller_listeners",
+            "Open streams on this instance that would hear an on-demand poller's notify.",
+            lambda s: s.listeners,
+        )
+        yield family(
+            GaugeMetricFamily,
+            "poller_listening_instances",
+            "Other instances with streams that would hear an on-demand poller's notify.",
+            lambda s: s.instances,
+        )
+
+
+#: The values of ``PollerStatistics.why``.
+WHY = ("always", "listeners", "idle", "lease")
+
+
+def metrics_app(
+    service: UpdateService,
+    *,
+    registry: CollectorRegistry | None = None,
+    worker: BackgroundWorker | None = None,
+) -> ASGIApp:
     """An ASGI app that answers with the Prometheus exposition of ``service``.
 
     Without ``registry`` it serves a registry of its own holding only the hub's
     metrics (two hubs in one process do not clash); pass one to serve the hub's
-    metrics next to everything else registered there.
+    metrics next to everything else registered there. ``worker`` adds the pollers' series.
     """
     if registry is None:
         registry = CollectorRegistry(auto_describe=True)
-    registry.register(RefetchCollector(service))
+    registry.register(RefetchCollector(service, worker=worker))
     app: ASGIApp = make_asgi_app(registry)
     return app

@@ -70,7 +70,7 @@ class UpdatesEndpoint:
     ) -> None:
         self.service = service
         self.authenticate = authenticate
-        self._reader = RequestReader(service.types)
+        self._reader = RequestReader(service.types, service.max_keys)
         # The 401 names the credentials the app takes: a cookie-only app says nothing of
         # bearer tokens, and only an app that takes an Authorization header challenges.
         self._unauthorized: tuple[dict[str, object], list[tuple[bytes, bytes]]] = (
@@ -185,7 +185,7 @@ class UpdatesEndpoint:
         frames_send = send if server is None else await server.frames_send(send)
         try:
             conn = self.service.attach(
-                frames_send, principal, types, last_event_id, authenticated_at
+                frames_send, principal, types, last_event_id, authenticated_at, request.watch
             )
         except ServiceClosed:  # closed while the headers were on their way
             farewell = self.service.farewell() if self.service.state != "running" else b""

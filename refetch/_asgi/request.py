@@ -12,10 +12,11 @@ over a second of event-loop time and a 190 KB answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from .._cursor import MAX_LENGTH as MAX_CURSOR_LENGTH
+from .._demand import NO_WATCH, Watch
 from .._log import loggable
 from .._types import Scope
 
@@ -25,6 +26,10 @@ MAX_QUERY = 8192
 #: Offending values a refusal names, and the characters it shows of each.
 MAX_NAMED = 3
 MAX_NAME = 40
+#: ``watch=<type>:<key>``: the longest key, and the most watched keys in one request (each
+#: type takes at most the hub's ``max_keys``).
+MAX_WATCH_KEY = 128
+MAX_WATCHED = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,9 @@ class StreamRequest:
     #: The requested types; empty when the client asked for every type it may see.
     types: frozenset[str]
     last_event_id: str | None
+    #: ``watch=<type>:<key>`` parameters: per type, the keys the stream is demand for
+    #: (types not named: every key). It hears every update of its types all the same.
+    watch: Watch = field(default_factory=lambda: NO_WATCH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +57,9 @@ class Refusal:
 class RequestReader:
     """Reads stream requests for one hub's declared types."""
 
-    def __init__(self, declared: Sequence[str]) -> None:
+    def __init__(self, declared: Sequence[str], max_keys: int = 64) -> None:
         self.declared = frozenset(declared)
+        self.max_keys = max_keys
         self.known = list(declared)
         # Room for every declared type and a cursor, percent-encoded (3 bytes a UTF-8 byte).
         every = len(",".join(declared).encode())
@@ -71,7 +80,64 @@ class RequestReader:
         cursor = _last_event_id(scope, query)
         if isinstance(cursor, Refusal):
             return cursor
-        return StreamRequest(types, cursor)
+        values = query.get("watch")
+        if values is None:
+            return StreamRequest(types, cursor)
+        watch = self._watch(values, types)
+        if isinstance(watch, Refusal):
+            return watch
+        return StreamRequest(types, cursor, watch)
+
+    def _watch(self, values: list[str], types: frozenset[str]) -> Watch | Refusal:
+        """``watch=<type>:<key>``, repeated; split at the first colon."""
+        if len(values) > MAX_WATCHED:
+            return Refusal(
+                "too_many_watched_keys",
+                f"{len(values)} watch= parameters; a stream watches at most {MAX_WATCHED} keys",
+                (("max", MAX_WATCHED),),
+            )
+        watch: dict[str, set[str]] = {}
+        for value in values:
+            type_, colon, key = value.partition(":")
+            problem = None
+            if not colon:
+                problem = "has no colon"
+            elif not key:
+                problem = "has an empty key"
+            elif len(key) > MAX_WATCH_KEY:
+                problem = f"has a key of {len(key)} characters (at most {MAX_WATCH_KEY})"
+            if problem is not None:
+                shown = loggable(value, MAX_NAME)
+                return Refusal(
+                    "malformed_watch",
+                    f"watch={shown} {problem}: write watch=<type>:<key>, e.g. watch=compute:eu-1",
+                    (("watch", shown),),
+                )
+            if type_ not in self.declared:
+                shown = loggable(type_, MAX_NAME)
+                return Refusal(
+                    "unknown_type",
+                    f"unknown update type in watch=: {shown}",
+                    (("unknown", [shown]), ("known", self.known)),
+                )
+            if types and type_ not in types:
+                shown = loggable(type_, MAX_NAME)
+                return Refusal(
+                    "malformed_watch",
+                    f"watch= names {shown}, which types= does not ask for: add it to types=",
+                    (("watch", loggable(value, MAX_NAME)),),
+                )
+            keys = watch.setdefault(type_, set())
+            keys.add(key)
+            if len(keys) > self.max_keys:
+                shown = loggable(type_, MAX_NAME)
+                return Refusal(
+                    "too_many_watched_keys",
+                    f"more than {self.max_keys} watched keys of {shown}; watch the whole type "
+                    "instead (no watch= for it)",
+                    (("max", self.max_keys),),
+                )
+        return {type_: frozenset(keys) for type_, keys in watch.items()}
 
     def _types(self, values: list[str] | None) -> frozenset[str] | Refusal:
         if values is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._auth import Principal
 from .._changes import Changes, add_change
+from .._demand import NO_WATCH, Watch
 from .._types import Send
 from .send import start_send
 from .uvicorn import abort, uvicorn_cycle, write_direct
@@ -76,14 +77,23 @@ class Connection:
         "since",
         "state",
         "types",
+        "watch",
     )
 
-    def __init__(self, send: Send, principal: Principal, types: frozenset[str]) -> None:
+    def __init__(
+        self,
+        send: Send,
+        principal: Principal,
+        types: frozenset[str],
+        watch: Watch = NO_WATCH,
+    ) -> None:
         self.send = send
         #: uvicorn's request cycle when ``send`` is its own: written directly (uvicorn.py).
         self.direct = uvicorn_cycle(send)
         self.principal = principal
         self.types = types
+        #: The keys it watches per type (``watch=``): who it is demand for, not what it hears.
+        self.watch = watch
         #: When it was opened (wall clock, for people) and frames written so far.
         self.since = time.time()
         self.frames = 0

@@ -23,6 +23,7 @@ from .._update import Update
 from .broadcasts import Broadcasts
 from .connection import Connection, ConnectionInfo, State
 from .counts import FanOutStatistics
+from .demand import LocalDemand
 from .frames import FramePass
 from .latency import LatencyHistogram
 from .registry import Registry
@@ -43,6 +44,7 @@ class FanOut:
         heartbeat: float,
         max_keys: int,
         send_timeout: float,
+        demand: LocalDemand | None = None,
     ) -> None:
         self.types = types
         self.min_interval = min_interval
@@ -52,7 +54,7 @@ class FanOut:
         #: The cursor of the newest update delivered: every frame's id.
         self.cursor = ""
         self._loop = loop
-        self._streams = Registry(types)
+        self._streams = Registry(types, demand)
         self._broadcasts = Broadcasts(types, max_keys)
         self._due: list[Connection] = []
         self._flush_soon = False

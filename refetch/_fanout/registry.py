@@ -11,12 +11,15 @@ from collections.abc import Iterable, Iterator
 
 from .._auth import Principal
 from .connection import Connection
+from .demand import LocalDemand
 
 
 class Registry:
-    __slots__ = ("_all", "_by_scope", "_by_type", "_idle")
+    __slots__ = ("_all", "_by_scope", "_by_type", "_demand", "_idle")
 
-    def __init__(self, types: Iterable[str]) -> None:
+    def __init__(self, types: Iterable[str], demand: LocalDemand | None = None) -> None:
+        self._demand = LocalDemand() if demand is None else demand
+        self._demand.streams = lambda: self._all
         self._all: set[Connection] = set()
         self._by_type: dict[str, set[Connection]] = {t: set() for t in types}
         self._by_scope: dict[str, set[Connection]] = {}
@@ -34,10 +37,13 @@ class Registry:
         for type_ in conn.types:
             self._by_type[type_].add(conn)
         self._index_scopes(conn)
+        self._demand.added(conn)
 
     def remove(self, conn: Connection) -> None:
         """Forget ``conn`` everywhere (idempotent)."""
-        self._all.discard(conn)
+        if conn in self._all:
+            self._all.discard(conn)
+            self._demand.removed(conn)
         self.unindex(conn)
 
     def unindex(self, conn: Connection) -> None:
@@ -74,6 +80,7 @@ class Registry:
 
     def rescope(self, conn: Connection, principal: Principal) -> None:
         """Give ``conn`` a new principal: new scopes, and fewer types if it allows fewer."""
+        self._demand.removed(conn)
         self._unindex_scopes(conn)
         conn.principal = principal
         self._index_scopes(conn)
@@ -83,6 +90,7 @@ class Registry:
                 self._idle[type_].discard(conn)
                 conn.pending.pop(type_, None)
             conn.types = conn.types & principal.types
+        self._demand.added(conn)
 
     def counts_by_type(self) -> dict[str, int]:
         return {t: len(c) for t, c in self._by_type.items()}

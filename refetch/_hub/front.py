@@ -14,13 +14,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 from .._auth import Principal
 from .._control import CloseStreams, Control, Reauthorize
+from .._demand import NO_WATCH, Interest, Watch
 from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from .._fanout.connection import Connection, ConnectionInfo
+from .._fanout.demand import LocalDemand
 from .._fanout.fanout import FanOut
 from .._sse import encode_hello, encode_reconnect
 from .._types import Send
@@ -33,6 +35,7 @@ from .drain import reconnect_delays
 from .gc import FreezePolicy
 from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
 from .notified import enter as enter_notified
+from .presence import DemandWatch, Presence
 from .processes import warn_if_split
 from .sequencer import Item, LocalSequencer, Sequencer
 from .signals import ShutdownSignals
@@ -106,6 +109,10 @@ class UpdateService:
                 f"backend must be a URL (redis://..., postgresql://..., nats://...) or a "
                 f"Backend object, not {backend!r}"
             )
+        # Who listens, here and on the other instances (on-demand pollers ask).
+        self._presence = Presence(
+            LocalDemand(), None if backend is None else backend.side_channel("demand")
+        )
         # The fan-out is built on the loop the hub starts on; until then no stream is open.
         self._fanout: FanOut | NotStarted = NotStarted(self.types)
         self._sequencer: Sequencer
@@ -138,8 +145,10 @@ class UpdateService:
             heartbeat=self.heartbeat,
             max_keys=self.max_keys,
             send_timeout=self.send_timeout,
+            demand=self._presence.local,
         )
         await self._sequencer.start(self._loop, fanout)
+        await self._presence.start()
         if isinstance(self._sequencer, LocalSequencer):
             warn_if_split()  # several workers, each with its own hub: notifies get lost
         fanout.start(self._sequencer.cursor)
@@ -168,6 +177,7 @@ class UpdateService:
         # Every stream ends now (its owner finishes the response); then the broker link.
         self._end_every_stream("shutdown")
         self._fanout.stop()
+        await self._presence.stop()
         await self._sequencer.stop(grace)
         if self._gc is not None:
             self._gc.close()
@@ -394,6 +404,7 @@ class UpdateService:
         types: frozenset[str],
         last_event_id: str | None,
         authenticated_at: float | None = None,
+        watch: Watch = NO_WATCH,
     ) -> Connection:
         """Register a stream whose response has started, and write its first frames.
 
@@ -411,7 +422,7 @@ class UpdateService:
         revised = self._fanout.revised(principal, authenticated_at)
         if revised is not principal and revised.types is not None:
             types = types & revised.types  # the permissions changed during authentication
-        conn = Connection(send, revised, types)
+        conn = Connection(send, revised, types, watch)
         hello = encode_hello(
             self.cursor,
             self.heartbeat,
@@ -431,6 +442,24 @@ class UpdateService:
         if self._gc is not None:
             # Also for streams the hub ended itself (the fan-out forgot them already).
             self._gc.detached(self._fanout.connections)
+
+    def watch_demand(
+        self,
+        update_type: str | enum.Enum,
+        key: str | int | None = None,
+        *,
+        audience: Iterable[str] | str | None = None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> DemandWatch:
+        """Who would hear ``notify(update_type, key, audience=audience)``, here and on every
+        instance of the backend (what on-demand pollers ask; docs/pollers.md, "On demand").
+
+        The answer's ``wanted`` is True while at least one such stream is open anywhere;
+        ``on_change(wanted)`` is called on the event loop when it flips. ``close()`` it when
+        done.
+        """
+        update = make_update(update_type, key, audience, known=self._type_set)
+        return self._presence.watch(Interest(update.type, update.key, update.audience), on_change)
 
     def statistics(self) -> Statistics:
         return Statistics.of(self._fanout.statistics(), self._sequencer.statistics(), self._state)

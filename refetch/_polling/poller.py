@@ -80,6 +80,10 @@ class Poller:
     headers: tuple[tuple[str, str], ...]
     audience: frozenset[str] | None
     lease: Lease | None
+    #: Poll only while a stream on some instance would hear the notify (docs/pollers.md).
+    on_demand: bool = False
+    #: Seconds an on-demand poller goes on polling after the last such stream left.
+    idle_after: float = 30.0
 
 
 def poller(
@@ -97,6 +101,8 @@ def poller(
     jitter: float = 0.1,
     audience: Iterable[str] | str | None = None,
     lease: Lease | None = None,
+    on_demand: bool = False,
+    idle_after: float = 30.0,
 ) -> Poller:
     """Describe one poller. Pass `url=` (GET, JSON body) or `fetch=` (an async function)."""
     update_type = type_name(update_type)
@@ -148,6 +154,14 @@ def poller(
         raise ConfigurationError(
             f"poller({update_type!r}): jitter is a fraction of the interval in [0, 1), got {jitter}"
         )
+    if not isinstance(on_demand, bool):
+        raise ConfigurationError(
+            f"poller({update_type!r}): on_demand is True or False, got {on_demand!r}"
+        )
+    if not idle_after >= 0:
+        raise ConfigurationError(
+            f"poller({update_type!r}): idle_after must be >= 0 seconds, got {idle_after}"
+        )
     if name is None:
         name = update_type if key is None else f"{update_type}:{key}"
     return Poller(
@@ -164,4 +178,6 @@ def poller(
         headers=tuple((headers or {}).items()),
         audience=audience_of(audience),
         lease=lease,
+        on_demand=on_demand,
+        idle_after=float(idle_after),
     )

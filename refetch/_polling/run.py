@@ -17,11 +17,44 @@ from typing import Any, Protocol
 import httpx
 
 from .._cancel import still_running
+from .._log import loggable
 from .cached import Cached
 from .poller import Poller
 from .sharing import sharing_for
 
 logger = logging.getLogger("refetch.worker")
+
+
+class DemandView(Protocol):
+    """Who would hear one poller's notify (``UpdateService.watch_demand()`` returns one)."""
+
+    @property
+    def wanted(self) -> bool: ...
+
+    @property
+    def listeners(self) -> int: ...
+
+    @property
+    def instances(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class DemandSource(Protocol):
+    """A notifier that can say who listens (the hub): what on-demand pollers need."""
+
+    def watch_demand(
+        self,
+        update_type: str,
+        key: str | None = None,
+        *,
+        audience: Iterable[str] | None = None,
+        on_change: Callable[[bool], None] | None = None,
+    ) -> DemandView: ...
+
+
+#: ``Cached.error`` of a value ``latest()`` marks stale because nobody listens.
+NOT_POLLED = "not polled: nobody listens"
 
 
 class Notifier(Protocol):
@@ -51,6 +84,19 @@ class PollerStatistics:
     stale: bool
     next_delay: float | None
     leader: bool | None
+    #: Declared ``on_demand=True``.
+    on_demand: bool = False
+    #: Polling here now (``why`` is "always" or "listeners").
+    active: bool = True
+    #: "always" (not on demand), "listeners" (someone listens, or did within
+    #: ``idle_after``), "idle" (nobody listens: no polls) or "lease" (another instance polls).
+    why: str = "always"
+    #: Open streams on this instance that would hear the notify (on-demand pollers only).
+    listeners: int = 0
+    #: Other instances with such streams (on-demand pollers only).
+    instances: int = 0
+    #: Polls skipped because nobody listened (one per interval).
+    polls_avoided: int = 0
 
 
 class _Failure(Exception):
@@ -95,6 +141,7 @@ class PollerRun:
         rng: random.Random,
         sleep: Callable[[float], Awaitable[None]],
         monotonic: Callable[[], float],
+        demand: DemandSource | None = None,
     ) -> None:
         self.spec = spec
         self.cached = Cached()
@@ -117,6 +164,17 @@ class PollerRun:
         self.next_delay: float | None = None
         self.leader: bool | None = None if spec.lease is None else False
         self._sharing = sharing_for(spec, sleep)
+        # On demand: who listens (from start()), when the last one left, and the edge
+        # "someone listens again" that wakes an idle poller at once.
+        self._demand_source = demand if spec.on_demand else None
+        self._demand: DemandView | None = None
+        self._unwanted_since = float("-inf")
+        self._edge: asyncio.Event | None = None
+        self.polls_avoided = 0
+        if spec.lease is not None:
+            self.why = "lease"
+        else:
+            self.why = "idle" if spec.on_demand else "always"
 
     def statistics(self) -> PollerStatistics:
         return PollerStatistics(
@@ -130,19 +188,107 @@ class PollerRun:
             last_success=self.last_success,
             last_error=self.last_error,
             last_error_at=self.last_error_at,
-            stale=self.cached.stale,
+            stale=self.latest().stale,
             next_delay=self.next_delay,
             leader=self.leader,
+            on_demand=self.spec.on_demand,
+            active=self.why in ("always", "listeners"),
+            why=self.why,
+            listeners=0 if self._demand is None else self._demand.listeners,
+            instances=0 if self._demand is None else self._demand.instances,
+            polls_avoided=self.polls_avoided,
         )
 
+    def latest(self) -> Cached:
+        """The cached value; while nobody listens, one older than the interval is stale."""
+        cached = self.cached
+        if self._demand is None or not self._aged() or self._wanted():
+            return cached
+        return replace(cached, stale=True, error=NOT_POLLED)
+
+    def _aged(self) -> bool:
+        """A good value older than the interval (stale if nobody polls it)."""
+        fetched_at = self.cached.fetched_at
+        return (
+            fetched_at is not None
+            and not self.cached.stale
+            and (datetime.now(UTC) - fetched_at).total_seconds() > self.spec.interval
+        )
+
+    def _wanted(self) -> bool:
+        """Someone listens anywhere, or did within ``idle_after``."""
+        demand = self._demand
+        if demand is None:
+            return True
+        if demand.wanted:
+            return True
+        return self._monotonic() - self._unwanted_since < self.spec.idle_after
+
+    def _demand_changed(self, wanted: bool) -> None:
+        if not wanted:
+            self._unwanted_since = self._monotonic()
+        elif self.why == "idle" and self._edge is not None:
+            self._edge.set()  # the first listener: poll now, not at the next interval
+
+    def _become(self, why: str) -> None:
+        """Record why this poller polls (or not) here; log when it starts or stops."""
+        if why == self.why:
+            return
+        was, self.why = self.why, why
+        name = loggable(self.spec.name)
+        listeners = 0 if self._demand is None else self._demand.listeners
+        instances = 0 if self._demand is None else self._demand.instances
+        extra = {
+            "poller": name,
+            "why": why,
+            "was": was,
+            "listeners": listeners,
+            "instances": instances,
+            "polls_avoided": self.polls_avoided,
+        }
+        if why == "listeners":
+            logger.info(
+                "poller %s: polling: %d stream(s) here and %d other instance(s) listen",
+                name,
+                listeners,
+                instances,
+                extra={"event": "poller.started", **extra},
+            )
+        elif why == "idle":
+            logger.info(
+                "poller %s: stopped polling: nobody listened for %gs (%d polls avoided so far)",
+                name,
+                self.spec.idle_after,
+                self.polls_avoided,
+                extra={"event": "poller.stopped", **extra},
+            )
+
     async def run(self) -> None:
+        if self._demand_source is not None:
+            self._edge = asyncio.Event()
+            spec = self.spec
+            self._demand = self._demand_source.watch_demand(
+                spec.update_type, spec.key, audience=spec.audience, on_change=self._demand_changed
+            )
         try:
             while True:
                 started = self._monotonic()
                 try:
                     if await self._may_poll():
-                        await self.poll()
+                        if self._demand is None:
+                            self._become("always")
+                            await self.poll()
+                        elif self._wanted():
+                            refresh = self.why != "listeners"
+                            self._become("listeners")
+                            if self._edge is not None:
+                                self._edge.clear()
+                            await self.poll(refresh=refresh)
+                        else:
+                            self._become("idle")
+                            self.polls_avoided += 1
                     else:
+                        self._become("lease")
                         await self._follow()
                 except Exception:  # a bug (ours or a notifier's) must not end the poller
                     logger.exception("poller %s: unexpected error", self.spec.name)
@@ -153,8 +299,10 @@ class PollerRun:
                 if self.leader is False:
                     await self._sharing.wait(delay)
                 else:
-                    await self._sleep(delay)
+                    await self._pause(delay)
         finally:
+            if self._demand is not None:
+                self._demand.close()
             try:
                 if self.spec.lease is not None and self.leader:
                     self.leader = False
@@ -165,9 +313,31 @@ class PollerRun:
             finally:
                 await self._sharing.aclose()
 
+    async def _pause(self, delay: float) -> None:
+        """Wait ``delay``; an idle on-demand poller wakes early when someone listens."""
+        edge = self._edge
+        if edge is None:
+            await self._sleep(delay)
+            return
+        if not edge.is_set():
+            sleeper = asyncio.ensure_future(self._sleep(delay))
+            woken = asyncio.ensure_future(edge.wait())
+            try:
+                await asyncio.wait((sleeper, woken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeper.cancel()
+                woken.cancel()
+                await asyncio.gather(sleeper, woken, return_exceptions=True)
+        edge.clear()
+
     def _delay(self) -> float:
         spec = self.spec
-        if self.consecutive_failures == 0 or (spec.lease is not None and not self.leader):
+        # idle (on demand, nobody listens): no poll, so no backoff; one interval per skipped poll
+        if (
+            self.consecutive_failures == 0
+            or (spec.lease is not None and not self.leader)
+            or self.why == "idle"
+        ):
             return spec.interval * self._rng.uniform(1 - spec.jitter, 1 + spec.jitter)
         # exponential, capped; "equal jitter" keeps the delays non-decreasing below the cap
         exponent = min(self.consecutive_failures - 1, 32)
@@ -192,8 +362,12 @@ class PollerRun:
             )
         return bool(self.leader)
 
-    async def poll(self) -> None:
+    async def poll(self, *, refresh: bool = False) -> None:
+        """One poll. ``refresh``: the first after an idle spell, which notifies even if the
+        value did not change when ``latest()`` was marking it stale (clients that read it
+        meanwhile were told "stale" and should hear it is fresh)."""
         spec = self.spec
+        was_stale = refresh and self._aged()
         self.polls += 1
         try:
             async with asyncio.timeout(spec.timeout):
@@ -201,7 +375,7 @@ class PollerRun:
         except Exception as exc:
             notify = self._failed(_classify(exc, spec.timeout))
         else:
-            notify = self._succeeded(result)
+            notify = self._succeeded(result) or was_stale
         # before the notify: a follower's clients refetch when they hear it
         await self._sharing.publish(self.cached, changed=notify)
         if notify:

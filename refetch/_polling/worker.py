@@ -16,13 +16,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
+from typing import cast
 
 import httpx
 
 from .._exceptions import ConfigurationError
 from .cached import Cached
 from .poller import Poller
-from .run import Notifier, PollerRun, PollerStatistics
+from .run import DemandSource, Notifier, PollerRun, PollerStatistics
 
 __all__ = ["BackgroundWorker", "Cached", "Notifier", "PollerStatistics"]
 
@@ -48,6 +49,8 @@ class BackgroundWorker:
                 "pass the UpdateService"
             )
         self._runs: dict[str, PollerRun] = {}
+        watch_demand = getattr(notifier, "watch_demand", None)
+        demand = cast("DemandSource", notifier) if callable(watch_demand) else None
         shared_rng = rng if rng is not None else random.Random()
         for spec in pollers:
             if not isinstance(spec, Poller):
@@ -59,7 +62,14 @@ class BackgroundWorker:
                     f"BackgroundWorker: two pollers are named {spec.name!r}; "
                     "give them distinct name= values"
                 )
-            self._runs[spec.name] = PollerRun(spec, notifier, shared_rng, sleep, monotonic)
+            if spec.on_demand and demand is None:
+                raise ConfigurationError(
+                    f"poller {spec.name!r} is on_demand=True, but the notifier "
+                    f"({type(notifier).__name__}) cannot say who listens (no watch_demand()): "
+                    "pass the UpdateService as the BackgroundWorker's notifier, or declare the "
+                    "poller with on_demand=False"
+                )
+            self._runs[spec.name] = PollerRun(spec, notifier, shared_rng, sleep, monotonic, demand)
         validate_types = getattr(notifier, "validate_types", None)
         if callable(validate_types):
             validate_types(sorted({run.spec.update_type for run in self._runs.values()}))
@@ -73,7 +83,9 @@ class BackgroundWorker:
         return tuple(run.spec for run in self._runs.values())
 
     def latest(self, name: str) -> Cached:
-        return self._run(name).cached
+        """The poller's cached value. An on-demand poller's value older than its interval is
+        marked ``stale`` (``error`` "not polled: nobody listens") while nobody listens."""
+        return self._run(name).latest()
 
     def statistics(self) -> dict[str, PollerStatistics]:
         return {name: run.statistics() for name, run in self._runs.items()}

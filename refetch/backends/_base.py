@@ -25,6 +25,33 @@ class StreamGap(Exception):
     """Entries after the requested position were dropped (trimmed, or the stream reset)."""
 
 
+class Channel(abc.ABC):
+    """Small messages broadcast between instances (pub/sub), beside the ordered stream.
+
+    Best effort: no order between senders, no delivery promise, nothing kept for an
+    instance that was not listening. Whoever uses it repeats what matters (the presence of
+    on-demand pollers announces its state again every few seconds and ages out what is not
+    repeated). Every instance hears its own messages too.
+    """
+
+    #: The largest payload ``publish()`` takes, in bytes.
+    max_payload: int = 65536
+
+    @abc.abstractmethod
+    async def publish(self, payload: bytes) -> None:
+        """Send ``payload`` to every instance listening now. Raises on failure."""
+
+    @abc.abstractmethod
+    def listen(self) -> AsyncIterator[bytes]:
+        """The payloads sent from now on, forever. Yields ``b""`` once when the
+        subscription is in place (what is published after that is heard); raises when
+        the subscription is lost (the caller listens again)."""
+
+    async def aclose(self) -> None:
+        """Release what the channel opened (the backend's own connections stay)."""
+        return None
+
+
 class Backend(abc.ABC):
     """A shared, ordered stream of payloads. Positions are non-negative ints, 0 = empty."""
 
@@ -78,3 +105,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release connections this backend opened (never a client it was given)."""
+
+    def side_channel(self, name: str) -> Channel | None:
+        """A ``Channel`` named ``name`` among the instances of this stream, or ``None``
+        when the backend has none (then each instance knows only itself). Built before
+        ``connect()``; used after it."""
+        return None

@@ -14,7 +14,28 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from .._exceptions import ConfigurationError
-from ._base import Backend, Entry, StreamGap
+from ._base import Backend, Channel, Entry, StreamGap
+
+
+class MemoryChannel(Channel):
+    """Pub/sub among the hubs of one process that share one ``MemoryBackend``."""
+
+    def __init__(self, listeners: set[asyncio.Queue[bytes]]) -> None:
+        self._listeners = listeners
+
+    async def publish(self, payload: bytes) -> None:
+        for queue in list(self._listeners):
+            queue.put_nowait(bytes(payload))
+
+    async def listen(self) -> AsyncIterator[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._listeners.add(queue)
+        try:
+            yield b""
+            while True:
+                yield await queue.get()
+        finally:
+            self._listeners.discard(queue)
 
 
 class MemoryBackend(Backend):
@@ -30,6 +51,7 @@ class MemoryBackend(Backend):
         self._last = 0
         self._dropped = 0  # position of the newest entry that was trimmed
         self._changed = asyncio.Condition()
+        self._channels: dict[str, set[asyncio.Queue[bytes]]] = {}
 
     async def connect(self) -> str:
         return self._epoch
@@ -74,3 +96,6 @@ class MemoryBackend(Backend):
 
     async def aclose(self) -> None:
         return None
+
+    def side_channel(self, name: str) -> Channel:
+        return MemoryChannel(self._channels.setdefault(name, set()))

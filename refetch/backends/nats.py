@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap
+from ._base import Backend, Channel, Entry, StreamGap
 from ._urls import check_name, redact, require_driver, split_options
 
 #: How long ``connect()`` tries before it raises ``BackendUnavailable``.
@@ -199,6 +199,46 @@ class NatsBackend(Backend):
         if self._owned and self._nc is not None and not self._nc.is_closed:
             nc, self._nc = self._nc, None
             await nc.close()
+
+    def side_channel(self, name: str) -> Channel:
+        return NatsChannel(self, f"{self.subject.rpartition('.')[0]}.{name}")
+
+
+class NatsChannel(Channel):
+    """Core NATS publish / subscribe on ``<stream>.<name>`` (not JetStream: nothing is kept)."""
+
+    def __init__(self, backend: NatsBackend, subject: str) -> None:
+        self._backend = backend
+        self.subject = subject
+        self.max_payload = 64 * 1024
+
+    async def publish(self, payload: bytes) -> None:
+        nc = self._backend._nc
+        if nc is None or not nc.is_connected:
+            raise ConnectionError(f"not connected to {self._backend.url}")
+        await nc.publish(self.subject, payload)
+
+    async def listen(self) -> AsyncIterator[bytes]:
+        nc = self._backend._nc
+        if nc is None:
+            raise ConnectionError(f"not connected to {self._backend.url}")
+        sub = await nc.subscribe(self.subject)
+        try:
+            await nc.flush(timeout=5)  # the server has the subscription: yield "ready"
+            yield b""
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=5.0)
+                except TimeoutError:
+                    if not nc.is_connected:
+                        raise ConnectionError(
+                            f"lost the connection to {self._backend.url}"
+                        ) from None
+                    continue
+                yield bytes(msg.data)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
 def _explain(exc: BaseException) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 from .._codec import encode_entry
 from .._exceptions import BackendUnavailable, ConfigurationError
 from .._update import TypesSpec, Update, declared_types, make_update
-from ._base import Backend, Entry, StreamGap
+from ._base import Backend, Channel, Entry, StreamGap
 from ._urls import (
     check_name,
     postgres_dsn,
@@ -278,6 +278,59 @@ class PostgresBackend(Backend):
         if self._owned and self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+
+    def side_channel(self, name: str) -> Channel:
+        return PostgresChannel(self, f"{self.table}_{name}")
+
+
+class PostgresChannel(Channel):
+    """``pg_notify`` / ``LISTEN`` on ``<table>_<name>``; the listener holds one connection of
+    the backend's pool. NOTIFY payloads are at most 8000 bytes."""
+
+    #: A LISTEN connection silent this long is asked ``SELECT 1``.
+    SILENCE = 5.0
+
+    def __init__(self, backend: PostgresBackend, name: str) -> None:
+        self._backend = backend
+        self.name = check_name("channel name", name[:63])
+        self.max_payload = 7900
+
+    async def publish(self, payload: bytes) -> None:
+        await self._backend._pool.execute(
+            "SELECT pg_notify($1, $2)", self.name, payload.decode(), timeout=5
+        )
+
+    async def listen(self) -> AsyncIterator[bytes]:
+        pool = self._backend._pool
+        heard: asyncio.Queue[bytes] = asyncio.Queue()
+
+        def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            heard.put_nowait(payload.encode())
+
+        conn = await pool.acquire()
+        try:
+            await conn.add_listener(self.name, on_notify)
+            yield b""
+            while True:
+                try:
+                    async with asyncio.timeout(self.SILENCE):
+                        payload = await heard.get()
+                except TimeoutError:
+                    if conn.is_closed():
+                        lost = f"lost the LISTEN connection to {self._backend.url}"
+                        raise ConnectionError(lost) from None
+                    await conn.fetchval("SELECT 1", timeout=5)
+                    continue
+                yield payload
+        finally:
+            try:
+                async with asyncio.timeout(1.0):
+                    if not conn.is_closed():
+                        await conn.remove_listener(self.name, on_notify)
+                    await pool.release(conn, timeout=1.0)
+            except Exception:
+                conn.terminate()
+                await pool.release(conn)
 
 
 #: What ``types=`` accepts: the service, its declared types, or the enum they came from.

@@ -10,12 +10,14 @@ resumes exactly where it stopped, and a client can resume on any instance.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._cancel import still_running
 from .._exceptions import BackendUnavailable, ConfigurationError
-from ._base import Backend, Entry, StreamGap
+from ._base import Backend, Channel, Entry, StreamGap
 from ._urls import redact, require_driver, split_options
 
 if TYPE_CHECKING:
@@ -195,6 +197,56 @@ class RedisBackend(Backend):
         if self._owned and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+
+    def side_channel(self, name: str) -> Channel:
+        return RedisChannel(self, name)
+
+
+class RedisChannel(Channel):
+    """PUBLISH / SUBSCRIBE on ``<stream>:<name>``, on a connection of the backend's pool."""
+
+    #: A subscription silent this long is pinged; twice as long without a word: lost.
+    SILENCE = 5.0
+
+    def __init__(self, backend: RedisBackend, name: str) -> None:
+        self._backend = backend
+        self.name = f"{backend.stream}:{name}"
+        self.max_payload = 64 * 1024
+
+    async def publish(self, payload: bytes) -> None:
+        await self._backend.client.publish(self.name, payload)
+        still_running()
+
+    async def listen(self) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        pubsub = self._backend.client.pubsub()
+        try:
+            await pubsub.subscribe(self.name)
+            still_running()
+            yield b""
+            heard = loop.time()
+            pinged = False
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                still_running()
+                if message is not None:
+                    heard, pinged = loop.time(), False
+                    if message.get("type") == "message":
+                        yield bytes(message["data"])
+                    continue
+                silent = loop.time() - heard
+                if silent > 2 * self.SILENCE:
+                    raise ConnectionError(
+                        f"no answer on the pub/sub connection to {self._backend.url}"
+                    )
+                if silent > self.SILENCE and not pinged:
+                    await pubsub.ping()
+                    still_running()
+                    pinged = True
+        finally:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 def _describe(client: object) -> str:
