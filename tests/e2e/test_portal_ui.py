@@ -184,8 +184,8 @@ def test_portal_drain_restart_follows_the_reconnect_schedule(stack: Stack, new_c
     then retries every 250-500 ms while the portal is down (docs/js.md "After a deploy"), instead of
     on its error backoff, so it is live again soon after the new process answers.
 
-    Counts, not times: over an 8 s observation window of the outage the page must try at least
-    9 times. The drain schedule makes 1 + (8 s - 2 s) / 0.5 s = 13 attempts at the least (the
+    Counts, not times: from the SIGTERM to 8 s after the page shows the notice (the old process
+    has exited by then; the new one starts after) the page must try at least 9 times. The drain schedule makes 1 + (8 s - 2 s) / 0.5 s = 13 attempts at the least (the
     frame's delay is at most 2 s, each step at most 0.5 s) and about 18 on average; the error
     backoff, whose first ceiling the frame's `retry:` sets to the delay, makes 3-7.
     """
