@@ -137,8 +137,14 @@ class Stack:
         wait_until_answers(f"{self.url}/api/me", self.portal, self.portal_log)
 
     def kill_portal(self) -> None:
+        """SIGKILL: the portal vanishes mid-stream, telling no one (a crash)."""
         assert self.portal is not None
         stop(self.portal, signal.SIGKILL)
+
+    def stop_portal(self) -> None:
+        """SIGTERM: the portal drains (each stream gets a last `reconnect` frame), then exits."""
+        assert self.portal is not None
+        stop(self.portal, signal.SIGTERM)
 
     def streams_opened(self) -> int:
         """Update streams the portal has answered, read from its access log (one line per
