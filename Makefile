@@ -56,11 +56,11 @@ $(UI)/dist/index.html: $(UI)/node_modules/.installed js/dist/index.js $(shell fi
 
 ui: $(UI)/dist/index.html
 
-# Regenerate the typed API client from the portal's OpenAPI schema.
+# Regenerate the typed API client and the schema tags (src/refetch-tags.ts) from the portal's OpenAPI schema.
 generate-client: $(UI)/node_modules/.installed $(VENV)/.synced
 	cd $(UI) && npm run generate
 
-# Fails when the committed client is out of date with the backend.
+# Fails when the committed client or schema tags are out of date with the backend.
 ui-client-check: $(UI)/node_modules/.installed $(VENV)/.synced
 	cd $(UI) && npm run check-client
 

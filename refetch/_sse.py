@@ -54,3 +54,13 @@ def encode_invalidate(cursor: str, pending: Mapping[str, set[str] | None]) -> by
 
 def encode_resync(cursor: str, reason: str) -> bytes:
     return encode_frame("resync", {"reason": reason}, id=cursor)
+
+
+def encode_reconnect(delay_ms: int, reason: str) -> bytes:
+    """The last frame of a stream the server ends for everyone: come back in ``delay_ms``.
+
+    ``retry:`` carries the same delay, so a native ``EventSource`` (which reconnects after
+    its retry time when a stream ends) returns on the same schedule; no ``id:``, so the
+    client's cursor stays where it was.
+    """
+    return encode_frame("reconnect", {"delay": delay_ms, "reason": reason}, retry=delay_ms)

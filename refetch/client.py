@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ class Invalidation:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """One protocol-v1 frame: ``hello``, ``invalidate``, ``resync`` or ``ping``."""
+    """One protocol-v1 frame: ``hello``, ``invalidate``, ``resync``, ``ping`` or ``reconnect``."""
 
     event: str
     data: dict[str, Any]
@@ -55,6 +56,10 @@ class Frame:
 
 #: The heartbeat the protocol defaults to, for the silence allowed before a ``hello`` says.
 DEFAULT_HEARTBEAT = 15.0
+#: After a ``reconnect`` frame (a draining server): failed attempts are retried every
+#: DRAIN_STEP to 2 x DRAIN_STEP seconds for DRAIN_WINDOW seconds, as refetch-sse does.
+DRAIN_WINDOW = 15.0
+DRAIN_STEP = 0.25
 #: Bytes of a non-stream answer kept for the error message.
 _BODY_LIMIT = 2000
 
@@ -114,6 +119,7 @@ async def listen(
     unstable = 0  # attempts in a row whose stream did not last a heartbeat: the backoff
     reconnected = False
     retry_ms: int | None = None
+    drain_until = 0.0  # loop time: until then failed attempts are retried quickly
     try:
         while True:
             # identity: behind a compressing proxy a gzip stream arrives in lumps, if at
@@ -129,6 +135,7 @@ async def listen(
             silence = read_timeout if read_timeout is not None else 2 * heartbeat
             opened_at: float | None = None  # when the hello arrived
             server_delay: float | None = None
+            drained: float | None = None  # the delay a ``reconnect`` frame asked for
             status: int | None = None
             request = http.build_request(
                 "GET", url, params=tuple(params) or None, headers=request_headers, timeout=timeout
@@ -151,13 +158,18 @@ async def listen(
                             if event.id is not None:
                                 cursor = event.id or None
                             if frame.event == "hello":
-                                opened_at, failures = loop.time(), 0
+                                opened_at, failures, drain_until = loop.time(), 0, 0.0
                                 heartbeat = _heartbeat(frame, heartbeat)
                                 if read_timeout is None:
                                     silence = 2 * heartbeat
+                            elif frame.event == "reconnect":
+                                drained = _drain_delay(frame, max_backoff)
+                                drain_until = loop.time() + DRAIN_WINDOW
                             if frame.event == "ping" and not include_pings:
                                 continue
                             yield frame
+                        if drained is not None:
+                            break  # the server ends it now: do not wait for a proxy to
                 finally:
                     await response.aclose()
                 reason, status = "the server ended the stream", 200
@@ -177,13 +189,21 @@ async def listen(
                         f"the last: {reason}"
                     )
             base = backoff if retry_ms is None else retry_ms / 1000
-            delay = full_jitter(base, max_backoff, max(unstable - 1, 0))
-            if server_delay is not None:
+            if drained is not None:
+                # A draining server said when (spread over its clients); then quick steps
+                # while it restarts, not the backoff that grows while it is down.
+                delay, unstable = drained, 0
+            elif loop.time() < drain_until:
+                delay = random.uniform(DRAIN_STEP, 2 * DRAIN_STEP)
+            else:
+                delay = full_jitter(base, max_backoff, max(unstable - 1, 0))
+            if server_delay is not None and drained is None:
                 delay = max(delay, min(server_delay, max_backoff))
             # A stream the server ended (a deploy, a sign-out) is routine; anything else
             # means the service is stale until the reconnect works.
             ended = status == 200 and opened_at is not None
-            log = logger.info if ended and unstable <= 1 else logger.warning
+            routine = (ended and unstable <= 1) or drained is not None
+            log = logger.info if routine else logger.warning
             log(
                 "%s: %s; reconnecting in %.2f s",
                 url,
@@ -202,6 +222,14 @@ async def listen(
     finally:
         if own_client:
             await http.aclose()
+
+
+def _drain_delay(frame: Frame, max_backoff: float) -> float:
+    """Seconds a ``reconnect`` frame asks to wait (a quick step if it says nothing usable)."""
+    delay = frame.data.get("delay")
+    if isinstance(delay, int | float) and not isinstance(delay, bool) and delay >= 0:
+        return min(delay / 1000, max_backoff)
+    return random.uniform(DRAIN_STEP, 2 * DRAIN_STEP)
 
 
 async def _next(chunks: AsyncIterator[bytes], silence: float) -> bytes | None:

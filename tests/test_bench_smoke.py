@@ -116,3 +116,35 @@ def test_bench_smoke_run_delivers_every_update(tmp_path: Path) -> None:
     poll, push = results["polling"]
     assert poll["requests"] > 0 and push["idle_requests_per_client_per_s"] == 0
     assert (tmp_path / "latest-smoke.md").read_text().startswith("Command:")
+
+
+@pytest.mark.timeout(240)
+def test_deploy_return_bench_smoke_every_page_gets_the_change_in_both_modes(
+    tmp_path: Path,
+) -> None:
+    # bench/deploy_return.py at 20 pages and a short outage, so it cannot rot; counts only.
+    if not (ROOT / "js" / "dist" / "query-updates.js").exists():
+        pytest.skip("js/dist is missing: `make js-test` (or `cd js && npm run build`) builds it")
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "deploy_return.py"),
+            "--clients",
+            "20",
+            "--outage",
+            "1.5",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        timeout=220,
+        capture_output=True,
+    )
+    report = json.loads((tmp_path / "latest.json").read_text())
+    before, after = report["rounds"]
+    assert (before["mode"], after["mode"]) == ("before", "after")
+    for row in (before, after):
+        assert row["all_shown"] and row["shown"] == 20
+        assert row["resyncs"] == 20  # a new server run: every page was told to refetch
+    assert after["attempts_during_outage"] > 0  # it kept knocking while the server was down
+    assert set(report["ratios"]) == {"p50_ms", "p90_ms", "p99_ms", "max_ms"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -69,6 +70,48 @@ async def test_client_gets_resync_when_the_server_restarted() -> None:
                 assert resync.data == {"reason": "unknown cursor"}
                 assert resync.id == second.cursor
                 await second.aclose()
+    finally:
+        if reader is not None:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+
+async def test_client_comes_back_on_the_drain_schedule_then_retries_quickly_while_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # retry: 30 s, so the error backoff would wait up to 30 s, then 60 s, ...
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    frames: list[Frame] = []
+
+    async def read() -> None:
+        async for frame in listen(url, max_backoff=60.0):
+            frames.append(frame)
+
+    def waits() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "refetch.client"]
+
+    caplog.set_level(logging.INFO, logger="refetch.client")
+    reader: asyncio.Task[None] | None = None
+    try:
+        async with UpdateService(TYPES, retry=30.0, drain_spread=0.4) as first:
+            async with serve(UpdatesEndpoint(first), port=port):
+                reader = asyncio.create_task(read())
+                await wait_for(lambda: frames)
+                await first.aclose()  # drains: every stream is told when to come back
+                await wait_for(lambda: waits())
+        # Down: nothing listens on the port.
+        await wait_for(lambda: len(waits()) >= 4, 10)
+        notice = next(f for f in frames if f.event == "reconnect")
+        drained, *down = waits()[:4]
+        assert drained.delay == notice.data["delay"] / 1000  # type: ignore[attr-defined]
+        assert 0.05 <= drained.delay <= 0.4  # type: ignore[attr-defined]
+        assert drained.levelno == logging.INFO  # routine, not an outage warning
+        for record in down:
+            assert record.status is None  # type: ignore[attr-defined]
+            assert 0.25 <= record.delay <= 0.5  # type: ignore[attr-defined]
+        async with UpdateService(TYPES) as second, serve(UpdatesEndpoint(second), port=port):
+            await wait_for(lambda: any(f.event == "resync" for f in frames), 10)
     finally:
         if reader is not None:
             reader.cancel()

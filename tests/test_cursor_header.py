@@ -14,8 +14,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from refetch import CursorHeaderMiddleware, UpdatesEndpoint, UpdateService
+from refetch.backends import Entry, MemoryBackend
 
-from .conftest import Stream, serve, wait_for
+from .conftest import TYPES, Stream, serve, unique_name, wait_for
 
 
 @dataclass
@@ -140,3 +141,108 @@ async def test_when_decides_per_response_after_the_app_ran(service: UpdateServic
         signed_in = await http.get(f"{url}/api/private", headers={"authorization": "Bearer ok"})
     assert anonymous.status_code == 401 and "refetch-cursor" not in anonymous.headers
     assert signed_in.headers["refetch-cursor"] == service.cursor
+
+
+# -- Refetch-Notified: the answer of a request that notified ------------------------------------
+
+
+def notifying_app(service: UpdateService, projects: list[str]) -> Starlette:
+    async def create_with_notify(request: Request) -> JSONResponse:
+        projects.append(str(len(projects) + 1))
+        service.notify("projects", key=projects[-1])  # not awaited: numbered after the handler
+        return JSONResponse({"id": projects[-1]}, status_code=201)
+
+    def create_in_a_thread(request: Request) -> JSONResponse:  # Starlette runs it in a thread
+        projects.append(str(len(projects) + 1))
+        service.notify("projects", key=projects[-1])
+        return JSONResponse({"id": projects[-1]}, status_code=201)
+
+    async def list_projects(request: Request) -> JSONResponse:
+        return JSONResponse(list(projects))
+
+    return Starlette(
+        routes=[
+            Route("/api/updates", UpdatesEndpoint(service)),
+            Route("/api/projects", list_projects),
+            Route("/api/projects", create_with_notify, methods=["POST"]),
+            Route("/api/threaded", create_in_a_thread, methods=["POST"]),
+        ]
+    )
+
+
+async def test_a_request_that_notified_names_a_cursor_at_or_after_its_update(
+    service: UpdateService,
+) -> None:
+    """Its own change is numbered before the answer, and the header names a cursor at or after
+    it: a stream resumed from the header hears nothing of it (the read after the answer saw it),
+    one resumed from the answer's Refetch-Cursor (the read cursor) hears it."""
+    projects: list[str] = []
+    app = CursorHeaderMiddleware(notifying_app(service, projects), service)
+    async with serve(app) as url, httpx.AsyncClient() as http:
+        created = await http.post(f"{url}/api/projects")
+        threaded = await http.post(f"{url}/api/threaded")
+        listed = await http.get(f"{url}/api/projects")
+        async with Stream(
+            f"{url}/api/updates", last_event_id=created.headers["refetch-cursor"]
+        ) as before:
+            await wait_for(lambda: before.saw("projects", "1"))
+        async with Stream(
+            f"{url}/api/updates", last_event_id=created.headers["refetch-notified"]
+        ) as after:
+            await service.publish("compute")  # something after the resume, to wait on
+            await wait_for(lambda: after.saw("compute"))
+    assert created.status_code == threaded.status_code == 201
+    assert not after.saw("projects", "1")
+    assert threaded.headers["refetch-notified"] != created.headers["refetch-notified"]
+    # a request that notified nothing says nothing of the kind
+    assert "refetch-notified" not in listed.headers
+    assert listed.headers["refetch-cursor"] == threaded.headers["refetch-notified"]
+
+
+async def test_with_a_broker_the_answer_waits_until_the_broker_numbered_the_update(
+    redis_url: str,
+) -> None:
+    import redis.asyncio
+
+    from refetch.backends import backend_from_url
+
+    stream = unique_name("notified")
+    url_of_stream = f"{redis_url}?stream={stream}"
+    async with UpdateService(
+        TYPES, backend=backend_from_url(url_of_stream), close_on_signals=False
+    ) as hub:
+        projects: list[str] = []
+        async with serve(CursorHeaderMiddleware(notifying_app(hub, projects), hub)) as url:
+            async with httpx.AsyncClient() as http:
+                created = await http.post(f"{url}/api/projects")
+            notified_at = created.headers["refetch-notified"]
+            async with Stream(f"{url}/api/updates", last_event_id=notified_at) as after:
+                await hub.publish("compute")
+                await wait_for(lambda: after.saw("compute"))
+    client = redis.asyncio.Redis.from_url(redis_url)
+    await client.delete(stream, f"{stream}:epoch")
+    await client.aclose()
+    assert created.headers["refetch-cursor"] != notified_at
+    assert not after.saw("projects", "1")
+
+
+class DeafMemoryBackend(MemoryBackend):
+    """Fault injection: takes every publish, but this instance's listener cannot read back."""
+
+    async def read(self, after: int) -> AsyncIterator[list[Entry]]:
+        raise ConnectionError("the listener is cut off")
+        yield []  # pragma: no cover - makes this an async generator
+
+
+async def test_no_refetch_notified_while_the_hub_cannot_hear_its_broker() -> None:
+    """Its own updates then reach its streams before they are numbered, in frames whose id does
+    not bound them: a client must not match those against a cursor (docs/protocol.md)."""
+    async with UpdateService(TYPES, backend=DeafMemoryBackend(), close_on_signals=False) as hub:
+        await wait_for(lambda: hub.statistics().listener_down is not None)
+        projects: list[str] = []
+        async with serve(CursorHeaderMiddleware(notifying_app(hub, projects), hub)) as url:
+            async with httpx.AsyncClient() as http:
+                created = await http.post(f"{url}/api/projects")
+    assert created.status_code == 201
+    assert "refetch-cursor" in created.headers
+    assert "refetch-notified" not in created.headers

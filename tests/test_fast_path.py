@@ -296,7 +296,13 @@ def test_the_fastapi_form_is_in_openapi_with_its_events_and_refusals() -> None:
     assert list(stream) == ["text/event-stream"]
     assert stream["text/event-stream"]["schema"] == {"type": "string"}
     item = stream["text/event-stream"]["itemSchema"]
-    assert item["properties"]["event"]["enum"] == ["hello", "invalidate", "resync", "ping"]
+    assert item["properties"]["event"]["enum"] == [
+        "hello",
+        "invalidate",
+        "resync",
+        "ping",
+        "reconnect",
+    ]
     by_event = {e["properties"]["event"]["const"]: e for e in item["oneOf"]}
     hello_types = by_event["hello"]["properties"]["data"]["contentSchema"]["properties"]["types"]
     assert hello_types["items"] == {"title": "UpdateType", "type": "string", "enum": TYPES}

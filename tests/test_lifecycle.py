@@ -95,11 +95,12 @@ async def run(steps: list[tuple[Any, ...]]) -> None:
                 assert ended == len(open_streams)
                 for client in open_streams:
                     await client.task  # the hub ended it: the response is complete
-                    assert client.send.messages[-1] == {
-                        "type": "http.response.body",
-                        "body": b"",
-                        "more_body": False,
-                    }
+                    last = client.send.messages[-1]
+                    assert last["type"] == "http.response.body" and last["more_body"] is False
+                    # Ended for everyone: told when to come back; for one subject: not.
+                    told = last["body"].startswith(b"retry: ")
+                    assert told == (subject is None), last
+                    assert told or last["body"] == b""
                 open_streams.clear()
             else:
                 assert ended == 0

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from refetch import Principal, UpdatesEndpoint, UpdateService
+from refetch import CursorHeaderMiddleware, Principal, UpdatesEndpoint, UpdateService
 from refetch.routes import DeclaredRoute, changes, changes_nothing, from_result, reads, use_service
 from refetch.testing import StrictMutations, UndeclaredMutation, undeclared_routes
 
@@ -311,3 +311,28 @@ def test_exactly_the_committed_mutations_notify(tmp_path: Path) -> None:
         finally:
             runner.run(http.aclose())
             runner.run(service.aclose())
+
+
+async def test_under_the_cursor_middleware_a_declared_mutation_answers_with_refetch_notified(
+    tmp_path: Path,
+) -> None:
+    """The answer names the cursor of its own update (the frame's id); an answer that notified
+    nothing (a read, an error, a login) has no such header."""
+    service = UpdateService(["items"], min_interval=0, close_on_signals=False)
+    app = CursorHeaderMiddleware(build_app(tmp_path / "items.db", service, []), service)
+    async with (
+        serve(app, lifespan="on") as url,
+        Stream(f"{url}/updates", headers=ANN) as stream,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        read = await http.get("/items/1")
+        refused = await http.patch("/items/1", json={"name": "taken"})
+        login = await http.post("/items/login")
+        renamed = await http.patch("/items/1", json={"name": "uno"})
+        await wait_for(lambda: stream.saw("items", "1"))
+        await service.aclose()
+    assert read.status_code == 200 and refused.status_code == 409 and login.status_code == 200
+    assert [r.headers.get("refetch-notified") for r in (read, refused, login)] == [None] * 3
+    (frame,) = stream.of("invalidate")
+    assert renamed.headers["refetch-notified"] == frame.id
+    assert renamed.headers["refetch-cursor"] != frame.id  # read when the request arrived

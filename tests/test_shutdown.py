@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -95,6 +96,19 @@ NOT_STARTED = (
     b'{"error": "not_started", "detail": "the UpdateService was never started: pass '
     b'lifespan=updates.lifespan to your app, or `async with updates:` in your own lifespan"}'
 )
+
+
+RECONNECT = re.compile(
+    rb'retry: (\d+)\nevent: reconnect\ndata: \{"delay":(\d+),"reason":"shutdown"\}\n\n'
+)
+
+
+def reconnect_delay(tail: bytes) -> int:
+    """The delay of the ``reconnect`` frame that must be all of ``tail``; its retry: agrees."""
+    match = RECONNECT.fullmatch(tail)
+    assert match is not None, tail
+    assert match[1] == match[2]
+    return int(match[1])
 
 
 @dataclass
@@ -218,7 +232,9 @@ async def test_after_sigterm_open_streams_end_and_new_ones_get_503_draining() ->
                     chunks = stream.aiter_raw()
                     assert b"event: hello" in await anext(chunks)
                     signal.raise_signal(signal.SIGTERM)
-                    assert [chunk async for chunk in chunks] == []  # ended, not left open
+                    # Told when to come back, then ended (not left open).
+                    rest = b"".join([chunk async for chunk in chunks])
+                    assert 250 <= reconnect_delay(rest) <= 2000
                     assert server_heard == [signal.SIGTERM]
                     assert hub.draining and hub.statistics().state == "draining"
 
@@ -263,7 +279,8 @@ async def test_a_stream_whose_headers_were_on_their_way_ends_at_once() -> None:
             r = await http.get(url)
             assert r.status_code == 200
             assert r.headers["content-type"] == "text/event-stream"
-            assert r.content == b""  # no hello: it never joined the hub
+            # No hello (it never joined the hub), but told when to come back like the others.
+            assert 250 <= reconnect_delay(r.content) <= 2000
             assert hub.statistics().connections == 0
             r = await http.get(url)
             assert (r.status_code, r.content) == (503, DRAINING)

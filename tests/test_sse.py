@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from refetch._sse import PING, encode_frame, encode_hello, encode_invalidate, encode_resync
+from refetch._sse import (
+    PING,
+    encode_frame,
+    encode_hello,
+    encode_invalidate,
+    encode_reconnect,
+    encode_resync,
+)
 
 
 def test_hello_frame_bytes_on_a_fresh_connection() -> None:
@@ -35,6 +42,13 @@ def test_resync_and_ping_frame_bytes() -> None:
         b'id: ab12.3\nevent: resync\ndata: {"reason":"cursor too old"}\n\n'
     )
     assert PING == b"event: ping\ndata: {}\n\n"
+
+
+def test_reconnect_frame_bytes_carry_the_delay_as_retry_too_and_no_id() -> None:
+    # retry: is what a native EventSource follows; no id:, so the client's cursor stays.
+    assert encode_reconnect(734, "shutdown") == (
+        b'retry: 734\nevent: reconnect\ndata: {"delay":734,"reason":"shutdown"}\n\n'
+    )
 
 
 def test_data_with_line_breaks_stays_on_one_data_line() -> None:

@@ -6,6 +6,11 @@ import { Subscribable } from "./subscribable.js";
 
 /** The response header a refetch server stamps on API responses. */
 export const CURSOR_HEADER = "Refetch-Cursor";
+/**
+ * On the answer of a request that notified (a mutation): a cursor at or after its updates. A read
+ * that starts after this answer sees them (docs/protocol.md).
+ */
+export const NOTIFIED_HEADER = "Refetch-Notified";
 
 // The server's rule (refetch/_cursor.py, docs/protocol.md): at most 128 characters once trimmed,
 // a non-empty epoch, a dot, 1 to 40 ASCII digits (a PostgreSQL position has up to 39). Both
@@ -63,22 +68,23 @@ export const NO_CURSORS: CursorSummary = { count: 0, oldest: null, mixed: false 
 export class CursorTracker {
   #summary: CursorSummary = NO_CURSORS;
   readonly #noted = new Subscribable<string>();
+  readonly #notified = new Subscribable<string>();
 
   /** Everything noted since this tracker was created. */
   get summary(): CursorSummary {
     return this.#summary;
   }
 
+  /** A string is a `Refetch-Cursor` value; a Response or Headers also gives its `Refetch-Notified`. */
   note(from: Response | Headers | string | null | undefined): void {
-    const cursor =
-      typeof from === "string" || from === null || from === undefined
-        ? from
-        : "headers" in from
-          ? from.headers.get(CURSOR_HEADER)
-          : from.get(CURSOR_HEADER);
-    if (!cursor) return;
-    this.#summary = addCursor(this.#summary, cursor);
-    this.#noted.notify(cursor);
+    const headers = typeof from === "string" || from === null || from === undefined ? null : "headers" in from ? from.headers : from;
+    const cursor = headers ? headers.get(CURSOR_HEADER) : (from as string | null | undefined);
+    const notified = headers?.get(NOTIFIED_HEADER);
+    if (cursor) {
+      this.#summary = addCursor(this.#summary, cursor);
+      this.#noted.notify(cursor);
+    }
+    if (notified) this.#notified.notify(notified);
   }
 
   /** A fetch that notes the cursor of every response, for clients that take a `fetch` option. */
@@ -90,7 +96,13 @@ export class CursorTracker {
     };
   }
 
+  /** Called with each `Refetch-Cursor` noted. */
   subscribe(listener: CursorListener): () => void {
     return this.#noted.subscribe(listener);
+  }
+
+  /** Called with each `Refetch-Notified` noted: the app's own changes are numbered up to it. */
+  onNotified(listener: CursorListener): () => void {
+    return this.#notified.subscribe(listener);
   }
 }

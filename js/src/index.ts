@@ -3,6 +3,7 @@ export {
   compareCursors,
   CURSOR_HEADER,
   CursorTracker,
+  NOTIFIED_HEADER,
   type CursorListener,
   type CursorSummary,
 } from "./cursors.js";

@@ -10,6 +10,7 @@ import { QueryInvalidator as CoreInvalidator, type QueryInvalidatorOptions } fro
 export { CursorTracker } from "./cursors.js";
 export { type FocusManagerLike } from "./invalidation/focus.js";
 export { type QueryInvalidatorOptions, type UpdatesMeta } from "./invalidation/query-invalidator.js";
+export { fromSchema, type SchemaOperation, type SchemaTags, type TagsFromKey } from "./invalidation/schema-tags.js";
 export { type UpdateTag } from "./invalidation/tags.js";
 
 /** The invalidator, following @tanstack/query-core's focusManager unless told otherwise. */

@@ -12,6 +12,7 @@ import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/q
 
 export { CursorTracker } from "./cursors.js";
 export { type QueryInvalidatorOptions, type UpdatesMeta } from "./invalidation/query-invalidator.js";
+export { fromSchema, type SchemaOperation, type SchemaTags, type TagsFromKey } from "./invalidation/schema-tags.js";
 export { type UpdateTag } from "./invalidation/tags.js";
 
 /** The invalidator, following react-query's focusManager unless told otherwise. */

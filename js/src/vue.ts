@@ -21,6 +21,7 @@ import { queryUpdates as coreQueryUpdates, type QueryUpdates } from "./session/q
 
 export { CursorTracker } from "./cursors.js";
 export { type UpdatesMeta } from "./invalidation/query-invalidator.js";
+export { fromSchema, type SchemaOperation, type SchemaTags, type TagsFromKey } from "./invalidation/schema-tags.js";
 export { type UpdateTag } from "./invalidation/tags.js";
 
 export interface UseSSEUpdatesOptions extends AdapterConnectOptions {

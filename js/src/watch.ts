@@ -51,19 +51,13 @@ export function unionWatched(list: readonly Watched[]): Watched {
  * left out, which the server reads as the whole type.
  */
 export function watchEntries(watched: Watched, types?: readonly string[]): string[] {
-  const keyed: [string, ReadonlySet<string>][] = [];
-  for (const [type, keys] of watched) {
-    if (keys === "all" || keys.size === 0 || (types && types.length > 0 && !types.includes(type))) continue;
-    keyed.push([type, keys]);
-  }
-  // Over the request's bound: the types with the most keys are watched whole, until it fits.
-  keyed.sort((a, b) => a[1].size - b[1].size);
   const entries: string[] = [];
-  for (const [type, keys] of keyed) {
-    if (entries.length + keys.size > WATCH_MAX_ENTRIES) break;
+  for (const [type, keys] of watched) {
+    if (keys === "all" || (types && types.length > 0 && !types.includes(type))) continue;
     for (const key of keys) entries.push(`${type}:${key}`);
   }
-  return entries.sort();
+  // Over the request's bound (several types, each within its own): every type is watched whole.
+  return entries.length > WATCH_MAX_ENTRIES ? [] : entries.sort();
 }
 
 export function sameEntries(a: readonly string[] | null, b: readonly string[]): boolean {

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 
 import { describe, expect, it } from "vitest";
 
-import { compareCursors, CURSOR_HEADER, CursorTracker } from "../src/cursors.js";
+import { compareCursors, CURSOR_HEADER, CursorTracker, NOTIFIED_HEADER } from "../src/cursors.js";
 
 describe("cursors", () => {
   it("test_cursors_of_one_run_order_by_their_number_and_others_do_not_order", () => {
@@ -55,5 +55,20 @@ describe("cursors", () => {
     const response = await tracker.wrap(fetchImpl)("http://app.test/api/projects");
     expect(await response.text()).toBe("{}");
     expect(tracker.summary.oldest).toBe("e1.2");
+  });
+
+  it("test_refetch_notified_is_heard_apart_and_is_no_read_cursor", async () => {
+    const tracker = new CursorTracker();
+    const read: string[] = [];
+    const notified: string[] = [];
+    tracker.subscribe((cursor) => read.push(cursor));
+    tracker.onNotified((cursor) => notified.push(cursor));
+    const answer = new Response("{}", { headers: { [CURSOR_HEADER]: "e1.3", [NOTIFIED_HEADER]: "e1.4" } });
+    await tracker.wrap(async () => answer)("http://app.test/api/projects/1", { method: "PATCH" });
+    tracker.note(new Headers({ "refetch-notified": "e1.6" })); // a mutation answer without a read cursor
+    expect(read).toEqual(["e1.3"]);
+    expect(notified).toEqual(["e1.4", "e1.6"]);
+    // The page-load cursor is the oldest read, never a mutation's
+    expect(tracker.summary).toEqual({ count: 1, oldest: "e1.3", mixed: false });
   });
 });

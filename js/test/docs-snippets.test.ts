@@ -19,7 +19,7 @@ const js = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 // Inside js/, so the snippets resolve the frameworks from js/node_modules.
 const dir = mkdtempSync(join(js, ".snippets-"));
 
-/** What the snippets import from "./api" and "./providers": the app's own modules. */
+/** What the snippets import from "./api", "./providers" and "./refetch-tags": the app's own modules. */
 const SUPPORT: Record<string, string> = {
   "api.ts": `
 import { CursorTracker } from "refetch-sse";
@@ -27,6 +27,12 @@ export const cursors = new CursorTracker();
 export async function getProjects(): Promise<string[]> { return []; }
 export async function getProject(id: number): Promise<{ id: number }> { return { id }; }
 export const fetcher = async (url: string): Promise<string[]> => (await fetch(url)).json();
+`,
+  "refetch-tags.ts": `
+export const refetchTags = {
+  version: 1,
+  operations: [{ id: "listProjects", method: "get", path: "/api/projects", reads: [{ type: "projects" }] }],
+} as const;
 `,
   "providers.tsx": `
 import type { ReactNode } from "react";
@@ -161,7 +167,8 @@ describe("the snippets of docs/js.md and js/README.md", () => {
   it("test_every_framework_has_its_snippets_checked", () => {
     // A heading or fence renamed must not drop a framework's snippets from the check silently.
     const all = SNIPPETS.map((snippet) => snippet.code).join("\n");
-    for (const entry of ["refetch-sse/react", "refetch-sse/vue", "refetch-sse/svelte", "refetch-sse/solid", "refetch-sse/swr", "refetch-sse/query-updates"]) {
+    const entries = ["refetch-sse/react", "refetch-sse/vue", "refetch-sse/svelte", "refetch-sse/solid", "refetch-sse/swr", "refetch-sse/query-updates"];
+    for (const entry of [...entries, "@tanstack/query-db-collection"]) {
       expect(all, entry).toContain(`"${entry}"`);
     }
     expect(SNIPPETS.filter((snippet) => snippet.language === "svelte").length).toBeGreaterThanOrEqual(3);
@@ -174,5 +181,7 @@ describe("the snippets of docs/js.md and js/README.md", () => {
       problems ??= checkAll();
       expect(problems.get(index)).toEqual([]);
     },
+    // The first one type-checks every snippet (about 20 s alone, more on a busy machine).
+    120_000,
   );
 });

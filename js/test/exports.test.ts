@@ -18,6 +18,7 @@ describe("public API", () => {
     expect(Object.keys(core).sort()).toEqual([
       "CURSOR_HEADER",
       "CursorTracker",
+      "NOTIFIED_HEADER",
       "SharedUpdateStream",
       "UpdateStream",
       "compareCursors",
@@ -30,8 +31,8 @@ describe("public API", () => {
 
   it("test_query_invalidator_and_query_updates_exports", () => {
     // The invalidation core only: nothing here opens a stream (that is refetch-sse/query-updates).
-    expect(Object.keys(queryInvalidator).sort()).toEqual(["CursorTracker", "QueryInvalidator"]);
-    expect(Object.keys(queryUpdates).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "queryUpdates"]);
+    expect(Object.keys(queryInvalidator).sort()).toEqual(["CursorTracker", "QueryInvalidator", "fromSchema"]);
+    expect(Object.keys(queryUpdates).sort()).toEqual(["CursorTracker", "QueryInvalidator", "QueryUpdates", "fromSchema", "queryUpdates"]);
     expect(queryUpdates.QueryInvalidator).toBe(queryInvalidator.QueryInvalidator);
   });
 
@@ -48,6 +49,7 @@ describe("public API", () => {
       "CursorTracker",
       "QueryInvalidator",
       "UpdatesProvider",
+      "fromSchema",
       "useAutoRefetch",
       "useSSEUpdates",
       "useUpdateLog",
@@ -56,7 +58,7 @@ describe("public API", () => {
   });
 
   it("test_adapter_exports", () => {
-    const hooks = ["CursorTracker", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"];
+    const hooks = ["CursorTracker", "fromSchema", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"];
     expect(Object.keys(vue).sort()).toEqual(["CursorTracker", "UpdatesPlugin", ...hooks.slice(1)].sort());
     // refetch-sse/svelte: in test/svelte.test.ts (svelte-query needs the Svelte compiler to load).
     expect(Object.keys(solid).sort()).toEqual(["UpdatesProvider", ...hooks].sort());

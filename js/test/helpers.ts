@@ -7,6 +7,7 @@ import type {
   UpdateListener,
   UpdateSource,
 } from "../src/protocol.js";
+import type { LockManagerLike } from "../src/stream/shared.js";
 
 /** One request the client made to the fake server, with a writable event stream behind it. */
 export interface FakeConnection {
@@ -148,5 +149,44 @@ export class ManualSource implements UpdateSource {
   }
   get listenerCount(): number {
     return this.#listeners.size;
+  }
+}
+
+/**
+ * Exclusive locks granted in request order, like navigator.locks.request(name, {signal}, cb): Node 20
+ * has no navigator.locks (its BroadcastChannel is real and delivers between instances).
+ */
+export class FakeLocks implements LockManagerLike {
+  readonly #queues = new Map<string, Array<() => void>>();
+  readonly #held = new Set<string>();
+
+  request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown>) {
+    return new Promise<unknown>((resolve, reject) => {
+      const grant = () => {
+        this.#held.add(name);
+        Promise.resolve()
+          .then(() => callback({ name }))
+          .then(resolve, reject)
+          .finally(() => this.#release(name));
+      };
+      if (!this.#held.has(name)) {
+        grant();
+        return;
+      }
+      const queue = this.#queues.get(name) ?? [];
+      this.#queues.set(name, queue);
+      queue.push(grant);
+      options.signal?.addEventListener("abort", () => {
+        const index = queue.indexOf(grant);
+        if (index >= 0) queue.splice(index, 1);
+        reject(new DOMException("aborted", "AbortError"));
+      });
+    });
+  }
+
+  #release(name: string): void {
+    const next = this.#queues.get(name)?.shift();
+    if (next) next();
+    else this.#held.delete(name);
   }
 }

@@ -1,6 +1,6 @@
 // The framework-free core on a bare @tanstack/query-core QueryClient: no React anywhere. The
 // freshness windows of issue 12 are pinned here at the level every adapter shares.
-import { QueryClient, QueryObserver } from "@tanstack/query-core";
+import { MutationObserver, QueryClient, QueryObserver } from "@tanstack/query-core";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import { CursorTracker } from "../src/cursors.js";
@@ -265,5 +265,107 @@ describe("a tab that follows another tab's stream", () => {
     now = "e1.4";
     await follow("e1.4");
     expect(fetches).toEqual({ projects: 2, untagged: 1 });
+  });
+});
+
+describe("the tab that made the change (docs/js.md)", () => {
+  /** Opens the stream at `cursor` with the projects read there. */
+  async function open(cursor: string) {
+    observe("projects", "projects", { cursor });
+    connect();
+    await advance(60);
+    server.last.write(hello(cursor, { id: false }));
+    await settle();
+    await advance(100);
+    expect(fetches).toEqual({ projects: 1 });
+  }
+
+  /** A mutation whose answer, after `ms`, names `notified` (Refetch-Notified); `onSuccess` refetches the projects. */
+  function mutate(notified: string, { ms = 30, invalidate = true } = {}) {
+    const mutation = new MutationObserver(client, {
+      mutationFn: () =>
+        new Promise<void>((resolve) =>
+          setTimeout(() => {
+            cursors.note(new Headers({ "Refetch-Cursor": "e1.3", "Refetch-Notified": notified }));
+            resolve();
+          }, ms),
+        ),
+      onSuccess: invalidate ? () => void client.invalidateQueries({ queryKey: ["projects"] }) : undefined,
+    });
+    void mutation.mutate().catch(() => {});
+  }
+
+  it("test_the_frame_of_its_own_change_costs_no_second_fetch_and_a_later_frame_at_that_cursor_does", async () => {
+    await open("e1.3");
+    now = "e1.4";
+    mutate("e1.4");
+    await advance(40); // answered: onSuccess refetches (fetch 2, started after the answer)
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.4"));
+    await settle();
+    await advance(200);
+    expect(fetches).toEqual({ projects: 2 });
+    // Used up by that frame: another frame at the same cursor is news (a broker that cannot
+    // number its updates delivers them at its last cursor), and is fetched.
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.4"));
+    await settle();
+    await advance(200);
+    expect(fetches).toEqual({ projects: 3 });
+  });
+
+  it("test_a_frame_long_after_the_answer_is_fetched_even_at_its_cursor", async () => {
+    // A broker lost between the answer and the frame: this instance's own updates reach its
+    // streams at its last cursor, unnumbered. The answer's cursor spares frames 2 s at most.
+    await open("e1.3");
+    mutate("e1.4");
+    await advance(2100);
+    expect(fetches).toEqual({ projects: 2 });
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.3"));
+    await settle();
+    await advance(200);
+    expect(fetches).toEqual({ projects: 3 });
+  });
+
+  it("test_a_frame_past_the_answers_cursor_is_fetched", async () => {
+    await open("e1.3");
+    mutate("e1.4");
+    await advance(40);
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.5"));
+    await settle();
+    await advance(200);
+    expect(fetches).toEqual({ projects: 3 });
+  });
+
+  it("test_a_frame_before_the_answer_waits_for_the_mutation_and_its_onSuccess_fetch_covers_it", async () => {
+    await open("e1.3");
+    mutate("e1.4", { ms: 300 });
+    await advance(10);
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.4"));
+    await settle();
+    await advance(100); // the pass is due, but a mutation is pending: no fetch yet
+    expect(fetches).toEqual({ projects: 1 });
+    await advance(500);
+    expect(fetches).toEqual({ projects: 2 });
+  });
+
+  it("test_without_onSuccess_the_frame_fetches_once_after_the_mutation", async () => {
+    await open("e1.3");
+    mutate("e1.4", { ms: 300, invalidate: false });
+    await advance(10);
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.4"));
+    await settle();
+    await advance(600);
+    expect(fetches).toEqual({ projects: 2 });
+  });
+
+  it("test_a_long_mutation_holds_the_frames_at_most_mutationWaitMs", async () => {
+    await open("e1.3");
+    mutate("e1.9", { ms: 10_000, invalidate: false });
+    await advance(10);
+    server.last.write(frame("invalidate", { updates: [{ type: "projects" }] }, "e1.4"));
+    await settle();
+    await advance(900);
+    expect(fetches).toEqual({ projects: 1 });
+    await advance(300); // 1000 ms after the pass was due
+    expect(fetches).toEqual({ projects: 2 });
   });
 });

@@ -5,7 +5,8 @@ import { StrictMode, type ReactNode } from "react";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { UpdateEvent } from "../src/protocol.js";
-import { UpdatesProvider, useAutoRefetch, useUpdateLog, useUpdateStatus } from "../src/react.js";
+import { CursorTracker } from "../src/cursors.js";
+import { UpdatesProvider, useAutoRefetch, useSSEUpdates, useUpdateLog, useUpdateStatus } from "../src/react.js";
 import { UpdateStream } from "../src/stream/stream.js";
 import { FakeServer, ManualSource, frame, hello, settle, silentLogger } from "./helpers.js";
 
@@ -426,5 +427,38 @@ describe("useSSEUpdates creating its own stream", () => {
     view.unmount();
     await advance(10);
     expect(server.connections.every((c) => c.aborted)).toBe(true);
+  });
+});
+
+describe("the architecture note's layout: useSSEUpdates() first in the page component", () => {
+  it("test_the_first_connect_waits_for_the_queries_started_in_the_same_render", async () => {
+    const server = new FakeServer();
+    const cursors = new CursorTracker();
+    function Page() {
+      useSSEUpdates({ url: "http://app.test/api/updates", share: false, fetch: server.fetch, cursors, logger: silentLogger() });
+      const projects = useQuery({
+        queryKey: ["projects"],
+        queryFn: () =>
+          new Promise<number>((resolve) =>
+            setTimeout(() => {
+              cursors.note("e1.3");
+              resolve(1);
+            }, 50),
+          ),
+        meta: { updates: ["projects"] },
+      });
+      return <p>{projects.data}</p>;
+    }
+    render(
+      <QueryClientProvider client={client}>
+        <Page />
+      </QueryClientProvider>,
+    );
+    await advance(10);
+    // The query of the same render is in flight: the stream waits for its cursor.
+    expect(server.connections).toHaveLength(0);
+    await advance(50);
+    expect(server.connections).toHaveLength(1);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.3");
   });
 });

@@ -4,45 +4,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { UpdateEvent } from "../src/protocol.js";
-import { SharedUpdateStream, createUpdateStream, type LockManagerLike } from "../src/stream/shared.js";
+import { SharedUpdateStream, createUpdateStream } from "../src/stream/shared.js";
 import { UpdateStream } from "../src/stream/stream.js";
-import { FakeServer, frame, hello, silentLogger } from "./helpers.js";
-
-/** Exclusive locks granted in request order, like navigator.locks.request(name, {signal}, cb). */
-class FakeLocks implements LockManagerLike {
-  readonly #queues = new Map<string, Array<() => void>>();
-  readonly #held = new Set<string>();
-
-  request(name: string, options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown>) {
-    return new Promise<unknown>((resolve, reject) => {
-      const grant = () => {
-        this.#held.add(name);
-        Promise.resolve()
-          .then(() => callback({ name }))
-          .then(resolve, reject)
-          .finally(() => this.#release(name));
-      };
-      if (!this.#held.has(name)) {
-        grant();
-        return;
-      }
-      const queue = this.#queues.get(name) ?? [];
-      this.#queues.set(name, queue);
-      queue.push(grant);
-      options.signal?.addEventListener("abort", () => {
-        const index = queue.indexOf(grant);
-        if (index >= 0) queue.splice(index, 1);
-        reject(new DOMException("aborted", "AbortError"));
-      });
-    });
-  }
-
-  #release(name: string): void {
-    const next = this.#queues.get(name)?.shift();
-    if (next) next();
-    else this.#held.delete(name);
-  }
-}
+import { FakeLocks, FakeServer, frame, hello, silentLogger } from "./helpers.js";
 
 let server: FakeServer;
 let locks: FakeLocks;

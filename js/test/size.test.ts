@@ -20,7 +20,9 @@ describe("bundle size (esbuild --minify, gzip -9, frameworks external)", () => {
       expect(sizes[`refetch-sse/${adapter}`]!.gzip - core, adapter).toBeLessThan(1024);
     }
     // SWR has its own key invalidator instead of the TanStack one, over the same stream client.
-    expect(sizes["refetch-sse/swr"]!.gzip - sizes["refetch-sse"]!.gzip).toBeLessThan(2 * 1024);
+    // 2.5 KB since issue 24 (was 2 KB): the key invalidator also tracks which keys are shown
+    // (watching.ts, the stream's watch=), 0.35 KB that the 1.9 KB it had left no room for.
+    expect(sizes["refetch-sse/swr"]!.gzip - sizes["refetch-sse"]!.gzip).toBeLessThan(2.5 * 1024);
   });
 
   it("test_the_query_invalidator_entry_is_under_6_kb", async () => {

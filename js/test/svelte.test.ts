@@ -158,6 +158,6 @@ describe("Svelte: useAutoRefetch, useSSEUpdates and the core invalidator", () =>
 
 describe("public API", () => {
   it("test_svelte_exports", () => {
-    expect(Object.keys(entry).sort()).toEqual(["CursorTracker", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"]);
+    expect(Object.keys(entry).sort()).toEqual(["CursorTracker", "fromSchema", "useAutoRefetch", "useSSEUpdates", "useUpdateLog", "useUpdateStatus"]);
   });
 });

@@ -82,7 +82,10 @@ async def list_instances(
     return [instance_out(auth, i, p) for i, p in rows]
 
 
-@router.get("/projects/{project_id}/instances", dependencies=[reads(UpdateType.compute)])
+@router.get(
+    "/projects/{project_id}/instances",
+    dependencies=[reads(UpdateType.compute), reads(UpdateType.authentication)],  # tenant data
+)
 async def list_project_instances(
     project_id: int, auth: CurrentAuth, db: Database
 ) -> list[schemas.Instance]:

@@ -23,7 +23,8 @@ router = APIRouter(
 )
 
 
-@router.get("/clusters", dependencies=[reads(UpdateType.gardener)])
+# Tenant data: who belongs to a tenant (authentication) changes what it returns, too.
+@router.get("/clusters", dependencies=[reads(UpdateType.gardener, UpdateType.authentication)])
 async def list_clusters(
     request: Request,
     auth: CurrentAuth,

@@ -36,7 +36,8 @@ def project_out(auth: Auth, project: Project) -> schemas.Project:
     )
 
 
-@router.get("", dependencies=[reads(UpdateType.projects)])
+# Tenant data: who belongs to a tenant (authentication) changes what it returns, too.
+@router.get("", dependencies=[reads(UpdateType.projects, UpdateType.authentication)])
 async def list_projects(
     auth: CurrentAuth,
     db: Database,
@@ -70,7 +71,10 @@ async def create_project(
     return project_out(auth, project)
 
 
-@router.get("/{project_id}", dependencies=[reads(UpdateType.projects, key="project_id")])
+@router.get(
+    "/{project_id}",
+    dependencies=[reads(UpdateType.projects, key="project_id"), reads(UpdateType.authentication)],
+)
 async def get_project_by_id(project_id: int, auth: CurrentAuth, db: Database) -> schemas.Project:
     return project_out(auth, await get_project(db, auth, project_id))
 

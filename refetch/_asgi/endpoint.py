@@ -188,7 +188,8 @@ class UpdatesEndpoint:
                 frames_send, principal, types, last_event_id, authenticated_at, request.watch
             )
         except ServiceClosed:  # closed while the headers were on their way
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            farewell = self.service.farewell() if self.service.state != "running" else b""
+            await send({"type": "http.response.body", "body": farewell, "more_body": False})
             return
         opened = time.monotonic()
         stream_opened(scope, conn.principal, conn.types, last_event_id)
@@ -218,9 +219,10 @@ class UpdatesEndpoint:
                 time.monotonic() - opened,
             )
         if conn.closing != "gone" and conn.closing not in _CUT:
-            # The hub ended the stream (shutdown, sign-out): finish the response cleanly.
-            # A slow reader's socket is full, so a last write to it would only hang.
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # The hub ended the stream (shutdown, sign-out): finish the response cleanly,
+            # with its ``reconnect`` frame when it ended every stream. A slow reader's
+            # socket is full, so a last write to it would only hang.
+            await send({"type": "http.response.body", "body": conn.farewell, "more_body": False})
 
     async def _unavailable(self, scope: Scope, send: Send) -> None:
         if self.service.state == "new":

@@ -13,7 +13,7 @@ from typing import Any
 
 from .._cursor import MAX_LENGTH as MAX_CURSOR_LENGTH
 
-EVENTS = ("hello", "invalidate", "resync", "ping")
+EVENTS = ("hello", "invalidate", "resync", "ping", "reconnect")
 
 
 def _json_data(schema: dict[str, Any]) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def _event(name: str, data: dict[str, Any], *, with_id: bool) -> dict[str, Any]:
             "type": "string",
             "description": "the cursor: send it back as Last-Event-ID",
         }
-    if name == "hello":
+    if name in ("hello", "reconnect"):
         properties["retry"] = {"type": "integer", "minimum": 0}
     return {
         "title": f"{name.capitalize()}Event",
@@ -38,7 +38,7 @@ def _event(name: str, data: dict[str, Any], *, with_id: bool) -> dict[str, Any]:
 
 
 def event_schema(types: Sequence[str], *, title: str = "UpdateType") -> dict[str, Any]:
-    """One event of the stream: ``hello``, ``invalidate``, ``resync`` or ``ping``."""
+    """One event of the stream: ``hello``, ``invalidate``, ``resync``, ``ping`` or ``reconnect``."""
     update_type = {"title": title, "type": "string", "enum": list(types)}
     return {
         "type": "object",
@@ -101,6 +101,23 @@ def event_schema(types: Sequence[str], *, title: str = "UpdateType") -> dict[str
                 with_id=True,
             ),
             _event("ping", {"type": "object"}, with_id=False),
+            _event(
+                "reconnect",
+                {
+                    "type": "object",
+                    "required": ["delay", "reason"],
+                    "properties": {
+                        "delay": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "ms: the server ends the stream now; reconnect "
+                            "after this long, with the cursor",
+                        },
+                        "reason": {"type": "string"},
+                    },
+                },
+                with_id=False,
+            ),
         ],
     }
 

@@ -63,6 +63,7 @@ class Connection:
         "closing",
         "direct",
         "ended",
+        "farewell",
         "frames",
         "heard",
         "inflight",
@@ -110,6 +111,9 @@ class Connection:
         self.inflight: asyncio.Future[Any] | None = None
         self.busy_since = NEVER
         self.closing: str | None = None
+        #: The last bytes of a stream the hub ended for everyone (its ``reconnect`` frame):
+        #: its owner finishes the response with them.
+        self.farewell = b""
         #: Done once the stream was ended by the fan-out (its owner then finishes it).
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -236,6 +236,19 @@ class FanOut:
                 ended += 1
         return ended
 
+    def close_all(self, reason: str, farewells: Callable[[int], Iterable[bytes]]) -> int:
+        """End every open stream, each with its own last frame: ``farewells(count)`` of them.
+
+        The frame is written by the stream's owner as the response's last body, after
+        any write still on its way, so middleware that passes ``send()`` through a
+        channel gets it in order too.
+        """
+        streams = list(self._streams)
+        for conn, farewell in zip(streams, farewells(len(streams)), strict=True):
+            conn.farewell = farewell
+            self._abort(conn, reason)
+        return len(streams)
+
     def reauthorize(self, subject: str, principal: Principal) -> int:
         self._reauthorized[subject] = (self._loop.time(), principal)
         changed = 0

@@ -24,15 +24,17 @@ from .._exceptions import ConfigurationError, ServiceClosed, UnknownUpdateType
 from .._fanout.connection import Connection, ConnectionInfo
 from .._fanout.demand import LocalDemand
 from .._fanout.fanout import FanOut
-from .._sse import encode_hello
+from .._sse import encode_hello, encode_reconnect
 from .._types import Send
 from .._update import declared_types, make_update
 from ..backends._base import Backend
 from ..backends._factory import backend_from_url
 from ..backends._urls import kind_of
 from .broker import BrokerSequencer
+from .drain import reconnect_delays
 from .gc import FreezePolicy
 from .not_started import NOT_STARTED_FIX, NotStarted, warn_if_never_started
+from .notified import enter as enter_notified
 from .presence import DemandWatch, Presence
 from .processes import warn_if_split
 from .sequencer import Item, LocalSequencer, Sequencer
@@ -57,6 +59,7 @@ class UpdateService:
         min_interval: float = 0.1,
         heartbeat: float = 15.0,
         retry: float = 2.0,
+        drain_spread: float = 2.0,
         replay_size: int = 10_000,
         replay_age: float = 600.0,
         max_keys: int = 64,
@@ -83,11 +86,17 @@ class UpdateService:
             raise ConfigurationError("replay_size and replay_age must be >= 0")
         if max_keys < 1:
             raise ConfigurationError("max_keys must be >= 1")
+        if not drain_spread > 0:
+            raise ConfigurationError(
+                "drain_spread must be > 0 seconds: the window over which the streams of a "
+                "draining server are told to come back (e.g. drain_spread=2.0)"
+            )
         self.types: tuple[str, ...] = tuple(names)
         self._type_set = frozenset(names)
         self.min_interval = min_interval
         self.heartbeat = heartbeat
         self.retry_ms = int(retry * 1000)
+        self.drain_spread = drain_spread
         self.max_keys = max_keys
         self.send_timeout = send_timeout
         self.close_on_signals = close_on_signals
@@ -166,7 +175,7 @@ class UpdateService:
             return
         self._drain()  # deliver what was notified before close
         # Every stream ends now (its owner finishes the response); then the broker link.
-        self._fanout.close("shutdown")
+        self._end_every_stream("shutdown")
         self._fanout.stop()
         await self._presence.stop()
         await self._sequencer.stop(grace)
@@ -236,6 +245,7 @@ class UpdateService:
                     NOT_STARTED_FIX,
                 )
         self._inbox.append((update, None, time.monotonic()))
+        enter_notified(self)
         self._wake()
 
     async def publish(
@@ -256,6 +266,7 @@ class UpdateService:
             raise ServiceClosed("the UpdateService is closed")
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inbox.append((update, future, time.monotonic()))
+        enter_notified(self)
         self._wake()
         return await future
 
@@ -311,7 +322,10 @@ class UpdateService:
         ``close_streams()`` (all streams, reason ``"shutdown"``) also starts
         *draining*: from then on new streams are answered 503, so clients that
         reconnect at once cannot keep the server from exiting. Any other reason
-        without a subject ends every stream and lets the clients back in.
+        without a subject ends every stream and lets the clients back in. Without a
+        subject every stream's last frame is ``reconnect``, with a delay of its own
+        spread over ``drain_spread`` (docs/protocol.md), so the clients come back
+        spread out rather than all at once or on their error backoff.
         Returns the number of streams ended here.
         """
         if subject is None and reason == "shutdown" and self._state == "running":
@@ -320,12 +334,29 @@ class UpdateService:
                 "UpdateService draining: %d stream(s) ended, new streams are answered 503",
                 self._fanout.connections,
             )
+        if subject is None:
+            return self._end_every_stream(reason)
         shared = None
-        if subject is not None and self._state != "closed":
+        if self._state != "closed":
             shared = self._sequencer.share(CloseStreams(subject, reason))
         ended = self._fanout.close(reason, subject)
         self._queue(shared)
         return ended
+
+    def _end_every_stream(self, reason: str) -> int:
+        """End every stream, each told when to come back (``drain_spread``)."""
+        return self._fanout.close_all(reason, lambda count: self._farewells(count, reason))
+
+    def _farewells(self, count: int, reason: str) -> list[bytes]:
+        return [encode_reconnect(d, reason) for d in reconnect_delays(count, self.drain_spread)]
+
+    def farewell(self) -> bytes:
+        """The ``reconnect`` frame for one stream ended for everyone: come back in a moment.
+
+        For a stream whose response started just as the hub began draining (it never
+        joined the hub, so ``close_streams()`` could not tell it).
+        """
+        return self._farewells(1, "shutdown")[0]
 
     def reauthorize(self, subject: str, principal: Principal) -> int:
         """Give every open stream of ``subject`` a new principal, at once.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import warnings
+from collections.abc import Callable, Iterable
 
 from .._auth import Principal
 from .._exceptions import ServiceClosed
@@ -28,6 +29,9 @@ class NotStarted:
         self._types = types
 
     def close(self, reason: str, subject: str | None = None) -> int:
+        return 0
+
+    def close_all(self, reason: str, farewells: Callable[[int], Iterable[bytes]]) -> int:
         return 0
 
     def reauthorize(self, subject: str, principal: Principal) -> int:

@@ -52,17 +52,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    missing = []
-    if not Path(CHROMIUM).exists():
-        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    if not (UI_DIST / "index.html").exists():
-        missing.append("portal/ui/dist (cd portal/ui && npm ci && npm run build)")
+    no_browser = [] if Path(CHROMIUM).exists() else [f"{CHROMIUM} (apt-get install -y chromium)"]
+    no_ui = (
+        []
+        if (UI_DIST / "index.html").exists()
+        else ["portal/ui/dist (cd portal/ui && npm ci && npm run build)"]
+    )
     for item in items:
         if "tests/e2e/" not in str(item.path).replace(os.sep, "/"):
             continue
         item.add_marker(pytest.mark.e2e)
         # real processes start and a browser runs: more than the suite's default
         item.add_marker(pytest.mark.timeout(240))
+        # only the portal's tests (the `stack` fixture) need its built UI
+        missing = no_browser + (no_ui if "stack" in getattr(item, "fixturenames", ()) else [])
         if missing and not os.environ.get("CI"):  # in CI they run, and fail saying what is missing
             item.add_marker(pytest.mark.skip(reason="browser tests need " + " and ".join(missing)))
 
@@ -134,8 +137,14 @@ class Stack:
         wait_until_answers(f"{self.url}/api/me", self.portal, self.portal_log)
 
     def kill_portal(self) -> None:
+        """SIGKILL: the portal vanishes mid-stream, telling no one (a crash)."""
         assert self.portal is not None
         stop(self.portal, signal.SIGKILL)
+
+    def stop_portal(self) -> None:
+        """SIGTERM: the portal drains (each stream gets a last `reconnect` frame), then exits."""
+        assert self.portal is not None
+        stop(self.portal, signal.SIGTERM)
 
     def streams_opened(self) -> int:
         """Update streams the portal has answered, read from its access log (one line per

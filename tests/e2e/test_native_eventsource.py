@@ -122,3 +122,51 @@ def test_native_eventsource_behind_gzip_takes_the_identity_stream_frame_by_frame
         ]
     finally:
         page.close()
+
+
+def test_native_eventsource_comes_back_after_a_restart_on_the_drain_delay(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # js/test/servers/deploy.py: retry: 30 s in hello, drain_spread 1 s. A plain EventSource
+    # keeps the hello's retry time, so without the drain notice it would wait 30 s after the
+    # restart; the notice's retry: sets it to the stream's delay (0.125-1 s), which it keeps
+    # while the server is down (refused connections), so it is back about as soon as the
+    # server answers. No refetch code in the page: the browser's own EventSource.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    env = {**os.environ, "PORT": str(port), "REFETCH_DEPLOY_STATE": str(tmp_path / "s.json")}
+
+    def start() -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "js/test/servers/deploy.py"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        wait_until_answers(f"{url}/api/progress", process, log)
+        return process
+
+    server = start()
+    page = browser.new_page()
+    try:
+        page.goto(f"{url}/api/progress")  # same origin as the stream
+        page.evaluate(
+            """() => {
+                window.opens_ = 0;
+                window.notices_ = [];
+                const source = new EventSource('/api/updates');
+                source.addEventListener('open', () => window.opens_++);
+                source.addEventListener('reconnect', (e) => window.notices_.push(JSON.parse(e.data)));
+                window.source_ = source;
+            }"""
+        )
+        page.wait_for_function("() => window.opens_ === 1")
+        stop(server)  # SIGTERM: the server drains
+        page.wait_for_function("() => window.notices_.length === 1")
+        assert 125 <= page.evaluate("() => window.notices_[0].delay") <= 1000
+        server = start()
+        page.wait_for_function("() => window.opens_ === 2", timeout=15_000)
+        assert page.evaluate("() => window.source_.readyState") == 1  # OPEN
+    finally:
+        page.close()
+        stop(server)

@@ -7,14 +7,16 @@ way (a progress change reaches every stream after the event in question) and the
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Request, expect
 
 from .conftest import NetworkLog, Stack, screenshot, sign_in, wait_live
 
@@ -164,6 +166,73 @@ def test_portal_restart_reconnects_and_resyncs(stack: Stack, new_context) -> Non
     expect(project_rows(page, "renamed-offline")).to_be_visible()
     expect(project_rows(page, "website")).to_have_count(0)
     expect(page.get_by_test_id("update-entry").filter(has_text="resync")).not_to_have_count(0)
+
+
+STREAM_ATTEMPT_CLOCK = """
+window.streamAttempts = [];
+const pageFetch = window.fetch;
+window.fetch = function (input, init) {
+  const url = new URL(input instanceof Request ? input.url : String(input), location.href);
+  if (url.pathname === "/api/updates") window.streamAttempts.push(Date.now());
+  return pageFetch.call(this, input, init);
+};
+"""
+
+
+def test_portal_drain_restart_follows_the_reconnect_schedule(stack: Stack, new_context) -> None:
+    """A SIGTERM'd portal drains: the page gets a `reconnect` frame, comes back after its delay and
+    then retries every 250-500 ms while the portal is down (docs/js.md "After a deploy"), instead of
+    on its error backoff, so it is live again soon after the new process answers.
+
+    Counts, not times: from the SIGTERM to 8 s after the page shows the notice (the old process
+    has exited by then; the new one starts after) the page must try at least 9 times. The drain schedule makes 1 + (8 s - 2 s) / 0.5 s = 13 attempts at the least (the
+    frame's delay is at most 2 s, each step at most 0.5 s) and about 18 on average; the error
+    backoff, whose first ceiling the frame's `retry:` sets to the delay, makes 3-7.
+    """
+    window_s, attempts_needed = 8.0, 9
+    context = new_context()
+    # the page's own clock for each attempt to open the stream (a failed request has no timing)
+    context.add_init_script(STREAM_ATTEMPT_CLOCK)
+    page = sign_in(context, stack, "bob")
+    expect(project_rows(page)).to_have_count(2)
+    open_updates_panel(page)
+    attempts: list[Request] = []
+    page.on(
+        "request",
+        lambda r: attempts.append(r) if httpx.URL(r.url).path == "/api/updates" else None,
+    )
+
+    stack.stop_portal()
+    # the stream's last frame is the drain notice, and the page logs it
+    notice = page.locator("[data-testid=update-entry][data-event=reconnect]")
+    expect(notice).to_have_count(1)
+    delay = json.loads(notice.locator(".update-body").inner_text())["delay"]
+    received_at = datetime.fromisoformat(notice.locator("time").get_attribute("datetime") or "")
+    # an observation window, not a wait for something: the portal stays down while it runs
+    page.wait_for_timeout(window_s * 1000)
+    during_outage = list(attempts)
+    # a change the stream cannot tell anyone about: written while the portal is down
+    with sqlite3.connect(stack.folder / "portal.db") as db:
+        db.execute("UPDATE projects SET name = 'renamed-offline' WHERE name = 'website'")
+    stack.start_portal()
+    answering = time.monotonic()
+
+    wait_live(page)
+    expect(project_rows(page, "renamed-offline")).to_be_visible()
+    shown_after = time.monotonic() - answering
+    expect(project_rows(page, "website")).to_have_count(0)
+    received_ms = received_at.timestamp() * 1000
+    started = page.evaluate("window.streamAttempts")
+    first = min(t for t in started if t >= received_ms)
+    print(
+        f"drain delay {delay} ms, first attempt {first - received_ms:.0f} ms after the notice; "
+        f"{len(during_outage)} stream attempts in the {window_s:.0f} s outage window; "
+        f"the change shown {shown_after * 1000:.0f} ms after the portal answered"
+    )
+    assert len(during_outage) >= attempts_needed, len(during_outage)
+    # the first attempt waited for the frame's delay: an ordering on the page's one clock (a timer
+    # fires late, never early; 2 ms for the rounding of the two readings)
+    assert first >= received_ms + delay - 2, (first - received_ms, delay)
 
 
 def test_removed_member_loses_the_tenant_live(stack: Stack, new_context) -> None:

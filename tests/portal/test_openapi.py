@@ -32,7 +32,13 @@ def test_the_stream_is_listed_with_its_events(schema: dict[str, Any]) -> None:
     stream = schema["paths"]["/api/updates"]["get"]
     assert stream["operationId"] == "streamUpdates"
     events = stream["responses"]["200"]["content"]["text/event-stream"]["itemSchema"]
-    assert events["properties"]["event"]["enum"] == ["hello", "invalidate", "resync", "ping"]
+    assert events["properties"]["event"]["enum"] == [
+        "hello",
+        "invalidate",
+        "resync",
+        "ping",
+        "reconnect",
+    ]
     invalidate = next(
         e for e in events["oneOf"] if e["properties"]["event"]["const"] == "invalidate"
     )

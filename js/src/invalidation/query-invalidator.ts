@@ -12,6 +12,8 @@ import { Subscribable } from "../subscribable.js";
 import { Batch } from "./batch.js";
 import { CursorCoverage } from "./coverage.js";
 import { pageVisibility, type FocusManagerLike } from "./focus.js";
+import type { TagsFromKey } from "./schema-tags.js";
+import { OwnChanges } from "./own-changes.js";
 import { normalizeTags, tagMatches, type NormalTag, type UpdateTag } from "./tags.js";
 import { watchedOf, WatchTracker } from "./watching.js";
 import type { Watched } from "../watch.js";
@@ -38,11 +40,23 @@ export interface QueryInvalidatorOptions {
    */
   cursorWaitMs?: number;
   /**
+   * How long a due invalidation pass waits for this client's pending mutations to settle, in ms.
+   * The stream's frame for a change often arrives before the answer of the mutation that made it;
+   * waiting lets the mutation's own `onSuccess` refetch go first, and the frame is then skipped for
+   * what it read (docs/js.md, "The tab that made the change"). Default 1000; 0: never wait.
+   */
+  mutationWaitMs?: number;
+  /**
    * TanStack's focusManager: the `query-invalidator` and `react` entries pass the one their
    * package exports, so `focusManager.setFocused()` in an app or a test reaches the invalidator too.
    */
   focusManager?: FocusManagerLike;
   logger?: Pick<Console, "warn" | "error">;
+  /**
+   * Tags for the queries that declare none (no `meta.updates`, no `useAutoRefetch`), derived from
+   * their query key: `fromSchema(refetchTags)` (docs/js.md, "Tags from the schema").
+   */
+  tags?: TagsFromKey;
 }
 
 type AnyQuery = Query<unknown, unknown, unknown, readonly unknown[]>;
@@ -62,12 +76,17 @@ type ObserverRefetch = (...args: never[]) => unknown;
  * - Data read before the stream was open is covered by starting the stream from the oldest
  *   `Refetch-Cursor` it was read at (`startCursor`), or from the previous stream's cursor; without
  *   either, the tagged queries fetched before the stream opened are invalidated once.
+ * - A frame is skipped for a query whose fetch started after the frame arrived, or after one of the
+ *   app's own answers named a cursor the frame does not pass (`Refetch-Notified`, own-changes.ts):
+ *   the tab that made a change fetches once, also when its `onSuccess` refetches. While one of the
+ *   client's mutations is pending, a due pass waits for it (at most `mutationWaitMs`).
  */
 export class QueryInvalidator {
   readonly #client: QueryClient;
   /** Updates arriving within this window share one invalidation pass. */
   coalesceMs: number;
   cursorWaitMs: number;
+  mutationWaitMs: number;
   readonly #focus: FocusManagerLike;
   readonly #logger: Pick<Console, "warn" | "error">;
   readonly #batch: Batch<AnyQuery>;
@@ -75,10 +94,23 @@ export class QueryInvalidator {
   readonly #observerTags = new Map<ObserverRefetch, Set<NormalTag[]>>();
   // Tags that outlive the component that declared them; they go with the query.
   readonly #queryTags = new WeakMap<AnyQuery, Map<string, NormalTag[]>>();
+  // What `tags` derived from each query's key (a query's key never changes).
+  #derived = new WeakMap<AnyQuery, NormalTag[]>();
+  #tagsFromKey: TagsFromKey | undefined;
+  #warnedUnknown = false;
   // The tick at which each query's latest fetch started.
   readonly #fetchTicks = new WeakMap<AnyQuery, number>();
-  // Queries that were fetching when invalidated: they get one more fetch when it settles.
-  readonly #dirty = new Set<AnyQuery>();
+  // Queries that were fetching when invalidated: they get one more fetch when it settles ("always"),
+  // or only if it fails ("unless-success": the fetch in flight was started after the change).
+  readonly #dirty = new Map<AnyQuery, "always" | "unless-success">();
+  // The app's own changes (`Refetch-Notified`), and what each query's latest fetch and its data
+  // had been told of them when the fetch started.
+  readonly #own = new OwnChanges();
+  readonly #fetchNotified = new WeakMap<AnyQuery, string | null>();
+  readonly #dataRead = new WeakMap<AnyQuery, { tick: number; notified: string | null }>();
+  // The fetch clock when the latest frame arrived: a fetch with a later tick started after it.
+  #arrived = 0;
+  #offNotified: (() => void) | null = null;
   // Queries invalidated while the tab was hidden: refetched when it is visible again.
   readonly #deferred = new Set<AnyQuery>();
   // Told whenever a fetch settles or a query leaves the cache.
@@ -95,11 +127,14 @@ export class QueryInvalidator {
     this.coalesceMs = options.coalesceMs ?? 25;
     this.#batch = new Batch(
       () => this.coalesceMs,
-      (updates, all, matched) => this.#pass(updates, all, matched),
+      (updates, all, matched, cursor) => this.#pass(updates, all, matched, cursor),
+      () => this.#mutationsSettled(),
     );
     this.cursorWaitMs = options.cursorWaitMs ?? 5000;
+    this.mutationWaitMs = options.mutationWaitMs ?? 1000;
     this.#focus = options.focusManager ?? pageVisibility;
     this.#logger = options.logger ?? console;
+    this.#tagsFromKey = options.tags;
     this.#settled = new Subscribable(this.#logger);
     this.#shown = new WatchTracker(() => this.#watched(), this.#logger);
     this.#coverage = new CursorCoverage(
@@ -135,6 +170,8 @@ export class QueryInvalidator {
   /** Notes the `Refetch-Cursor`s this tracker collects (the app's API responses). */
   useCursors(cursors: CursorTracker | null): void {
     this.#coverage.useCursors(cursors);
+    this.#offNotified?.();
+    this.#offNotified = cursors ? cursors.onNotified((cursor) => this.#own.note(cursor)) : null;
   }
 
   /**
@@ -160,11 +197,18 @@ export class QueryInvalidator {
    * are invalidated once).
    */
   async startCursor(): Promise<string | null> {
-    if (this.#coverage.fromReads) await this.#taggedFetchesSettled(this.cursorWaitMs);
+    if (this.#coverage.fromReads) {
+      // Queries started in the same render as the connect (`useSSEUpdates()` first in a page
+      // component, its `useQuery`s after it) begin fetching in the effects that run right after
+      // the connect's own, in the same synchronous flush: let them start, then wait for them.
+      await Promise.resolve();
+      await this.#taggedFetchesSettled(this.cursorWaitMs);
+    }
     return this.#coverage.handOut();
   }
 
   handle(event: UpdateEvent): void {
+    this.#arrived = this.#clock;
     this.#batch.add(event);
   }
 
@@ -233,18 +277,49 @@ export class QueryInvalidator {
     this.#batch.flush();
   }
 
-  /** Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`. */
+  /** Derives the tags of the queries that declare none from their key (the `tags` option). */
+  useTags(tags: TagsFromKey | undefined): void {
+    if (tags === this.#tagsFromKey) return;
+    this.#tagsFromKey = tags;
+    this.#derived = new WeakMap();
+  }
+
+  /**
+   * Every tag of a query: from its `meta.updates` and from `tagObserver`/`tagQuery`; when it
+   * declares none, the ones `tags` derives from its query key.
+   */
   tagsOf(query: Query<any, any, any, any>): NormalTag[] {
     const tags: NormalTag[] = [];
     const meta = query.meta as UpdatesMeta | undefined;
     if (meta?.updates !== undefined) tags.push(...normalizeTags(meta.updates));
     const map = this.#queryTags.get(query as AnyQuery);
     if (map) for (const list of map.values()) tags.push(...list);
+    // Declared (even `meta: { updates: [] }`: "depends on nothing") beats derived.
+    const declared = meta?.updates !== undefined || (map !== undefined && map.size > 0);
+    return declared || !this.#tagsFromKey ? tags : this.#derive(query as AnyQuery, this.#tagsFromKey);
+  }
+
+  #derive(query: AnyQuery, tagsFromKey: TagsFromKey): NormalTag[] {
+    let tags = this.#derived.get(query);
+    if (tags) return tags;
+    const derived = tagsFromKey(query.queryKey);
+    if (derived === null && !this.#warnedUnknown) {
+      this.#warnedUnknown = true;
+      this.#logger.warn(
+        "refetch: a query key names an operation the schema tags do not know, so it is not refetched on updates; " +
+          "regenerate them with `refetch tags` (first such key: " + JSON.stringify(query.queryKey) + ")",
+      );
+    }
+    tags = derived ? normalizeTags(derived) : [];
+    this.#derived.set(query, tags);
     return tags;
   }
 
-  /** `matched`: the queries that join this pass whatever the updates say. */
-  #pass(updates: Update[], all: boolean, matched: Set<AnyQuery>): void {
+  /**
+   * `matched`: the queries that join this pass whatever the updates say. `cursor`: the newest id
+   * of the frames in it. A query that read after them is left alone (`#hasSeen`).
+   */
+  #pass(updates: Update[], all: boolean, matched: Set<AnyQuery>, cursor: string | null): void {
     if (matched.size > 0) {
       const cached = new Set<unknown>(this.#queries());
       for (const query of matched) if (!cached.has(query)) matched.delete(query);
@@ -256,11 +331,13 @@ export class QueryInvalidator {
     for (const query of this.#queries()) {
       const tags = this.tagsOf(query);
       if (tags.length === 0) continue;
-      if (all || updates.some((update) => tags.some((tag) => tagMatches(tag, update)))) {
+      if (all) matched.add(query);
+      else if (updates.some((update) => tags.some((tag) => tagMatches(tag, update))) && !this.#hasSeen(query, cursor)) {
         matched.add(query);
       }
     }
     if (matched.size > 0) this.#invalidate(matched);
+    this.#own.handled(cursor);
   }
 
   // -- the cache --------------------------------------------------------------------
@@ -295,15 +372,30 @@ export class QueryInvalidator {
         this.#shown.changed();
         return;
       }
-      case "updated":
-        if (event.action.type === "fetch") this.#fetchTicks.set(query, ++this.#clock);
+      case "updated": {
+        const action = event.action;
+        if (action.type === "fetch") {
+          this.#fetchTicks.set(query, ++this.#clock);
+          this.#fetchNotified.set(query, this.#own.latest);
+        } else if (action.type === "success") {
+          // Data the app put there itself (setQueryData): nobody knows when it was read.
+          if (action.manual) this.#dataRead.delete(query);
+          else {
+            const tick = this.#fetchTicks.get(query);
+            if (tick === undefined) this.#dataRead.delete(query);
+            else this.#dataRead.set(query, { tick, notified: this.#fetchNotified.get(query) ?? null });
+          }
+        }
         if (query.state.fetchStatus !== "idle") return;
-        if (this.#dirty.delete(query)) {
+        const dirty = this.#dirty.get(query);
+        if (dirty !== undefined) {
+          this.#dirty.delete(query);
           // Out of the cache's dispatch before starting another fetch of the same query.
-          queueMicrotask(() => this.#invalidate(new Set([query])));
+          if (dirty === "always" || action.type !== "success") queueMicrotask(() => this.#invalidate(new Set([query])));
         }
         this.#settled.notify();
         return;
+      }
       default:
         return;
     }
@@ -326,6 +418,40 @@ export class QueryInvalidator {
     });
   }
 
+  /**
+   * The query's data, or the fetch it has in flight, was read after every change of this pass:
+   * its fetch started after the pass's frames arrived (a change is notified after its commit), or
+   * after one of the app's own answers named a cursor the frames do not pass (`OwnChanges`). Then
+   * nothing to refetch; a fetch in flight is held to it: if it fails, one more fetch.
+   */
+  #hasSeen(query: AnyQuery, cursor: string | null): boolean {
+    if (query.state.fetchStatus === "idle") {
+      const read = this.#dataRead.get(query);
+      return read !== undefined && (read.tick > this.#arrived || this.#own.seen(read.notified, cursor));
+    }
+    const tick = this.#fetchTicks.get(query);
+    if (tick === undefined) return false;
+    if (tick <= this.#arrived && !this.#own.seen(this.#fetchNotified.get(query), cursor)) return false;
+    if (!this.#dirty.has(query)) this.#dirty.set(query, "unless-success");
+    return true;
+  }
+
+  /** While a mutation of this client is pending, a due pass waits for it (at most `mutationWaitMs`). */
+  #mutationsSettled(): Promise<void> | null {
+    if (this.mutationWaitMs <= 0 || this.#client.isMutating() === 0) return null;
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        off();
+        resolve();
+      };
+      const off = this.#client.getMutationCache().subscribe(() => {
+        if (this.#client.isMutating() === 0) done();
+      });
+      const timer = setTimeout(done, this.mutationWaitMs);
+    });
+  }
+
   /** Data fetched up to `tick` may miss changes: one more fetch for each tagged query of it. */
   #suspect(tick: number, running: boolean): void {
     for (const query of this.#queries()) {
@@ -344,7 +470,7 @@ export class QueryInvalidator {
   #invalidate(queries: Set<AnyQuery>): void {
     const visible = this.#focus.isFocused();
     for (const query of queries) {
-      if (query.state.fetchStatus !== "idle") this.#dirty.add(query);
+      if (query.state.fetchStatus !== "idle") this.#dirty.set(query, "always");
       if (!visible) this.#deferred.add(query);
     }
     this.#client

@@ -4,12 +4,15 @@ import type { QueryClient } from "@tanstack/query-core";
 
 import type { FocusManagerLike } from "../invalidation/focus.js";
 import { QueryInvalidator } from "../invalidation/query-invalidator.js";
+import type { TagsFromKey } from "../invalidation/schema-tags.js";
 import { sessionOf, UpdatesSession } from "./session.js";
 
 export interface QueryUpdatesOptions {
   /** The focusManager of the adapter's framework package (the same object as query-core's when deduped). */
   focusManager?: FocusManagerLike;
   logger?: Pick<Console, "warn" | "error">;
+  /** Tags for the queries that declare none, from their key: `fromSchema(refetchTags)`. */
+  tags?: TagsFromKey;
 }
 
 /**
@@ -19,7 +22,7 @@ export interface QueryUpdatesOptions {
 export class QueryUpdates extends UpdatesSession<QueryInvalidator> {
   constructor(client: QueryClient, options: QueryUpdatesOptions = {}) {
     const logger = options.logger ?? console;
-    super(new QueryInvalidator(client, { focusManager: options.focusManager, logger }), "QueryClient", logger, (listener) =>
+    super(new QueryInvalidator(client, { focusManager: options.focusManager, logger, tags: options.tags }), "QueryClient", logger, (listener) =>
       appSucceeded(client, listener),
     );
   }

@@ -3,6 +3,7 @@
 // source, its status and frame log, for a UI). The same for TanStack (QueryUpdates) and SWR
 // (SWRUpdates); they differ only in their invalidator. No framework here.
 import type { CursorTracker } from "../cursors.js";
+import type { TagsFromKey } from "../invalidation/schema-tags.js";
 import type { FrameLogEntry, StreamStatus, UpdateSource } from "../protocol.js";
 import { createUpdateStream, type CreateUpdateStreamOptions } from "../stream/shared.js";
 import { Subscribable } from "../subscribable.js";
@@ -18,6 +19,8 @@ export interface ConnectOptions extends Partial<CreateUpdateStreamOptions> {
   coalesceMs?: number;
   /** The `Refetch-Cursor`s of the app's API responses: the stream starts from the oldest. */
   cursors?: CursorTracker | null;
+  /** Tags for the queries that declare none, from their key: `fromSchema(refetchTags)` (TanStack caches). */
+  tags?: TagsFromKey;
 }
 
 /** What the session needs of an invalidator (QueryInvalidator, KeyInvalidator). */
@@ -32,6 +35,8 @@ export interface SessionInvalidator {
   /** The keys shown now, per type, for the stream's `watch=` (watch.ts). */
   watched?(): Watched;
   onWatched?(listener: (watched: Watched) => void): () => void;
+  /** Only an invalidator that sees each query's key (TanStack). */
+  useTags?(tags: TagsFromKey | undefined): void;
 }
 
 export class UpdatesSession<I extends SessionInvalidator> {
@@ -87,9 +92,13 @@ export class UpdatesSession<I extends SessionInvalidator> {
    * the next `connect()`, so changes made in between are replayed, not lost.
    */
   connect(options: ConnectOptions = {}): () => void {
-    const { stream, coalesceMs, cursors, ...streamOptions } = options;
+    const { stream, coalesceMs, cursors, tags, ...streamOptions } = options;
     const invalidator = this.invalidator;
     if (cursors !== undefined) invalidator.useCursors?.(cursors);
+    if (tags !== undefined) {
+      if (invalidator.useTags) invalidator.useTags(tags);
+      else this.#logger.warn(`refetch: \`tags\` work with TanStack Query caches, not with an ${this.#cache}; it is ignored`);
+    }
     const source =
       stream ??
       createUpdateStream({

@@ -1,4 +1,4 @@
-import { fullJitterDelay, type BackoffOptions } from "./backoff.js";
+import { drainDelay, drainStepDelay, fullJitterDelay, type BackoffOptions } from "./backoff.js";
 import {
   parseHello,
   parseUpdates,
@@ -58,7 +58,7 @@ export interface UpdateStreamOptions {
 
 export type StreamLogger = Pick<Console, "warn" | "error"> & Partial<Pick<Console, "info">>;
 
-type Outcome = "ended" | "error" | "final" | "unauthorized" | "superseded" | "rewatch";
+type Outcome = "ended" | "drained" | "error" | "final" | "unauthorized" | "superseded" | "rewatch";
 
 // The server's `retry:` and `heartbeat` are clamped: a 1 ms heartbeat would reconnect many times a
 // second, and a huge one overflows setTimeout (2^31 ms) into an immediate timeout.
@@ -67,6 +67,8 @@ const MIN_HEARTBEAT_S = 1;
 const MAX_HEARTBEAT_S = 600;
 /** A connection that stayed open this long resets the backoff (unless backoff.stableMs says otherwise). */
 const STABLE_MS = 10_000;
+const DRAIN_WINDOW_MS = 15_000;
+const DRAIN_STEP_MS = 250;
 
 /** The server's refusals of `watch=` (docs/protocol.md): retried at once without it. */
 const WATCH_REFUSALS: ReadonlySet<string> = new Set(["malformed_watch", "too_many_watched_keys", "unknown_type"]);
@@ -109,6 +111,10 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   #heardTypes: readonly string[] | undefined;
   // The server refused the keys sent (a server older than watch=, or bounds of its own): none until they change.
   #watchRefused = false;
+  // The server's `reconnect` frame: come back after #drainDelayMs; until #drainUntil (Date.now()
+  // time) failed attempts are retried every drainStepMs..2×drainStepMs, not on the backoff.
+  #drainDelayMs = 0;
+  #drainUntil = 0;
 
   constructor(options: UpdateStreamOptions) {
     if (!options || !options.url) {
@@ -238,9 +244,20 @@ export class UpdateStream extends SourceBase implements UpdateSource {
         continue;
       }
       this.setStatus("reconnecting");
-      const delay = fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
-      await this.#sleep(delay);
+      await this.#sleep(this.#nextDelay(outcome));
     }
+  }
+
+  /**
+   * After a drain notice: its delay, then quick steps while the server restarts (connection
+   * refused, 502/503 from a proxy); else, and once the drain window is over, the error backoff.
+   */
+  #nextDelay(outcome: Outcome): number {
+    if (outcome === "drained") return this.#drainDelayMs;
+    if (Date.now() < this.#drainUntil) {
+      return drainStepDelay(this.#options.backoff?.drainStepMs ?? DRAIN_STEP_MS, this.#random);
+    }
+    return fullJitterDelay(this.#attempt++, this.#retryMs, this.#maxMs, this.#random);
   }
 
   #sleep(ms: number): Promise<void> {
@@ -263,6 +280,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     let watchdog: ReturnType<typeof setTimeout> | undefined;
     let stable: ReturnType<typeof setTimeout> | undefined;
     let timedOut = false;
+    let drained = false;
     const arm = () => {
       clearTimeout(watchdog);
       watchdog = setTimeout(() => {
@@ -291,7 +309,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
         const failure = await readFailure(response);
         if (response.status === 400 && this.#sentEntries!.length > 0 && WATCH_REFUSALS.has(failure.code ?? "")) {
           // The stream matters more than its keys: again at once, watching whole types.
-          this.#logger.warn(`refetch: the server refused the watched keys (${failure.detail}); watching whole types`);
+          this.#logger.warn(`refetch: watched keys refused (${failure.detail})`);
           this.#watchRefused = true;
           return "rewatch";
         }
@@ -315,6 +333,8 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           if (!current()) return;
           const before = this.status;
           this.#handle(message, sentCursor);
+          // The server ends the stream right after: stop reading now, in case a proxy does not.
+          if (message.event === "reconnect") drained = true;
           arm();
           if (before !== "open" && this.status === "open") {
             this.#recovered();
@@ -339,13 +359,16 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           const { done, value } = await reader.read();
           if (done || !current()) break;
           feed(decoder.decode(value, { stream: true }));
+          if (drained) break;
         }
       } finally {
         reader.cancel().catch(() => {});
       }
-      return current() ? "ended" : "superseded";
+      if (!current()) return "superseded";
+      return drained ? "drained" : "ended";
     } catch (error) {
       if (!current()) return "superseded";
+      if (drained) return "drained"; // the server cut rather than ended the stream it drained
       if (!timedOut) this.#outage(`update stream failed: ${describe(error)}`);
       return "error";
     } finally {
@@ -436,6 +459,7 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           id !== undefined &&
           (sentCursor !== null || this.#options.resume === true || this.#endedConnections > 0);
         if (id !== undefined) this.#cursor = id;
+        this.#drainUntil = 0;
         this.setStatus("open");
         if (notResumed) this.emit({ kind: "invalidate-all", reason: "not-resumed", cursor: id });
         return;
@@ -460,6 +484,15 @@ export class UpdateStream extends SourceBase implements UpdateSource {
           reason: typeof reason === "string" ? reason : "resync",
           cursor: this.#cursor,
         });
+        return;
+      }
+      case "reconnect": {
+        // A draining server: come back after its delay (spread over the clients by the server),
+        // with the cursor, and retry quickly while it restarts.
+        const backoff = this.#options.backoff;
+        const step = backoff?.drainStepMs ?? DRAIN_STEP_MS;
+        this.#drainDelayMs = drainDelay(data, this.#maxMs) ?? drainStepDelay(step, this.#random);
+        this.#drainUntil = Date.now() + (backoff?.drainWindowMs ?? DRAIN_WINDOW_MS);
         return;
       }
       default:

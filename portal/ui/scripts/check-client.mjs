@@ -1,8 +1,9 @@
-// Fails when the committed API client (src/client) or schema (openapi.json) is out of date with
-// the portal's FastAPI app: dumps the schema again, generates into a temporary folder, compares.
+// Fails when the committed API client (src/client), schema (openapi.json) or schema tags
+// (src/refetch-tags.ts, what each query reads) is out of date with the portal's FastAPI app:
+// dumps the schema again, generates into a temporary folder, compares.
 // Fix with `npm run generate` and commit the result.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -38,8 +39,13 @@ try {
     stdio: ["ignore", "ignore", "inherit"],
   });
 
+  const freshTags = join(tmp, "refetch-tags.ts");
+  execFileSync(join(repo, ".venv/bin/refetch"), ["tags", freshSchema, "-o", freshTags], { stdio: ["ignore", "ignore", "inherit"] });
+
   const problems = [];
   if (readFileSync(join(ui, "openapi.json"), "utf8") !== schema) problems.push("openapi.json");
+  const tags = join(ui, "src/refetch-tags.ts");
+  if (!existsSync(tags) || readFileSync(tags, "utf8") !== readFileSync(freshTags, "utf8")) problems.push("src/refetch-tags.ts");
   const committed = join(ui, "src/client");
   const a = files(committed);
   const b = files(freshClient);
@@ -52,12 +58,12 @@ try {
   }
   if (problems.length) {
     console.error(
-      `portal/ui: the generated API client is out of date with the portal's OpenAPI schema:\n  ${problems.join("\n  ")}\n` +
+      `portal/ui: the generated API client or schema tags are out of date with the portal's OpenAPI schema:\n  ${problems.join("\n  ")}\n` +
         "Run `cd portal/ui && npm run generate` and commit the result.",
     );
     process.exit(1);
   }
-  console.log("portal/ui: the API client matches the portal's OpenAPI schema");
+  console.log("portal/ui: the API client and schema tags match the portal's OpenAPI schema");
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

@@ -2,13 +2,13 @@ import { useSSEUpdates } from "refetch-sse/react";
 import type { UpdateSource } from "refetch-sse";
 import { createContext, useContext, type ReactNode } from "react";
 
-import { cursors } from "./api";
+import { cursors, schemaTags } from "./api";
 
 const StreamContext = createContext<UpdateSource | null>(null);
 
 /** Opens the one update stream of the app and lets the indicator see it. */
 export function LiveUpdates({ children }: { children: ReactNode }) {
-  const source = useSSEUpdates({ url: "/api/updates", cursors });
+  const source = useSSEUpdates({ url: "/api/updates", cursors, tags: schemaTags });
   return <StreamContext.Provider value={source}>{children}</StreamContext.Provider>;
 }
 

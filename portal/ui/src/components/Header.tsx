@@ -2,7 +2,7 @@ import { useQueryClient } from "@tanstack/react-query";
 import { useUpdateLog } from "refetch-sse/react";
 import { useEffect, useRef, useState } from "react";
 
-import { rememberCsrfToken } from "../api";
+import { meQuery, rememberCsrfToken } from "../api";
 import { logout } from "../client/sdk.gen";
 import type { Me } from "../client/types.gen";
 import { href, type Route } from "../router";
@@ -103,7 +103,7 @@ function UserMenu({ me }: { me: Me }) {
     } finally {
       rememberCsrfToken(null);
       queryClient.clear();
-      queryClient.setQueryData(["me"], null);
+      queryClient.setQueryData(meQuery.queryKey, null);
       setSigningOut(false);
     }
   };

@@ -1,10 +1,9 @@
 import { useQuery } from "@tanstack/react-query";
 
-import { live } from "../api";
 import { getProgressOptions } from "../client/@tanstack/react-query.gen";
 
 export function ProgressBar() {
-  const progress = useQuery(live(getProgressOptions()));
+  const progress = useQuery(getProgressOptions());
   const value = progress.data?.value;
   const stale = progress.data?.stale && progress.data.error !== "not fetched yet";
   const phase = progress.data?.phase;

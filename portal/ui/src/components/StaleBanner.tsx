@@ -1,15 +1,14 @@
 import { useQuery } from "@tanstack/react-query";
 
-import { live, TENANT_DATA } from "../api";
 import { getProgressOptions, listClustersOptions, listImagesOptions } from "../client/@tanstack/react-query.gen";
 type Polled = { stale: boolean; error?: string | null };
 
 /** "Data may be outdated" while any polled source (progress, images, clusters) is failing. */
 export function StaleBanner() {
   const sources: [string, Polled | undefined][] = [
-    ["the progress feed", useQuery(live(getProgressOptions())).data],
-    ["the image registry", useQuery(live(listImagesOptions())).data],
-    ["the cluster service", useQuery(live(listClustersOptions(), TENANT_DATA)).data],
+    ["the progress feed", useQuery(getProgressOptions()).data],
+    ["the image registry", useQuery(listImagesOptions()).data],
+    ["the cluster service", useQuery(listClustersOptions()).data],
   ];
   const down = sources.filter(([, data]) => data?.stale && data.error !== "not fetched yet");
   if (down.length === 0) return null;

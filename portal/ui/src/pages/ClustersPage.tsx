@@ -1,12 +1,11 @@
 import { useQuery } from "@tanstack/react-query";
 
-import { live, TENANT_DATA } from "../api";
 import { listClustersOptions } from "../client/@tanstack/react-query.gen";
 import type { Me } from "../client/types.gen";
 import { Ago, Empty, ErrorState, Loading, StatusBadge } from "../components/States";
 
 export function ClustersPage({ me }: { me: Me }) {
-  const clusters = useQuery(live(listClustersOptions(), TENANT_DATA));
+  const clusters = useQuery(listClustersOptions());
   const tenantName = (slug: string) => me.tenants.find((t) => t.slug === slug)?.name ?? slug;
   return (
     <section aria-labelledby="clusters-title">

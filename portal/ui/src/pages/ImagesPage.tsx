@@ -1,11 +1,10 @@
 import { useQuery } from "@tanstack/react-query";
 
-import { live } from "../api";
 import { listImagesOptions } from "../client/@tanstack/react-query.gen";
 import { Ago, Empty, ErrorState, Loading, StatusBadge } from "../components/States";
 
 export function ImagesPage() {
-  const images = useQuery(live(listImagesOptions()));
+  const images = useQuery(listImagesOptions());
   return (
     <section aria-labelledby="images-title">
       <div className="page-head">

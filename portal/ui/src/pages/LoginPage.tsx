@@ -1,7 +1,7 @@
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 
-import { rememberCsrfToken } from "../api";
+import { meQuery, rememberCsrfToken } from "../api";
 import { loginMutation } from "../client/@tanstack/react-query.gen";
 import { InlineError } from "../components/States";
 
@@ -19,7 +19,7 @@ export function LoginPage() {
     ...loginMutation(),
     onSuccess: (data) => {
       rememberCsrfToken(data.csrf_token);
-      queryClient.setQueryData(["me"], data.user);
+      queryClient.setQueryData(meQuery.queryKey, data.user);
     },
   });
   const submit = (event: FormEvent) => {

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 
-import { isNotFound, live, TENANT_DATA } from "../api";
+import { isNotFound } from "../api";
 import {
   createInstanceMutation,
   deleteInstanceMutation,
@@ -19,9 +19,10 @@ import { href } from "../router";
 
 export function ProjectPage({ me, id }: { me: Me; id: number }) {
   const path = { path: { project_id: id } };
-  // Only this project's key: a rename of another project does not refetch this page.
-  const project = useQuery(live(getProjectByIdOptions(path), { keys: [id], also: ["authentication"] }));
-  const instances = useQuery(live(listProjectInstancesOptions(path), TENANT_DATA));
+  // Tagged from the schema: reads("projects", key="project_id"), so a rename of another
+  // project does not refetch this page.
+  const project = useQuery(getProjectByIdOptions(path));
+  const instances = useQuery(listProjectInstancesOptions(path));
   const canWrite = !!project.data && me.tenants.some((t) => t.slug === project.data.tenant && t.role !== "viewer");
 
   if (project.isError) {
@@ -115,7 +116,7 @@ function useReplaceInstance(projectId: number) {
 
 function CreateInstance({ projectId }: { projectId: number }) {
   const flavors = useQuery(listFlavorsOptions());
-  const images = useQuery(live(listImagesOptions()));
+  const images = useQuery(listImagesOptions());
   const [name, setName] = useState("");
   const [flavor, setFlavor] = useState<FlavorName | "">("");
   const [image, setImage] = useState("");

@@ -1,7 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
 
-import { live, TENANT_DATA } from "../api";
 import {
   createProjectMutation,
   deleteProjectMutation,
@@ -18,7 +17,7 @@ export function writableTenants(me: Me) {
 }
 
 export function ProjectsPage({ me }: { me: Me }) {
-  const projects = useQuery(live(listProjectsOptions(), TENANT_DATA));
+  const projects = useQuery(listProjectsOptions());
   const tenantName = (slug: string) => me.tenants.find((t) => t.slug === slug)?.name ?? slug;
 
   return (

@@ -1,6 +1,5 @@
 import { useMutation, useQuery } from "@tanstack/react-query";
 
-import { live } from "../api";
 import {
   changeMemberRoleMutation,
   listMembersOptions,
@@ -30,7 +29,7 @@ export function TeamPage({ me }: { me: Me }) {
 }
 
 function TenantMembers({ tenant, me }: { tenant: TenantRole; me: Me }) {
-  const members = useQuery(live(listMembersOptions({ path: { tenant: tenant.slug } })));
+  const members = useQuery(listMembersOptions({ path: { tenant: tenant.slug } }));
   const isAdmin = tenant.role === "admin";
   return (
     <div className="card tenant-block">
