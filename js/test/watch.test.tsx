@@ -376,3 +376,25 @@ describe("KeyInvalidator (SWR) watching keys", () => {
     expect(invalidator.watched().size).toBe(0);
   });
 });
+
+describe("QueryInvalidator watching keys (the path of every TanStack adapter)", () => {
+  it("test_tags_copied_onto_a_query_count_while_it_has_an_observer_as_vue_tags_them", async () => {
+    const { QueryObserver } = await import("@tanstack/react-query");
+    const { QueryInvalidator } = await import("../src/invalidation/query-invalidator.js");
+    const client = new QueryClient();
+    const invalidator = new QueryInvalidator(client, { logger: silentLogger() });
+    const heard: string[][] = [];
+    invalidator.onWatched((w) => heard.push(watchEntries(w)));
+    const observer = new QueryObserver(client, { queryKey: ["compute", "eu-1"], queryFn: async () => 1 });
+    const off = observer.subscribe(() => {});
+    // vue.ts tags the query itself (tagQuery), not the observer.
+    invalidator.tagQuery(client.getQueryCache().find({ queryKey: ["compute", "eu-1"] })!, { type: "compute", keys: ["eu-1"] });
+    await Promise.resolve();
+    expect(heard).toEqual([["compute:eu-1"]]);
+    off(); // the component went away: the tag stays on the query, but nobody shows it
+    await Promise.resolve();
+    expect(heard.at(-1)).toEqual([]);
+    expect(invalidator.watched().size).toBe(0);
+    client.clear();
+  });
+});
