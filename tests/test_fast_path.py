@@ -309,8 +309,17 @@ def test_the_fastapi_form_is_in_openapi_with_its_events_and_refusals() -> None:
     assert {"400", "401", "403", "503"} <= set(operation["responses"])
     assert operation["responses"]["400"]["content"]["application/json"]["schema"]["properties"][
         "error"
-    ]["enum"] == ["unknown_type", "malformed_types", "cursor_too_long", "query_too_long"]
-    assert [p["name"] for p in operation["parameters"]] == ["types", "lastEventId", "Last-Event-ID"]
+    ]["enum"] == [
+        "unknown_type",
+        "malformed_types",
+        "malformed_watch",
+        "too_many_watched_keys",
+        "cursor_too_long",
+        "query_too_long",
+    ]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert list(parameters) == ["types", "watch", "lastEventId", "Last-Event-ID"]
+    assert parameters["watch"]["explode"] is True  # repeated: ?watch=a:1&watch=a:2
 
 
 class HoldsStartUntilContent:

@@ -153,8 +153,16 @@ def stream_responses(
             },
         },
         400: _refusal(
-            "A malformed request: unknown or malformed types=, a cursor or query string too long",
-            ["unknown_type", "malformed_types", "cursor_too_long", "query_too_long"],
+            "A malformed request: unknown or malformed types= or watch=, too many watched keys, "
+            "a cursor or query string too long",
+            [
+                "unknown_type",
+                "malformed_types",
+                "malformed_watch",
+                "too_many_watched_keys",
+                "cursor_too_long",
+                "query_too_long",
+            ],
         ),
         401: {"description": "Not signed in"},
         403: _refusal("An update type the caller may not watch", ["forbidden_type"]),
@@ -166,7 +174,7 @@ def stream_responses(
 
 
 def stream_parameters(types: Sequence[str]) -> list[dict[str, Any]]:
-    """``types=``, ``lastEventId=`` and ``Last-Event-ID``, read by the endpoint itself."""
+    """``types=``, ``watch=``, ``lastEventId=`` and ``Last-Event-ID``, read by the endpoint itself."""
     return [
         {
             "name": "types",
@@ -175,6 +183,18 @@ def stream_parameters(types: Sequence[str]) -> list[dict[str, Any]]:
             "description": "Comma-separated update types; default: every type the caller may see",
             "schema": {"type": "string"},
             "example": ",".join(types[:2]),
+        },
+        {
+            "name": "watch",
+            "in": "query",
+            "required": False,
+            "description": (
+                "Repeatable: <type>:<key>, the keys of a type this stream shows (demand for "
+                "on-demand pollers; delivery is unchanged); default: every key of its types"
+            ),
+            "schema": {"type": "array", "items": {"type": "string", "pattern": "^[^:]+:.+$"}},
+            "style": "form",
+            "explode": True,
         },
         {
             "name": "lastEventId",

@@ -1903,6 +1903,10 @@ export type StreamUpdatesData = {
          */
         types?: string;
         /**
+         * Repeatable: <type>:<key>, the keys of a type this stream shows (demand for on-demand pollers; delivery is unchanged); default: every key of its types
+         */
+        watch?: Array<string>;
+        /**
          * Resume after this cursor (the Last-Event-ID header wins)
          */
         lastEventId?: string;
@@ -1912,11 +1916,11 @@ export type StreamUpdatesData = {
 
 export type StreamUpdatesErrors = {
     /**
-     * A malformed request: unknown or malformed types=, a cursor or query string too long
+     * A malformed request: unknown or malformed types= or watch=, too many watched keys, a cursor or query string too long
      */
     400: {
         detail: string;
-        error: 'unknown_type' | 'malformed_types' | 'cursor_too_long' | 'query_too_long';
+        error: 'unknown_type' | 'malformed_types' | 'malformed_watch' | 'too_many_watched_keys' | 'cursor_too_long' | 'query_too_long';
         [key: string]: unknown;
     };
     /**
