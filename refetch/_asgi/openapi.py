@@ -174,7 +174,7 @@ def stream_responses(
 
 
 def stream_parameters(types: Sequence[str]) -> list[dict[str, Any]]:
-    """``types=``, ``watch=``, ``lastEventId=`` and ``Last-Event-ID``, read by the endpoint itself."""
+    """``types=``, ``watch=``, ``lastEventId=``, ``Last-Event-ID``: read by the endpoint itself."""
     return [
         {
             "name": "types",
