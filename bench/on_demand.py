@@ -2,6 +2,7 @@
 polling costs while nobody listens, against an always-on poller in the same invocation.
 
     .venv/bin/python bench/on_demand.py [--rounds 20] [--interval 2.0] [--idle 10]
+                                        [--setups always,one,redis,postgres,nats] [--out DIR]
 
 This process is the client and the upstream API (one clock for both): it opens a stream on
 instance B (uvicorn processes running ``bench/server_on_demand.py``) and times, from sending
@@ -14,8 +15,11 @@ the stream's GET, the first upstream request of the polling instance. Setups:
   must reach A;
 - ``nats``: two instances, no lease (NATS has none), the stream on B, A's first poll timed.
 
-Then each setup's idle cost: upstream requests over ``--idle`` seconds with no stream, and per
-hour. Results: ``bench/results/on-demand/<timestamp>.md`` and ``.json``.
+Before each on-demand round every instance's poller is idle again, so the poll timed is the first
+listener's; ``polled`` counts the rounds whose poll came (within two intervals + 5 s). Then each
+setup's idle cost: upstream requests over ``--idle`` seconds with no stream, and per hour.
+Results: ``<out>/<timestamp>.md`` and ``.json`` (default ``bench/results/on-demand``).
+(The portal's upstream requests per hour, always-on against on demand: ``bench/poll_demand.py``.)
 """
 
 from __future__ import annotations
@@ -136,6 +140,12 @@ async def until(check: Any, timeout: float = 30.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def quiet(instances: list[Instance]) -> bool:
+    """No instance polls: on demand and nobody listening, or not holding the lease."""
+    stats = [await i.stats() for i in instances]
+    return all(found["why"] in ("idle", "lease") for found in stats)
+
+
 async def setup_run(
     setup: str, upstream: Upstream, api: str, rounds: int, interval: float, idle: float
 ) -> dict[str, Any]:
@@ -171,22 +181,19 @@ async def setup_run(
         async with httpx.AsyncClient(timeout=None) as http:
             for _ in range(rounds):
                 if setup != "always":
-
-                    async def a_idle() -> bool:
-                        return (await a.stats())["why"] == "idle"
-
-                    await until(a_idle)
+                    await until(lambda: quiet(instances))
                 else:
                     await asyncio.sleep(random.uniform(0, interval))  # any phase of the cycle
                 t0 = time.monotonic()  # the stream's request leaves
                 async with http.stream("GET", f"{b.url}/updates") as response:
                     async for _chunk in response.aiter_bytes():
                         break  # the stream is open (retry + hello)
-                    at = await upstream.first_after(t0, a.name, 2 * interval + 5)
-                    latencies.append(at - t0)
+                    with contextlib.suppress(TimeoutError):
+                        at = await upstream.first_after(t0, a.name, 2 * interval + 5)
+                        latencies.append(at - t0)
         # idle cost: no stream for `idle` seconds
         if setup != "always":
-            await until(a_idle)
+            await until(lambda: quiet(instances))
         before = len(upstream.requests)
         await asyncio.sleep(idle)
         idle_requests = len(upstream.requests) - before
@@ -194,12 +201,14 @@ async def setup_run(
         for instance in instances:
             await instance.stop()
     latencies.sort()
+    ms = [x * 1000 for x in latencies] or [float("nan")]
     return {
         "setup": setup,
         "rounds": rounds,
-        "median_ms": statistics.median(latencies) * 1000,
-        "p90_ms": latencies[int(0.9 * (len(latencies) - 1))] * 1000,
-        "max_ms": latencies[-1] * 1000,
+        "polled": len(latencies),
+        "median_ms": statistics.median(ms),
+        "p90_ms": ms[int(0.9 * (len(ms) - 1))],
+        "max_ms": ms[-1],
         "idle_requests": idle_requests,
         "idle_seconds": idle,
         "requests_per_hour_idle": idle_requests * 3600 / idle,
@@ -212,6 +221,7 @@ async def main() -> None:
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--idle", type=float, default=10.0)
     parser.add_argument("--setups", default="always,one,redis,postgres,nats")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = []
     async with upstream_server() as (upstream, api):
@@ -224,23 +234,25 @@ async def main() -> None:
         "# Pollers on demand: first-poll latency and idle cost",
         "",
         f"`.venv/bin/python bench/on_demand.py --rounds {args.rounds} --interval "
-        f"{args.interval} --idle {args.idle}`; poller interval {args.interval} s.",
+        f"{args.interval} --idle {args.idle} --setups {args.setups}`; poller interval "
+        f"{args.interval} s.",
         "Latency: from the moment the client sends the stream's GET to instance B until the "
         "polling instance's request reaches the upstream (one clock, this process).",
         "",
-        "| setup | median ms | p90 ms | max ms | vs always (median) | upstream requests / h, nobody listening |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| setup | polled / rounds | median ms | p90 ms | max ms | vs always (median) "
+        "| upstream requests / h, nobody listening |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         ratio = "" if baseline is None else f"{r['median_ms'] / baseline['median_ms']:.3f}x"
         lines.append(
-            f"| {r['setup']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | {r['max_ms']:.1f} | "
-            f"{ratio} | {r['requests_per_hour_idle']:.0f} |"
+            f"| {r['setup']} | {r['polled']} / {r['rounds']} | {r['median_ms']:.1f} | "
+            f"{r['p90_ms']:.1f} | {r['max_ms']:.1f} | {ratio} | {r['requests_per_hour_idle']:.0f} |"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"{stamp}.md").write_text("\n".join(lines) + "\n")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / f"{stamp}.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
     print("\n".join(lines))
 
 

@@ -1,14 +1,13 @@
-"""Pollers on demand (issue 24): what the upstream API is spared, and how soon the first listener
-is served.
+"""Pollers on demand (issue 24): the portal's upstream requests per hour, always-on against on
+demand. (How soon the first listener is polled: ``bench/on_demand.py``.)
 
-    python bench/poll_demand.py [--seconds 60] [--tenants 100] [--active 5] [--opens 50]
-                                [--part all|hourly|latency] [--out DIR]
+    python bench/poll_demand.py [--seconds 60] [--tenants 100] [--active 5] [--out DIR]
 
-**Upstream requests per hour** (``--part hourly``). Real processes on 127.0.0.1: the simulator
-(``python -m portal.simulator``, which counts the requests it gets per endpoint and per tenant),
-the portal (``python -m portal``, a fresh SQLite file) and this process, which opens the
-browsers' streams. Four runs in one invocation, each ``--seconds`` long after a warm-up, with
-the portal's own intervals (progress 2 s, images 5 s, clusters 3 s per tenant):
+Real processes on 127.0.0.1: the simulator (``python -m portal.simulator``, which counts the
+requests it gets per endpoint and per tenant), the portal (``python -m portal``, a fresh SQLite
+file) and this process, which opens the browsers' streams. Four runs in one invocation, each
+``--seconds`` long after a warm-up, with the portal's own intervals (progress 2 s, images 5 s,
+clusters 3 s per tenant):
 
 - the demo portal (2 tenants) with no browser open, always-on pollers (``POLL_ON_DEMAND=0``, the
   behaviour before issue 24) and on demand (``POLL_ON_DEMAND=1``, the portal's default);
@@ -18,16 +17,6 @@ the portal's own intervals (progress 2 s, images 5 s, clusters 3 s per tenant):
 
 The counts over the run are extrapolated to an hour (x 3600 / seconds): a bounded measurement,
 not an hour of running. The ratio is always-on / on demand (``inf`` when on demand made none).
-
-**First-listener latency** (``--part latency``): from a stream opening (just before its GET is
-sent) to the upstream receiving the poll it causes, over ``--opens`` opens, on the memory
-backend (one instance) and on Redis (one instance; and two instances with the same poller and a
-lease in Redis, every stream opened on B: "polled by the other instance" counts the opens whose
-poll A made, the demand having crossed Redis). The app is ``bench/demand_server.py``
-(one on-demand poller, interval 1 s, ``idle_after`` 0.2 s); the upstream is a route in this
-process that notes when each poll arrives (``time.monotonic``, one clock for every process on
-Linux). Between opens the stream is closed and the bench waits until every instance's poller
-is idle again, so the poll that follows an open is the first listener's, not a periodic one.
 
 Prints JSON and writes ``<out>/latest.json`` and ``<out>/latest.md`` (default
 ``bench/results/poll-demand``).
@@ -41,7 +30,6 @@ import contextlib
 import json
 import os
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -50,15 +38,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -106,7 +88,7 @@ class Streams:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None))
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def open(self, url: str, headers: dict[str, str] | None = None) -> asyncio.Task[None]:
+    async def open(self, url: str, headers: dict[str, str] | None = None) -> None:
         hello = asyncio.get_running_loop().create_future()
 
         async def read() -> None:
@@ -121,16 +103,12 @@ class Streams:
         task = asyncio.create_task(read())
         self.tasks.append(task)
         await asyncio.wait_for(hello, 10)
-        return task
-
-    async def close(self, task: asyncio.Task[None]) -> None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
     async def aclose(self) -> None:
         for task in self.tasks:
-            await self.close(task)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.http.aclose()
 
 
@@ -226,120 +204,6 @@ async def hourly_run(
     }
 
 
-# -- first-listener latency ------------------------------------------------------------------
-
-
-class Upstream:
-    """The polled API: notes when each poll arrives."""
-
-    def __init__(self) -> None:
-        self.arrivals: list[tuple[float, str]] = []
-        self.arrived = asyncio.Event()
-
-    async def state(self, request: Request) -> JSONResponse:
-        self.arrivals.append((time.monotonic(), request.headers.get("x-instance", "?")))
-        self.arrived.set()
-        return JSONResponse({"value": len(self.arrivals)})
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/state", self.state)])
-
-
-@contextlib.asynccontextmanager
-async def upstream_server(upstream: Upstream) -> AsyncIterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            upstream.app(), host="127.0.0.1", port=port, log_level="error", lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
-
-
-def instance(
-    name: str, backend: str, upstream: str, lease: bool, poller: bool = True
-) -> tuple[list[str], dict[str, str], str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = [sys.executable, "-m", "uvicorn", "bench.demand_server:app", "--host", "127.0.0.1",
-            "--port", str(port), "--log-level", "warning"]  # fmt: skip
-    env = {
-        "REFETCH_BACKEND": backend,
-        "REFETCH_UPSTREAM": upstream,
-        "REFETCH_INSTANCE": name,
-        "REFETCH_LEASE": "1" if lease else "0",
-        "REFETCH_NO_POLLER": "0" if poller else "1",
-        "REFETCH_POLLER": f"bench-{os.getpid()}",
-    }
-    return args, env, url
-
-
-async def idle(http: httpx.AsyncClient, urls: list[str]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            stats = [(await http.get(f"{u}/stats")).json() for u in urls]
-            if all(s["why"] in ("idle", "lease", "no poller") for s in stats):
-                return
-            await asyncio.sleep(0.02)
-
-
-async def latency_run(backend: str, two: bool, opens: int) -> dict[str, Any]:
-    upstream = Upstream()
-    async with upstream_server(upstream) as up:
-        lease = backend.startswith("redis")
-        specs = [instance("A", backend, up, lease)]
-        if two:  # the same poller and lease on B, where the streams open
-            specs.append(instance("B", backend, up, lease))
-        async with contextlib.AsyncExitStack() as stack:
-            for args, env, url in specs:
-                await stack.enter_async_context(process(args, env, f"{url}/stats"))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=5))
-            urls = [url for _, _, url in specs]
-            await asyncio.sleep(0.5)  # presence channels subscribed
-            target = urls[-1]
-            target_name = specs[-1][1]["REFETCH_INSTANCE"]
-            streams = Streams()
-            try:
-                samples: list[float] = []
-                missed = crossed = 0
-                for _ in range(opens):
-                    upstream.arrived.clear()
-                    seen = len(upstream.arrivals)
-                    opened = time.monotonic()
-                    task = await streams.open(f"{target}/updates")
-                    try:
-                        await asyncio.wait_for(upstream.arrived.wait(), 5)
-                        arrived, polled_by = upstream.arrivals[seen]
-                        samples.append((arrived - opened) * 1000)
-                        crossed += polled_by != target_name
-                    except TimeoutError:
-                        missed += 1
-                    await streams.close(task)
-                    await idle(http, urls)
-            finally:
-                await streams.aclose()
-    samples.sort()
-    return {
-        "backend": backend.split(":")[0] + (", 2 instances" if two else ""),
-        "opens": opens,
-        "missed": missed,
-        # polled by another instance than the one the stream is on: the demand crossed the backend
-        "crossed": crossed,
-        "p50_ms": round(statistics.median(samples), 1) if samples else None,
-        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 1)
-        if samples
-        else None,
-        "max_ms": round(samples[-1], 1) if samples else None,
-    }
-
-
 # -- report -----------------------------------------------------------------------------------
 
 
@@ -351,36 +215,21 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"# Pollers on demand ({result['when']})", "", f"`{result['command']}`", ""]
     if "load_before" in result:
         lines += [f"Load average before {result['load_before']}, after {result['load_after']}.", ""]
-    hourly = result.get("hourly")
-    if hourly:
-        lines += [
-            f"Upstream requests per hour, from {hourly['seconds']:.0f} s runs x 3600 / s "
-            "(a bounded run, extrapolated):",
-            "",
-            "| portal | always-on (before) | on demand (after) | ratio | tenants polled (after) |",
-            "| --- | ---: | ---: | ---: | ---: |",
-        ]
-        for row in hourly["rows"]:
-            before, after = row["always"], row["on_demand"]
-            lines.append(
-                f"| {row['label']} | {before['per_hour']:,} | {after['per_hour']:,} | "
-                f"{ratio(before['per_hour'], after['per_hour'])} | {after['tenants_polled']} |"
-            )
-        lines.append("")
-    latency = result.get("latency")
-    if latency:
-        lines += [
-            "First-listener latency (stream GET sent → upstream receives the poll):",
-            "",
-            "| backend | opens | p50 ms | p99 ms | max ms | missed | polled by the other instance |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in latency:
-            lines.append(
-                f"| {row['backend']} | {row['opens']} | {row['p50_ms']} | {row['p99_ms']} | "
-                f"{row['max_ms']} | {row['missed']} | {row['crossed']} |"
-            )
-        lines.append("")
+    hourly = result["hourly"]
+    lines += [
+        f"Upstream requests per hour, from {hourly['seconds']:.0f} s runs x 3600 / s "
+        "(a bounded run, extrapolated):",
+        "",
+        "| portal | always-on (before) | on demand (after) | ratio | tenants polled (after) |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in hourly["rows"]:
+        before, after = row["always"], row["on_demand"]
+        lines.append(
+            f"| {row['label']} | {before['per_hour']:,} | {after['per_hour']:,} | "
+            f"{ratio(before['per_hour'], after['per_hour'])} | {after['tenants_polled']} |"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -390,8 +239,6 @@ async def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--tenants", type=int, default=100)
     parser.add_argument("--active", type=int, default=5)
-    parser.add_argument("--opens", type=int, default=50)
-    parser.add_argument("--part", choices=["all", "hourly", "latency"], default="all")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "poll-demand")
     args = parser.parse_args()
     result: dict[str, Any] = {
@@ -399,30 +246,23 @@ async def main() -> None:
         "command": "python bench/poll_demand.py " + " ".join(sys.argv[1:]),
         "load_before": [round(x, 2) for x in os.getloadavg()],
     }
-    if args.part in ("all", "hourly"):
-        rows = []
-        for label, tenants, active in (
-            ("demo (2 tenants), no browser open", 2, 0),
-            (f"{args.tenants} tenants, {args.active} active", args.tenants, args.active),
-        ):
-            row: dict[str, Any] = {"label": label}
-            for key, on_demand in (("always", False), ("on_demand", True)):
-                row[key] = await hourly_run(
-                    on_demand=on_demand,
-                    tenants=tenants,
-                    active=active,
-                    seconds=args.seconds,
-                    warmup=args.warmup,
-                )
-                print(json.dumps({label: {key: row[key]}}), flush=True)
-            rows.append(row)
-        result["hourly"] = {"seconds": args.seconds, "rows": rows}
-    if args.part in ("all", "latency"):
-        result["latency"] = []
-        for backend, two in (("memory://", False), (REDIS, False), (REDIS, True)):
-            found = await latency_run(backend, two, args.opens)
-            print(json.dumps(found), flush=True)
-            result["latency"].append(found)
+    rows = []
+    for label, tenants, active in (
+        ("demo (2 tenants), no browser open", 2, 0),
+        (f"{args.tenants} tenants, {args.active} active", args.tenants, args.active),
+    ):
+        row: dict[str, Any] = {"label": label}
+        for key, on_demand in (("always", False), ("on_demand", True)):
+            row[key] = await hourly_run(
+                on_demand=on_demand,
+                tenants=tenants,
+                active=active,
+                seconds=args.seconds,
+                warmup=args.warmup,
+            )
+            print(json.dumps({label: {key: row[key]}}), flush=True)
+        rows.append(row)
+    result["hourly"] = {"seconds": args.seconds, "rows": rows}
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
     args.out.mkdir(parents=True, exist_ok=True)
