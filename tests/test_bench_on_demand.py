@@ -1,8 +1,11 @@
 """bench/on_demand.py (first-poll latency and idle cost of pollers on demand) end to end at a tiny
 size, so it cannot rot. Asserts on counts only, never on the latencies it measures.
 
-One run per backend, so a missing service skips (or, under ``CI=true``, fails) only its own
-setups; the services' addresses reach the bench through ``REFETCH_TEST_*`` (tests/services.py).
+The one-process setups and Redis only: the bench's cross-instance code is the same for every
+backend, and PostgreSQL and NATS presence have their own tests on real processes
+(tests/test_pollers_on_demand_instances.py); each run costs ~7 s of `make test`. A missing
+service skips (or, under ``CI=true``, fails) only its own setups; the services' addresses reach
+the bench through ``REFETCH_TEST_*`` (tests/services.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from .conftest import require_service
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("setups", ["always,one", "redis", "postgres", "nats"])
+@pytest.mark.parametrize("setups", ["always,one", "redis"])
 def test_on_demand_bench_polls_every_open_and_nothing_while_idle(
     setups: str, tmp_path: Path
 ) -> None:
