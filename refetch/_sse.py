@@ -36,9 +36,18 @@ def encode_frame(
 
 
 def encode_hello(
-    cursor: str, heartbeat: float, types: Sequence[str], *, retry: int, resumed: bool
+    cursor: str,
+    heartbeat: float,
+    types: Sequence[str],
+    *,
+    retry: int,
+    resumed: bool,
+    watch: Sequence[str] = (),
 ) -> bytes:
-    data = {"cursor": cursor, "heartbeat": heartbeat, "types": list(types)}
+    """``watch``: the types whose keys the stream should send (``watch=``); left out when none."""
+    data: dict[str, object] = {"cursor": cursor, "heartbeat": heartbeat, "types": list(types)}
+    if watch:
+        data["watch"] = list(watch)
     return encode_frame("hello", data, id=None if resumed else cursor, retry=retry)
 
 

@@ -407,3 +407,45 @@ async def test_the_python_client_sends_watch() -> None:
             await quiet_for(3)
             assert upstream.count("eu-1") == 0
             assert worker.statistics()["compute:us-1"].listeners == 1
+
+
+# -- the hello's watch: which types' keys a client should send ----------------------------
+
+
+async def hello_bytes(url: str) -> bytes:
+    """The stream's first frame, bytes as sent, its cursor (which the pollers move) as ``C``."""
+    async with httpx.AsyncClient(timeout=5) as http, http.stream("GET", url) as response:
+        assert response.status_code == 200
+        data = b""
+        async for chunk in response.aiter_raw():
+            data += chunk
+            if b"\n\n" in data:
+                frame = data.split(b"\n\n")[0] + b"\n\n"
+                cursor = frame.split(b"id: ", 1)[1].split(b"\n", 1)[0]
+                return frame.replace(cursor, b"C")
+    raise AssertionError(f"no frame in {data!r}")
+
+
+HELLO = b'retry: 2000\nid: C\nevent: hello\ndata: {"cursor":"C","heartbeat":15.0,"types":'
+
+
+async def test_hello_lists_the_types_with_a_keyed_on_demand_poller() -> None:
+    def eu(api: str) -> Any:
+        return poller("compute", key="eu-1", url=f"{api}/state/eu", interval=60, on_demand=True)
+
+    def always_keyed(api: str) -> Any:  # polls anyway: its keys are nobody's business
+        return poller("images", key="x", url=f"{api}/state/x", interval=60)
+
+    async with setup(eu, progress, always_keyed) as (_upstream, _worker, updates, _hub):
+        every = await hello_bytes(f"{updates}?types=images,compute,progress")
+        assert every == HELLO + b'["progress","compute","images"],"watch":["compute"]}\n\n'
+        # only types the stream hears; none: the field is left out, the bytes as before
+        assert await hello_bytes(f"{updates}?types=progress") == HELLO + b'["progress"]}\n\n'
+    # no keyed on-demand poller at all: nothing either
+    async with setup(progress) as (_upstream, _worker, updates, _hub):
+        assert await hello_bytes(f"{updates}?types=compute") == HELLO + b'["compute"]}\n\n'
+    # the worker gone, its keyed poller's watch goes with it
+    async with setup(eu) as (_upstream, worker, updates, _hub):
+        assert b'"watch":["compute"]' in await hello_bytes(f"{updates}?types=compute")
+        await worker.aclose()
+        assert await hello_bytes(f"{updates}?types=compute") == HELLO + b'["compute"]}\n\n'

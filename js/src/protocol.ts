@@ -58,6 +58,8 @@ export interface HelloData {
   cursor: string;
   heartbeat: number;
   types: string[];
+  /** The types whose shown keys the server wants (`watch=`): those it polls per key on demand. */
+  watch: string[];
 }
 
 /** One frame as received, for a debug view. */
@@ -118,11 +120,16 @@ export function parseUpdates(data: unknown): Update[] | null {
 
 export function parseHello(data: unknown): HelloData | null {
   if (typeof data !== "object" || data === null) return null;
-  const { cursor, heartbeat, types } = data as Record<string, unknown>;
+  const { cursor, heartbeat, types, watch } = data as Record<string, unknown>;
   if (typeof heartbeat !== "number" || !(heartbeat > 0)) return null;
   return {
     cursor: typeof cursor === "string" ? cursor : String(cursor ?? ""),
     heartbeat,
-    types: Array.isArray(types) ? types.map(String) : [],
+    types: strings(types),
+    watch: strings(watch),
   };
+}
+
+function strings(value: unknown): string[] {
+  return Array.isArray(value) ? value.map(String) : [];
 }

@@ -94,9 +94,12 @@ export function frame(event: string, data: unknown, id?: string): string {
   return `event: ${event}\n${idLine}data: ${JSON.stringify(data)}\n\n`;
 }
 
-export function hello(cursor: string, options: { id?: boolean; heartbeat?: number; retry?: number } = {}) {
+export function hello(
+  cursor: string,
+  options: { id?: boolean; heartbeat?: number; retry?: number; types?: string[]; watch?: string[] } = {},
+) {
   const retry = options.retry === undefined ? "" : `retry: ${options.retry}\n`;
-  const data = { cursor, heartbeat: options.heartbeat ?? 15, types: ["projects", "progress"] };
+  const data = { cursor, heartbeat: options.heartbeat ?? 15, types: options.types ?? ["projects", "progress"], watch: options.watch };
   return retry + frame("hello", data, options.id === false ? undefined : cursor);
 }
 

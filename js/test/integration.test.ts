@@ -282,10 +282,12 @@ describe.skipIf(!serverAvailable())("watched keys against the real server (test/
     let hideEu = show("eu-1", fetched);
     const updates = queryUpdates(client);
     stops.push(
-      updates.connect({ url: `${keyed.base}/api/updates`, types: ["compute"], watchTypes: ["compute"], share: false, coalesceMs: 5 }),
+      // No watchTypes: the server's hello says compute is polled per key.
+      updates.connect({ url: `${keyed.base}/api/updates`, types: ["compute"], share: false, coalesceMs: 5 }),
     );
     stops.push(() => hideEu());
     await waitFor(() => expect(updates.status).toBe("open"));
+    expect(updates.source!.log.find((entry) => entry.event === "hello")!.data).toContain('"watch":["compute"]');
 
     // The URL the server saw carries the key, percent-encoded, and nothing else watched.
     const first = await lastStream();

@@ -85,20 +85,55 @@ describe("UpdateStream watching keys", () => {
     expect(url.search).toContain("watch=compute%3Aa%26b%3Dc");
   });
 
-  it("test_only_the_watch_types_are_sent_and_by_default_none", async () => {
+  it("test_only_the_watch_types_are_sent_and_with_an_empty_list_none", async () => {
     open({ watchTypes: ["compute"], watched: watched({ compute: ["eu-1"], projects: ["42"] }) });
     await settle();
     expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
     stream.close();
-    open({ watchTypes: undefined, watched: watched({ compute: ["eu-1"] }) });
+    open({ watchTypes: [], watched: watched({ compute: ["eu-1"] }) });
     await settle();
     expect(watchOf(server.last.url)).toEqual([]);
-    // Without watch types a change of keys shown costs nothing: no reconnect.
-    server.last.write(hello("e1.1"));
+    // An explicit list wins over the hello's: a change of keys shown costs nothing, no reconnect.
+    server.last.write(hello("e1.1", { types: ["compute"], watch: ["compute"] }));
     await settle();
     stream.watch(watched({ compute: ["us-1"] }));
     await vi.advanceTimersByTimeAsync(500);
     expect(server.connections).toHaveLength(2);
+    expect(watchOf(server.last.url)).toEqual([]);
+  });
+
+  it("test_by_default_the_hello_says_which_types_keys_are_sent_and_reconnect", async () => {
+    const keys = (compute: string, projects: string) => watched({ compute: [compute], projects: [projects] });
+    open({ watchTypes: undefined, watched: keys("eu-1", "42") });
+    await settle();
+    // Before any hello: every keyed type (the server ignores keys nothing polls per key).
+    expect(watchOf(server.last.url)).toEqual(["compute:eu-1", "projects:42"]);
+    server.last.write(hello("e1.1", { types: ["compute", "projects"], watch: ["compute"] }));
+    await settle();
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(1); // the projects key sent is no reason to reconnect
+    // A detail page of another project: no reconnect.
+    stream.watch(keys("eu-1", "43"));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(1);
+    // Another region: one reconnect, from the cursor, with the keys of compute only.
+    stream.watch(keys("us-1", "44"));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(server.connections).toHaveLength(2);
+    expect(watchOf(server.last.url)).toEqual(["compute:us-1"]);
+    expect(server.last.headers.get("last-event-id")).toBe("e1.1");
+    expect(statuses).toEqual(["open"]);
+    // A hello without `watch` (an older server, or no keyed poller any more): no reconnect for
+    // it or for later changes, and the next connection sends no keys.
+    server.last.write(hello("e1.2", { types: ["compute", "projects"] }));
+    await settle();
+    stream.watch(keys("ap-1", "45"));
+    await vi.advanceTimersByTimeAsync(500);
+    expect(server.connections).toHaveLength(2);
+    server.last.end();
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(server.connections).toHaveLength(3);
+    expect(watchOf(server.last.url)).toEqual([]);
   });
 
   it("test_a_change_reconnects_once_per_100_ms_from_the_cursor_without_a_status_change", async () => {

@@ -62,6 +62,12 @@ def event_schema(types: Sequence[str], *, title: str = "UpdateType") -> dict[str
                             "description": "seconds; no frame for twice as long: reconnect",
                         },
                         "types": {"type": "array", "items": update_type},
+                        "watch": {
+                            "type": "array",
+                            "items": update_type,
+                            "description": "the types polled per key on demand: send the keys "
+                            "shown of these as watch=<type>:<key>; absent: none",
+                        },
                     },
                 },
                 with_id=True,

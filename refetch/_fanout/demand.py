@@ -8,20 +8,22 @@ when no on-demand poller is declared). A count that goes 0 -> 1 or 1 -> 0 is rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from .._demand import Interest
 from .connection import Connection
 
 
 class LocalDemand:
-    __slots__ = ("_by_type", "_counts", "_interests", "_refs", "on_flip", "streams")
+    __slots__ = ("_by_type", "_counts", "_interests", "_keyed", "_refs", "on_flip", "streams")
 
     def __init__(self) -> None:
         self._interests: dict[str, Interest] = {}
         self._refs: dict[str, int] = {}
         self._by_type: dict[str, list[Interest]] = {}
         self._counts: dict[str, int] = {}
+        #: type -> how many registered interests of it have a key (the stream's hello lists them).
+        self._keyed: dict[str, int] = {}
         #: Called with (interest id, wanted here) when a count leaves or reaches 0.
         self.on_flip: Callable[[str, bool], None] = lambda _id, _wanted: None
         #: The open streams, for an interest registered while some are open.
@@ -34,6 +36,8 @@ class LocalDemand:
             return
         self._interests[interest.id] = interest
         self._by_type.setdefault(interest.type, []).append(interest)
+        if interest.key is not None:
+            self._keyed[interest.type] = self._keyed.get(interest.type, 0) + 1
         count = sum(1 for c in self.streams() if interest.heard_by(c.types, c.scopes, c.watch))
         self._counts[interest.id] = count
         if count:
@@ -51,8 +55,18 @@ class LocalDemand:
         same_type.remove(interest)
         if not same_type:
             del self._by_type[interest.type]
+        if interest.key is not None:
+            left = self._keyed.pop(interest.type) - 1
+            if left:
+                self._keyed[interest.type] = left
         if self._counts.pop(interest.id, 0):
             self.on_flip(interest.id, False)
+
+    @property
+    def keyed_types(self) -> Collection[str]:
+        """The types with at least one keyed interest registered: those a stream's ``watch=``
+        narrows (the ``watch`` of its ``hello``)."""
+        return self._keyed.keys()
 
     def count(self, interest_id: str) -> int:
         return self._counts.get(interest_id, 0)

@@ -423,12 +423,15 @@ class UpdateService:
         if revised is not principal and revised.types is not None:
             types = types & revised.types  # the permissions changed during authentication
         conn = Connection(send, revised, types, watch)
+        # The types some keyed on-demand poller here narrows by watch=: the client sends their keys.
+        keyed = self._presence.local.keyed_types
         hello = encode_hello(
             self.cursor,
             self.heartbeat,
             [t for t in self.types if t in types],
             retry=self.retry_ms,
             resumed=last_event_id is not None,
+            watch=[t for t in self.types if t in types and t in keyed] if keyed else (),
         )
         start = None if last_event_id is None else self._sequencer.resume(last_event_id)
         self._fanout.attach(conn, hello, start)

@@ -18,7 +18,7 @@ export function streamIdentity(options: AdapterConnectOptions): readonly unknown
     options.enabled ?? true,
     String(options.url ?? "/api/updates"),
     options.types ? [...options.types].join(",") : "",
-    options.watchTypes ? [...options.watchTypes].join(",") : "",
+    options.watchTypes?.join(","), // undefined (from the hello) is not [] (never)
     options.share ?? true,
     options.credentials,
     options.cursors,

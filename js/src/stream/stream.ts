@@ -44,7 +44,8 @@ export interface UpdateStreamOptions {
   /**
    * The update types whose shown keys the stream sends (`watch=<type>:<key>`): those the server
    * polls per key on demand, e.g. `["compute"]` for `poller("compute", key=region, on_demand=True)`.
-   * Default none: a change of keys shown then never costs a reconnect (docs/js.md, "Watched keys").
+   * Default: the types the server's latest `hello` lists (before the first one, every keyed type),
+   * so a change of keys of other types never costs a reconnect; `[]`: never (docs/js.md, "Watched keys").
    */
   watchTypes?: readonly UpdateType[];
   /** The keys shown from the start (sent as `watch=` for `watchTypes`); later changes go through `watch()`. */
@@ -109,6 +110,8 @@ export class UpdateStream extends SourceBase implements UpdateSource {
   // The types the server said this stream hears (hello), when `types` does not say: a key of a type
   // the server does not declare would be refused (400 unknown_type) and cost the whole stream.
   #heardTypes: readonly string[] | undefined;
+  // The types the latest hello asks keys of (`watch`), when `watchTypes` does not say.
+  #listed: readonly string[] | undefined;
   // The server refused the keys sent (a server older than watch=, or bounds of its own): none until they change.
   #watchRefused = false;
   // The server's `reconnect` frame: come back after #drainDelayMs; until #drainUntil (Date.now()
@@ -144,13 +147,12 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     return this.#cursor;
   }
 
-  /** The `watch=` entries for these keys: of `watchTypes` only, and of types the stream hears. */
+  /** The `watch=` entries for these keys: of `watchTypes` (else the hello's), of types the stream hears. */
   #entries(watched: Watched): string[] {
-    const wanted = this.#options.watchTypes;
-    if (!wanted || wanted.length === 0) return [];
+    const wanted = this.#options.watchTypes ?? this.#listed;
     const heard = this.#options.types?.length ? this.#options.types : this.#heardTypes;
-    const allowed = heard ? wanted.filter((type) => heard.includes(type)) : wanted;
-    return allowed.length === 0 ? [] : watchEntries(watched, allowed);
+    const allowed = wanted && heard ? wanted.filter((type) => heard.includes(type)) : (wanted ?? heard);
+    return allowed?.length === 0 ? [] : watchEntries(watched, allowed);
   }
 
   /** The `watch=` values the next connection sends (sorted `type:key`). */
@@ -445,13 +447,17 @@ export class UpdateStream extends SourceBase implements UpdateSource {
     switch (event) {
       case "hello": {
         const hello = parseHello(data);
-        if (hello) this.#heartbeatMs = clampHeartbeat(hello.heartbeat) * 1000;
-        else this.#logger.warn("refetch: malformed hello frame", message.data);
-        if (hello && !this.#options.types && hello.types.length > 0) {
-          this.#heardTypes = hello.types;
-          // Drops the keys of types the server does not know (the switch follows if that changed them).
+        if (hello) {
+          this.#heartbeatMs = clampHeartbeat(hello.heartbeat) * 1000;
+          if (!this.#options.types && hello.types.length > 0) this.#heardTypes = hello.types;
+          if (!this.#options.watchTypes) {
+            const listed = (this.#listed = hello.watch);
+            // Keys sent of other types change nothing on the server: as good as not sent.
+            this.#sentEntries = this.#sentEntries!.filter((entry) => listed.includes(entry.split(":")[0]!));
+          }
+          // Drops the keys of types the server does not know or want (the switch follows if that changed them).
           this.watch(this.#watched);
-        }
+        } else this.#logger.warn("refetch: malformed hello frame", message.data);
         this.#failure = null;
         // The server sends an id on hello only when it did not resume: anything may have been
         // missed since the previous connection (or since the cursor another tab handed over).
