@@ -292,6 +292,7 @@ async def test_close_streams_by_session_without_a_backend_and_its_misuse() -> No
 # -- model-based: random notifies, revocations and sign-outs on two instances ----------
 
 SUBJECTS = ["s0", "s1"]
+SESSIONS = ["x", "y"]  # each subject has a stream in each, on each hub
 POOL = ["a", "b", "c"]
 _scope_sets = st.frozensets(st.sampled_from(POOL))
 _ops = st.lists(
@@ -304,7 +305,12 @@ _ops = st.lists(
         st.tuples(
             st.just("reauthorize"), st.integers(0, 1), st.sampled_from(SUBJECTS), _scope_sets
         ),
-        st.tuples(st.just("close"), st.integers(0, 1), st.sampled_from(SUBJECTS)),
+        st.tuples(
+            st.just("close"),
+            st.integers(0, 1),
+            st.one_of(st.none(), st.sampled_from(SUBJECTS)),
+            st.one_of(st.none(), st.sampled_from(SESSIONS)),
+        ).filter(lambda op: op[2] is not None or op[3] is not None),
     ),
     max_size=25,
 )
@@ -312,9 +318,11 @@ _ops = st.lists(
 
 @dataclass
 class Watcher:
-    """One stream of ``subject`` on one hub, and what it was told so far."""
+    """One stream of ``subject`` in ``session`` on one hub, and what it was told so far."""
 
     subject: str
+    session: str
+    hub: int
     recorder: Recorder = field(default_factory=Recorder)
     expected: set[str] = field(default_factory=set)
     closed: bool = False
@@ -343,13 +351,13 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
         ]
         scopes = {s: frozenset({f"user:{s}", "a"}) for s in SUBJECTS}
         watchers: list[Watcher] = []
-        for hub in hubs:
+        for index, hub in enumerate(hubs):
             for subject in SUBJECTS:
-                w = Watcher(subject)
-                hub.attach(
-                    w.recorder, Principal(subject, scopes[subject]), frozenset(TYPES), None, None
-                )
-                watchers.append(w)
+                for session in SESSIONS:
+                    w = Watcher(subject, session, index)
+                    principal = Principal(subject, scopes[subject], session=session)
+                    hub.attach(w.recorder, principal, frozenset(TYPES), None, None)
+                    watchers.append(w)
         last = 0
 
         async def caught_up(hub: UpdateService) -> None:
@@ -374,11 +382,11 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
                 hub.reauthorize(subject, Principal(subject, scopes[subject]))
                 last = _position(await hub.flush())
             else:
-                subject = op[2]
+                _, _, subject, session = op
                 for w in watchers:
-                    if w.subject == subject:
+                    if subject in (None, w.subject) and session in (None, w.session):
                         w.closed = True
-                hub.close_streams("signed out", subject=subject)
+                hub.close_streams("signed out", subject=subject, session=session)
                 last = _position(await hub.flush())
         # A last update every open stream may see, through the shared stream: once it is
         # in, everything before it was delivered or filtered.
@@ -391,6 +399,10 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
                 w.expected.add(f"end-{w.subject}")
         for hub in hubs:
             await caught_up(hub)
+        for index, hub in enumerate(hubs):  # exactly the streams not closed are still open
+            assert sorted((c.subject, c.session) for c in hub.connections()) == sorted(
+                (w.subject, w.session) for w in watchers if w.hub == index and not w.closed
+            )
         for i, w in enumerate(watchers):
             if w.closed:
                 # Ended mid-way: it may miss what it would have replayed on reconnect,
