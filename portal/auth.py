@@ -203,7 +203,7 @@ async def stream_principal(request: Request) -> Principal:
     """
     async with request.app.state.sessionmaker() as db:
         auth = await current_auth(request, db)
-    return principal_for(auth.user.id, auth.login.public_id, list(auth.tenants))
+    return principal_for(auth.user.id, list(auth.tenants), auth.login.public_id)
 
 
 StreamPrincipal = Annotated[Principal, Depends(stream_principal)]

@@ -9,7 +9,8 @@ REST requests check the session every time (`auth.load_auth`). An open stream wa
 it opened, so every instance runs a `SessionReaper`: every `session_check_interval` seconds it
 looks up the sessions of the streams it holds and ends those whose session expired or is gone.
 Sign-out does not wait for it: it ends the session's streams at once, on every instance, with
-`UpdateService.close_streams(subject=...)` (a control message that travels through the backend).
+`UpdateService.close_streams(session=...)` (a control message that travels through the backend;
+a stream's `Principal.session` is its login's public id, its subject the user id).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from refetch import UpdateService
 
 from .config import Settings
 from .models import LoginSession, utcnow
-from .updates import stream_subject, subject_user
 
 logger = logging.getLogger("portal")
 
@@ -108,10 +108,10 @@ class SessionReaper:
 
     async def check(self) -> int:
         """End the streams held here whose session is no longer live. Returns how many."""
-        subjects = {c.subject for c in self.updates.connections() if c.subject}
-        if not subjects:
+        held = {(c.subject, c.session) for c in self.updates.connections() if c.session}
+        if not held:
             return 0
-        users = sorted({u for s in subjects if (u := subject_user(s)) is not None})
+        users = sorted({int(subject) for subject, _ in held if subject is not None})
         live: set[str] = set()
         async with self.sessionmaker() as db:
             now = utcnow()
@@ -120,13 +120,14 @@ class SessionReaper:
                     select(LoginSession).where(LoginSession.user_id.in_(users[start : start + 500]))
                 )
                 live.update(
-                    stream_subject(login.user_id, login.public_id)
-                    for login in logins
-                    if is_live(login, self.settings, now)
+                    login.public_id for login in logins if is_live(login, self.settings, now)
                 )
         ended = 0
-        for subject in subjects - live:
-            ended += self.updates.close_streams("session ended", subject=subject)
+        for subject, session in held:
+            if session not in live:
+                ended += self.updates.close_streams(
+                    "session ended", subject=subject, session=session
+                )
         if ended:
             logger.info("ended %d stream(s) of expired or deleted sessions", ended)
         return ended

@@ -35,23 +35,17 @@ def user_scope(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def stream_subject(user_id: int, session_id: str) -> str:
-    """A stream's subject names its login session, not only its user: signing out, or a
-    session expiring, ends exactly that session's streams (on every instance)."""
-    return f"{user_id}:{session_id}"
+def principal_for(
+    user_id: int, tenant_slugs: list[str], session_id: str | None = None
+) -> Principal:
+    """A user's stream hears about their own account and every tenant they belong to.
 
-
-def subject_user(subject: str | None) -> int | None:
-    """The user id in a `stream_subject`, or None for anything else."""
-    user, _, _session = (subject or "").partition(":")
-    return int(user) if user.isdigit() else None
-
-
-def principal_for(user_id: int, session_id: str, tenant_slugs: list[str]) -> Principal:
-    """A user's stream hears about their own account and every tenant they belong to."""
+    Its subject is the user id (`reauthorize` and "sign out everywhere" reach every stream of
+    the user); its session is the login's public id (sign-out ends that browser's streams)."""
     return Principal.of(
-        stream_subject(user_id, session_id),
+        str(user_id),
         [user_scope(user_id), *(tenant_scope(slug) for slug in tenant_slugs)],
+        session=session_id,
     )
 
 

@@ -17,12 +17,20 @@ from ._update import Update
 #: bound so an app can switch backends without finding a new failure.
 MAX_PAYLOAD = 7900
 
+#: The subject a close of one session is published under, for readers from before sessions
+#: (they read "s" only): no app's stream has it, so such a reader ends nothing. A NUL never
+#: appears in a user id, a cookie or a header value.
+NO_SUBJECT = "\x00session"
+
 
 def encode_entry(item: Update | Control) -> bytes:
     """The compact wire form of an update or a control message.
 
     An update is ``{"t": type, "k": key, "a": [scopes]}`` (k, a optional); a control
-    message is ``{"c": "reauthorize" | "close", "s": subject, ...}``.
+    message is ``{"c": "reauthorize" | "close", "s": subject, ...}``. A close of one
+    session is ``{"c": "close", "s": NO_SUBJECT, "e": session, "u": subject, ...}`` ("u"
+    optional): a reader from before sessions takes it as a close of ``NO_SUBJECT``, which
+    no stream has, and ends nothing rather than every stream of the user.
     """
     body: dict[str, object]
     if isinstance(item, Update):
@@ -41,10 +49,16 @@ def encode_entry(item: Update | Control) -> bytes:
             "ty": None if principal.types is None else sorted(principal.types),
         }
         what = f"reauthorize({item.subject!r})"
-    else:
+    elif item.session is None:
         body = {"c": "close", "s": item.subject, "r": item.reason}
         body.update(o=item.origin, n=item.serial)
         what = f"close_streams(subject={item.subject!r})"
+    else:
+        body = {"c": "close", "s": NO_SUBJECT, "e": item.session, "r": item.reason}
+        if item.subject is not None:
+            body["u"] = item.subject
+        body.update(o=item.origin, n=item.serial)
+        what = f"close_streams(session={item.session!r})"
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     if len(payload) > MAX_PAYLOAD:
         raise PublishError(
@@ -94,7 +108,12 @@ def _decode_control(body: dict[str, object], payload: bytes) -> Control:
         reason = body.get("r")
         if not isinstance(reason, str):
             raise ValueError(f"not a control message: {payload[:80]!r}")
-        return CloseStreams(subject, reason, origin, serial)
+        if "e" not in body:
+            return CloseStreams(subject, reason, origin, serial)
+        session, user = body.get("e"), body.get("u")
+        if not isinstance(session, str) or (user is not None and not isinstance(user, str)):
+            raise ValueError(f"not a control message: {payload[:80]!r}")
+        return CloseStreams(user, reason, origin, serial, session)
     if kind == "reauthorize":
         p = body.get("p")
         if not isinstance(p, dict):

@@ -1,9 +1,10 @@
 """Control messages: changes to *who hears what*, carried in the update stream.
 
-``reauthorize()`` and ``close_streams(subject=...)`` must reach every instance, and in
-order with the updates: an update published after a revocation must never reach a
-stream on the old scopes, on any instance. So with a backend they travel through the
-same ordered stream as the updates and every instance applies them where they stand.
+``reauthorize()`` and ``close_streams(subject=...)`` / ``close_streams(session=...)`` must
+reach every instance, and in order with the updates: an update published after a
+revocation must never reach a stream on the old scopes, on any instance. So with a
+backend they travel through the same ordered stream as the updates and every instance
+applies them where they stand.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ class Reauthorize:
 
 @dataclass(frozen=True, slots=True)
 class CloseStreams:
-    """End every open stream of ``subject`` (sign-out): clients authenticate again."""
+    """End the open streams of ``subject`` (sign out everywhere), or of ``session`` (one
+    browser's sign-out; with a subject too, that user's streams of that session only):
+    their clients authenticate again. At least one of the two is set."""
 
-    subject: str
+    subject: str | None
     reason: str
     origin: str = ""
     serial: int = 0
+    session: str | None = None
 
 
 Control = Reauthorize | CloseStreams

@@ -1,7 +1,7 @@
 """One refetch instance, for the multi-instance tests: ``REFETCH_BACKEND=<url> uvicorn tests.instance_app:app``.
 
-Streams authenticate with ``Authorization: Bearer <subject>:<scope>,<scope>`` (no header:
-anonymous); the routes let a test notify, reauthorize and close streams through this
+Streams authenticate with ``Authorization: Bearer <subject>[@<session>]:<scope>,<scope>``
+(no header: anonymous); the routes let a test notify, reauthorize and close streams through this
 instance the way an app's request handlers would.
 """
 
@@ -25,8 +25,11 @@ def principal_from(scope: Scope) -> Principal | None:
         if name == b"authorization":
             if not value.startswith(b"Bearer "):
                 return None
-            subject, _, scopes = value[7:].decode().partition(":")
-            return Principal.of(subject, [s for s in scopes.split(",") if s])
+            who, _, scopes = value[7:].decode().partition(":")
+            subject, at, session = who.partition("@")
+            return Principal.of(
+                subject, [s for s in scopes.split(",") if s], session=session if at else None
+            )
     return ANONYMOUS
 
 
@@ -49,7 +52,10 @@ def build(service: UpdateService) -> Starlette:
         return JSONResponse({"changed": changed})
 
     async def close(request: Request) -> JSONResponse:
-        ended = service.close_streams("signed out", subject=request.query_params["subject"])
+        q = request.query_params
+        ended = service.close_streams(
+            "signed out", subject=q.get("subject"), session=q.get("session")
+        )
         await service.flush()
         return JSONResponse({"ended": ended})
 

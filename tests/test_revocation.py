@@ -16,7 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from refetch import Principal, UpdateService
+from refetch import ConfigurationError, Principal, UpdateService
+from refetch._codec import NO_SUBJECT, encode_entry
+from refetch._control import CloseStreams
 from refetch._parser import SSEParser
 from refetch.backends import MemoryBackend
 
@@ -144,6 +146,42 @@ async def test_close_streams_of_a_subject_ends_them_on_every_instance(
         assert not any(f.reconnected for f in carol_on_b.frames)
 
 
+async def test_close_streams_of_a_session_ends_only_that_browser_on_every_instance(
+    pair: tuple[Node, Node],
+) -> None:
+    """Sign-out in one browser: bob's streams of session s1 end on both instances; his
+    other browser (s2) and carol carry on and keep hearing updates."""
+    a, b = pair
+    async with (
+        stream(a, f"bob@s1:{ACME}") as s1_on_a,
+        stream(b, f"bob@s1:{ACME}") as s1_on_b,
+        stream(a, f"bob@s2:{ACME}") as s2_on_a,
+        stream(b, f"carol@s3:{ACME}") as carol_on_b,
+    ):
+        assert (await post(a, "/close", session="s1"))["ended"] == 1  # the one on A
+        for client in (s1_on_a, s1_on_b):
+            await wait_for(
+                lambda c=client: any(f.event == "hello" and f.reconnected for f in c.frames), 10
+            )
+        await post(b, "/notify", type="projects", key="after", audience=ACME)
+        await wait_for(lambda: s2_on_a.saw("projects", "after"), 10)
+        await wait_for(lambda: carol_on_b.saw("projects", "after"), 10)
+        for client in (s2_on_a, carol_on_b):
+            assert not any(f.reconnected for f in client.frames)
+            assert len(client.of("hello")) == 1
+
+        # Both given: bob's streams of that session only (carol's s3 is not bob's).
+        assert (await post(b, "/close", session="s3", subject="bob"))["ended"] == 0
+        # Sign out everywhere: the subject ends every session of bob's, not carol's.
+        await post(b, "/close", subject="bob")
+        await wait_for(
+            lambda: any(f.event == "hello" and f.reconnected for f in s2_on_a.frames), 10
+        )
+        await post(a, "/notify", type="projects", key="later", audience=ACME)
+        await wait_for(lambda: carol_on_b.saw("projects", "later"), 10)
+        assert not any(f.reconnected for f in carol_on_b.frames)
+
+
 async def test_audience_and_replay_stay_isolated_across_instances(pair: tuple[Node, Node]) -> None:
     a, b = pair
     async with stream(a, "bob:tenant:globex") as bob_on_a:
@@ -207,9 +245,54 @@ async def test_an_instance_that_cannot_hear_the_broker_ends_authenticated_stream
         await shared.cleanup()
 
 
+async def test_a_reader_from_before_sessions_ends_nothing_on_a_session_close() -> None:
+    """Rolling deploy: an instance on the old code reads "c", "s", "r" of a close and
+    nothing else. Fed exactly that, a hub ends no stream (the old close-by-subject logic
+    is unchanged), where reading the whole message ends the session's stream only."""
+    body = json.loads(encode_entry(CloseStreams("bob", "signed out", session="s1")))
+    assert body["s"] == NO_SUBJECT
+    old_view = {k: body[k] for k in ("c", "s", "r", "o", "n")}
+    backend = MemoryBackend()
+    async with UpdateService(TYPES, backend=backend, min_interval=0, close_on_signals=False) as hub:
+        s1, s2 = Recorder(), Recorder()
+        hub.attach(s1, Principal.of("bob", ["a"], session="s1"), frozenset(TYPES), None, None)
+        hub.attach(s2, Principal.of("bob", ["a"], session="s2"), frozenset(TYPES), None, None)
+        await backend.append([json.dumps(old_view).encode()])
+        await hub.publish("projects", "after-old")
+        await wait_for(lambda: b"after-old" in s1.body and b"after-old" in s2.body, 5)
+        assert len(hub.connections()) == 2
+        await backend.append([json.dumps(body).encode()])
+        await wait_for(lambda: [c.session for c in hub.connections()] == ["s2"], 5)
+        assert [c.subject for c in hub.connections()] == ["bob"]
+
+
+async def test_close_streams_by_session_without_a_backend_and_its_misuse() -> None:
+    async with UpdateService(TYPES, min_interval=0, close_on_signals=False) as hub:
+        mine, other = Recorder(), Recorder()
+        hub.attach(mine, Principal.of("bob", session="s1"), frozenset(TYPES), None, None)
+        hub.attach(other, Principal.of("bob", session="s2"), frozenset(TYPES), None, None)
+        # A reauthorization keeps each stream's own session.
+        hub.reauthorize("bob", Principal.of("bob", ["a"]))
+        with pytest.raises(ConfigurationError, match="close_streams\\('signed out'"):
+            hub.close_streams(session="s1")  # the reason "shutdown" is for every stream
+        with pytest.raises(ConfigurationError, match="session=''"):
+            hub.close_streams("signed out", session="")
+        with pytest.raises(ConfigurationError, match="subject=''"):
+            hub.close_streams("signed out", subject="")
+        assert hub.close_streams("signed out", session="s1") == 1
+        assert hub.close_streams("signed out", session="s1") == 0
+        assert [(c.subject, c.session, c.scopes) for c in hub.connections()] == [
+            ("bob", "s2", frozenset({"a"}))
+        ]
+        await hub.publish("projects", "still")
+        await wait_for(lambda: b"still" in other.body, 5)
+        assert b"still" not in mine.body
+
+
 # -- model-based: random notifies, revocations and sign-outs on two instances ----------
 
 SUBJECTS = ["s0", "s1"]
+SESSIONS = ["x", "y"]  # each subject has a stream in each, on each hub
 POOL = ["a", "b", "c"]
 _scope_sets = st.frozensets(st.sampled_from(POOL))
 _ops = st.lists(
@@ -222,7 +305,12 @@ _ops = st.lists(
         st.tuples(
             st.just("reauthorize"), st.integers(0, 1), st.sampled_from(SUBJECTS), _scope_sets
         ),
-        st.tuples(st.just("close"), st.integers(0, 1), st.sampled_from(SUBJECTS)),
+        st.tuples(
+            st.just("close"),
+            st.integers(0, 1),
+            st.one_of(st.none(), st.sampled_from(SUBJECTS)),
+            st.one_of(st.none(), st.sampled_from(SESSIONS)),
+        ).filter(lambda op: op[2] is not None or op[3] is not None),
     ),
     max_size=25,
 )
@@ -230,9 +318,11 @@ _ops = st.lists(
 
 @dataclass
 class Watcher:
-    """One stream of ``subject`` on one hub, and what it was told so far."""
+    """One stream of ``subject`` in ``session`` on one hub, and what it was told so far."""
 
     subject: str
+    session: str
+    hub: int
     recorder: Recorder = field(default_factory=Recorder)
     expected: set[str] = field(default_factory=set)
     closed: bool = False
@@ -261,13 +351,13 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
         ]
         scopes = {s: frozenset({f"user:{s}", "a"}) for s in SUBJECTS}
         watchers: list[Watcher] = []
-        for hub in hubs:
+        for index, hub in enumerate(hubs):
             for subject in SUBJECTS:
-                w = Watcher(subject)
-                hub.attach(
-                    w.recorder, Principal(subject, scopes[subject]), frozenset(TYPES), None, None
-                )
-                watchers.append(w)
+                for session in SESSIONS:
+                    w = Watcher(subject, session, index)
+                    principal = Principal(subject, scopes[subject], session=session)
+                    hub.attach(w.recorder, principal, frozenset(TYPES), None, None)
+                    watchers.append(w)
         last = 0
 
         async def caught_up(hub: UpdateService) -> None:
@@ -292,11 +382,11 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
                 hub.reauthorize(subject, Principal(subject, scopes[subject]))
                 last = _position(await hub.flush())
             else:
-                subject = op[2]
+                _, _, subject, session = op
                 for w in watchers:
-                    if w.subject == subject:
+                    if subject in (None, w.subject) and session in (None, w.session):
                         w.closed = True
-                hub.close_streams("signed out", subject=subject)
+                hub.close_streams("signed out", subject=subject, session=session)
                 last = _position(await hub.flush())
         # A last update every open stream may see, through the shared stream: once it is
         # in, everything before it was delivered or filtered.
@@ -309,6 +399,10 @@ async def run_model(ops: list[tuple[Any, ...]]) -> None:
                 w.expected.add(f"end-{w.subject}")
         for hub in hubs:
             await caught_up(hub)
+        for index, hub in enumerate(hubs):  # exactly the streams not closed are still open
+            assert sorted((c.subject, c.session) for c in hub.connections()) == sorted(
+                (w.subject, w.session) for w in watchers if w.hub == index and not w.closed
+            )
         for i, w in enumerate(watchers):
             if w.closed:
                 # Ended mid-way: it may miss what it would have replayed on reconnect,

@@ -26,7 +26,7 @@ from refetch.metrics import RefetchCollector
 from ..access import forbidden
 from ..auth import CurrentAuth, Database, current_auth
 from ..models import Role, User
-from ..updates import subject_user, tenant_scope
+from ..updates import tenant_scope
 
 router = APIRouter(prefix="/api/admin", include_in_schema=False)
 
@@ -89,12 +89,13 @@ async def connections(request: Request, auth: CurrentAuth, db: Database) -> Open
     scopes = {tenant_scope(slug): slug for slug in admin_tenants(auth)}
     updates: UpdateService = request.app.state.updates
     mine = [c for c in updates.connections() if not c.scopes.isdisjoint(scopes)]
-    ids = {user_id for c in mine if (user_id := subject_user(c.subject)) is not None}
+    # A portal stream's subject is its user's id (`principal_for`).
+    ids = {int(c.subject) for c in mine if c.subject is not None}
     rows = await db.execute(select(User.id, User.email).where(User.id.in_(ids)))
     emails = {user_id: email for user_id, email in rows}
     streams = []
     for c in mine:
-        user_id = subject_user(c.subject)
+        user_id = None if c.subject is None else int(c.subject)
         streams.append(
             OpenStream(
                 user_id=user_id,

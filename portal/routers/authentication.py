@@ -58,7 +58,6 @@ from ..updates import (
     caller_audience,
     caller_id,
     principal_for,
-    stream_subject,
     tenant_scope,
     user_scope,
 )
@@ -195,7 +194,7 @@ async def delete_all_sessions(request: Request, auth: CurrentAuth, db: Database)
     hashes = await db.scalars(
         select(LoginSession.token_hash).where(LoginSession.user_id == auth.user.id)
     )
-    return await _end_sessions(request, db, auth, list(hashes))
+    return await _end_sessions(request, db, auth, list(hashes), everywhere=True)
 
 
 @router.delete(
@@ -218,15 +217,23 @@ async def delete_session(
 
 
 async def _end_sessions(
-    request: Request, db: Database, auth: Auth, token_hashes: list[str]
+    request: Request,
+    db: Database,
+    auth: Auth,
+    token_hashes: list[str],
+    *,
+    everywhere: bool = False,
 ) -> Response:
     await db.execute(delete(LoginSession).where(LoginSession.token_hash.in_(token_hashes)))
     await db.commit()
     # Their open streams end here and on every instance; a reconnect with an ended session
-    # gets 401, while the user's other sessions carry on untouched.
+    # gets 401, while the user's other sessions carry on untouched. Everywhere: every stream
+    # of the user (its subject), whatever session it has.
     updates = request.app.state.updates
-    for token_hash in token_hashes:
-        updates.close_streams("signed out", subject=stream_subject(auth.user.id, token_hash[:16]))
+    if everywhere:
+        updates.close_streams("signed out", subject=str(auth.user.id))
+    for token_hash in [] if everywhere else token_hashes:
+        updates.close_streams("signed out", session=token_hash[:16])
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     await revocation_published(request, response)
     if auth.login.token_hash in token_hashes:
@@ -515,19 +522,16 @@ def _keeps_an_admin(tenant_id: int, user_id: int, new_role: Role | None) -> Any:
 
 
 class _MembershipChange:
-    """Reauthorizes the streams of sessions that began while the change was being made."""
+    """Reauthorizes the user's streams again if a session began while the change was made."""
 
     def __init__(self, request: Request, user_id: int, known: set[str]) -> None:
         self.request, self.user_id, self.known = request, user_id, known
 
     async def after_commit(self, db: Database, response: Response) -> None:
         service = self.request.app.state.updates
-        slugs = await tenant_slugs(db, self.user_id)  # now committed
-        for session_id in set(await _session_ids(db, self.user_id)) - self.known:
-            service.reauthorize(
-                stream_subject(self.user_id, session_id),
-                principal_for(self.user_id, session_id, slugs),
-            )
+        if set(await _session_ids(db, self.user_id)) - self.known:
+            slugs = await tenant_slugs(db, self.user_id)  # now committed
+            service.reauthorize(str(self.user_id), principal_for(self.user_id, slugs))
         await revocation_published(self.request, response)
 
 
@@ -539,18 +543,17 @@ async def _session_ids(db: Database, user_id: int) -> list[str]:
 
 
 async def _membership_changed(request: Request, db: Database, user_id: int) -> _MembershipChange:
-    """Revoke or extend the streams of every session of the user after commit (the route
-    declares who is told). A login committed meanwhile is caught by the returned step's
-    `after_commit()`: its stream read the memberships before or after this change, and
-    either way ends up with the new ones."""
+    """Revoke or extend the streams of the user (every session: the subject is the user)
+    after commit (the route declares who is told). A login committed meanwhile is caught by
+    the returned step's `after_commit()`: its stream read the memberships before or after
+    this change, and either way ends up with the new ones."""
     service = request.app.state.updates
     slugs = await tenant_slugs(db, user_id)  # as of this transaction
     sessions = await _session_ids(db, user_id)
-    principals = {stream_subject(user_id, s): principal_for(user_id, s, slugs) for s in sessions}
+    principal = principal_for(user_id, slugs)
 
     def reauthorize() -> None:
-        for subject, principal in principals.items():
-            service.reauthorize(subject, principal)
+        service.reauthorize(str(user_id), principal)
 
     call_after_commit(db, reauthorize)
     return _MembershipChange(request, user_id, set(sessions))

@@ -35,6 +35,8 @@ class ConnectionInfo:
     pending: frozenset[str]
     #: A write is waiting for the client's socket (a slow reader, or a replay on its way).
     busy: bool
+    #: ``Principal.session``: the browser session (login) it belongs to, or None.
+    session: str | None = None
 
 
 class State:

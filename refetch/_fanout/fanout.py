@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from .._auth import Principal
@@ -121,6 +122,7 @@ class FanOut:
             found.append(
                 ConnectionInfo(
                     subject=conn.principal.subject,
+                    session=conn.principal.session,
                     scopes=conn.scopes,
                     types=conn.types,
                     since=datetime.fromtimestamp(conn.since, UTC),
@@ -212,7 +214,7 @@ class FanOut:
         if isinstance(control, Reauthorize):
             self.reauthorize(control.subject, control.principal)
         else:
-            self.close(control.reason, control.subject)
+            self.close(control.reason, control.subject, control.session)
 
     def close_unconfirmed(self, reason: str) -> int:
         """End every stream with a subject: its permissions can no longer be confirmed."""
@@ -227,10 +229,15 @@ class FanOut:
 
     # -- who hears what ----------------------------------------------------------------
 
-    def close(self, reason: str, subject: str | None = None) -> int:
-        """End open streams: all, or those of ``subject``. Returns how many."""
+    def close(self, reason: str, subject: str | None = None, session: str | None = None) -> int:
+        """End open streams: all, those of ``subject``, of ``session``, or of both.
+
+        Returns how many. A session's streams are found in their own index: a sign-out
+        costs the streams of that session, not a walk over every stream.
+        """
         ended = 0
-        for conn in self._streams:
+        streams = self._streams if session is None else self._streams.of_session(session)
+        for conn in streams:
             if subject is None or conn.principal.subject == subject:
                 self._abort(conn, reason)
                 ended += 1
@@ -255,7 +262,7 @@ class FanOut:
         for conn in self._streams:
             if conn.principal.subject != subject or conn.state == State.CLOSED:
                 continue
-            self._streams.rescope(conn, principal)
+            self._streams.rescope(conn, _in_session(principal, conn.principal.session))
             changed += 1
         return changed
 
@@ -263,7 +270,7 @@ class FanOut:
         """The principal a stream gets: a reauthorization since its authentication wins."""
         revised = self._reauthorized.get(principal.subject or "")
         if revised is not None and authenticated_at is not None and revised[0] >= authenticated_at:
-            return revised[1]
+            return _in_session(revised[1], principal.session)
         return principal
 
     # -- connections -----------------------------------------------------------------------
@@ -464,3 +471,8 @@ class FanOut:
                 # queued write is then skipped and _written queues it again.
                 self._write(conn, PING, now)
         self._schedule_heartbeat()
+
+
+def _in_session(principal: Principal, session: str | None) -> Principal:
+    """``principal`` for a stream of ``session``: a reauthorization keeps each stream's own."""
+    return principal if principal.session == session else replace(principal, session=session)

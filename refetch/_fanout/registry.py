@@ -1,8 +1,10 @@
-"""The fan-out's index of open streams: by type, by scope, and the idle ones per type.
+"""The fan-out's index of open streams: by type, by scope, by session, and the idle ones
+per type.
 
 A notify for everyone touches only the idle subscribers of its type; one for an
-audience only the holders of its scopes. Keeping the three indexes in one place keeps
-them consistent when a stream comes, goes, or changes principal.
+audience only the holders of its scopes; a sign-out only the streams of its session.
+Keeping the indexes in one place keeps them consistent when a stream comes, goes, or
+changes principal.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .demand import LocalDemand
 
 
 class Registry:
-    __slots__ = ("_all", "_by_scope", "_by_type", "_demand", "_idle")
+    __slots__ = ("_all", "_by_scope", "_by_session", "_by_type", "_demand", "_idle")
 
     def __init__(self, types: Iterable[str], demand: LocalDemand | None = None) -> None:
         self._demand = LocalDemand() if demand is None else demand
@@ -23,6 +25,9 @@ class Registry:
         self._all: set[Connection] = set()
         self._by_type: dict[str, set[Connection]] = {t: set() for t in types}
         self._by_scope: dict[str, set[Connection]] = {}
+        # Principal.session -> its streams. A stream keeps its session for life (a
+        # reauthorization keeps it), so it is indexed once, in add(), and dropped in remove().
+        self._by_session: dict[str, set[Connection]] = {}
         self._idle: dict[str, set[Connection]] = {t: set() for t in self._by_type}
 
     def __len__(self) -> int:
@@ -37,6 +42,9 @@ class Registry:
         for type_ in conn.types:
             self._by_type[type_].add(conn)
         self._index_scopes(conn)
+        session = conn.principal.session
+        if session is not None:
+            self._by_session.setdefault(session, set()).add(conn)
         self._demand.added(conn)
 
     def remove(self, conn: Connection) -> None:
@@ -44,7 +52,18 @@ class Registry:
         if conn in self._all:
             self._all.discard(conn)
             self._demand.removed(conn)
+            session = conn.principal.session
+            if session is not None:
+                holders = self._by_session.get(session)
+                if holders is not None:
+                    holders.discard(conn)
+                    if not holders:
+                        del self._by_session[session]
         self.unindex(conn)
+
+    def of_session(self, session: str) -> list[Connection]:
+        """The streams of one ``Principal.session`` (a snapshot: callers end them)."""
+        return list(self._by_session.get(session, ()))
 
     def unindex(self, conn: Connection) -> None:
         """Take ``conn`` out of the indexes: no update reaches it any more."""
@@ -79,7 +98,9 @@ class Registry:
         return [c for c in found if type_ in c.types]
 
     def rescope(self, conn: Connection, principal: Principal) -> None:
-        """Give ``conn`` a new principal: new scopes, and fewer types if it allows fewer."""
+        """Give ``conn`` a new principal: new scopes, and fewer types if it allows fewer.
+
+        ``principal.session`` must be the stream's own (the session index stays as is)."""
         self._demand.removed(conn)
         self._unindex_scopes(conn)
         conn.principal = principal

@@ -304,7 +304,7 @@ class BrokerSequencer:
         """Apply a control message where it stands in the shared order."""
         own = control.origin == self.origin
         if isinstance(control, CloseStreams):
-            if own and control.reason == STALE_REAUTHORIZE:
+            if own and control.reason == STALE_REAUTHORIZE and control.subject is not None:
                 # One of our reauthorizes, published late as a close: it no longer
                 # outranks what other instances changed meanwhile, and ends the streams
                 # here too, so they ask the app again.

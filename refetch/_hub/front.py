@@ -274,7 +274,7 @@ class UpdateService:
         """Wait until everything notified, reauthorized or closed so far is published.
 
         With a backend, other instances can hear it once this returns: call it after
-        ``reauthorize()`` / ``close_streams(subject=...)`` before answering the
+        ``reauthorize()`` / ``close_streams(subject=... or session=...)`` before answering the
         request that revoked. Returns the cursor. Raises ``PublishError`` when the
         backend does not take it within ``timeout`` seconds (``None``: 10 s, the
         publish timeout), or is known to be away; nothing else. The change still holds
@@ -312,34 +312,55 @@ class UpdateService:
 
     # -- who hears what ------------------------------------------------------------
 
-    def close_streams(self, reason: str = "shutdown", *, subject: str | None = None) -> int:
-        """End open streams now: all, or those of one ``subject`` (e.g. after sign-out).
+    def close_streams(
+        self,
+        reason: str = "shutdown",
+        *,
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> int:
+        """End open streams now: all, those of one ``subject``, or of one ``session``.
 
-        Clients reconnect with their cursor and are authenticated again, so a
-        signed-out browser gets 401 and the user's other sessions carry on. With a
-        backend, a ``subject``'s streams are ended on every instance (in order with
+        ``session=`` (a ``Principal.session``) ends the streams of one browser session:
+        sign-out in one browser, the user's other browsers carry on. ``subject=`` ends
+        every stream of the user (sign out everywhere, account deleted); both given end
+        that user's streams of that session. Clients reconnect with their cursor and
+        are authenticated again, so a signed-out browser gets 401. With a backend, a
+        ``subject``'s or ``session``'s streams are ended on every instance (in order with
         the updates; ``await flush()`` waits until the other instances can hear it).
         ``close_streams()`` (all streams, reason ``"shutdown"``) also starts
         *draining*: from then on new streams are answered 503, so clients that
         reconnect at once cannot keep the server from exiting. Any other reason
-        without a subject ends every stream and lets the clients back in. Without a
-        subject every stream's last frame is ``reconnect``, with a delay of its own
+        without a subject or session ends every stream and lets the clients back in.
+        Then every stream's last frame is ``reconnect``, with a delay of its own
         spread over ``drain_spread`` (docs/protocol.md), so the clients come back
         spread out rather than all at once or on their error backoff.
         Returns the number of streams ended here.
         """
-        if subject is None and reason == "shutdown" and self._state == "running":
-            self._state = "draining"
-            logger.info(
-                "UpdateService draining: %d stream(s) ended, new streams are answered 503",
-                self._fanout.connections,
+        if subject == "" or session == "":
+            which = "subject" if subject == "" else "session"
+            raise ConfigurationError(
+                f"close_streams({which}='') names no {which}: pass the Principal.{which} "
+                f"of the streams to end, or leave {which}= out"
             )
-        if subject is None:
+        if session is not None and reason == "shutdown":
+            raise ConfigurationError(
+                "close_streams(session=...) ends one browser session's streams, not a "
+                "shutdown: give the reason, e.g. close_streams('signed out', session=...); "
+                "close_streams() with no session ends every stream"
+            )
+        if subject is None and session is None:
+            if reason == "shutdown" and self._state == "running":
+                self._state = "draining"
+                logger.info(
+                    "UpdateService draining: %d stream(s) ended, new streams are answered 503",
+                    self._fanout.connections,
+                )
             return self._end_every_stream(reason)
         shared = None
         if self._state != "closed":
-            shared = self._sequencer.share(CloseStreams(subject, reason))
-        ended = self._fanout.close(reason, subject)
+            shared = self._sequencer.share(CloseStreams(subject, reason, session=session))
+        ended = self._fanout.close(reason, subject, session)
         self._queue(shared)
         return ended
 

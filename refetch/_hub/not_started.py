@@ -28,7 +28,7 @@ class NotStarted:
     def __init__(self, types: tuple[str, ...]) -> None:
         self._types = types
 
-    def close(self, reason: str, subject: str | None = None) -> int:
+    def close(self, reason: str, subject: str | None = None, session: str | None = None) -> int:
         return 0
 
     def close_all(self, reason: str, farewells: Callable[[int], Iterable[bytes]]) -> int:

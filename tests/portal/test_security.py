@@ -135,6 +135,32 @@ async def test_ending_one_session_ends_its_streams_only_and_sign_out_everywhere_
     assert (await alice.get("/api/me")).status_code == 200  # someone else's sessions stay
 
 
+@sqlite_only
+async def test_signing_out_in_one_browser_ends_that_browsers_stream_only(
+    portal: PortalHandle,
+) -> None:
+    """Bob in two browsers (two cookie jars): one signs out. Its stream ends and its
+    reconnect gets 401; the other browser's stream stays open and keeps hearing changes.
+    The hub sees one subject (bob's id) with two sessions (the logins' public ids)."""
+    first, second = await portal.client(BOB, cookie=True), await portal.client(BOB, cookie=True)
+    alice = await portal.client(ALICE)
+    ids = {s["id"] for s in (await first.get("/api/sessions")).json()}
+    me = (await first.get("/api/me")).json()["id"]
+    on_first = Stream(portal.url, first, types=["projects"])
+    on_second = Stream(portal.url, second, types=["projects"])
+    async with on_first, on_second:
+        held = portal.app.state.updates.connections()
+        assert {(c.subject, c.session) for c in held} == {(str(me), i) for i in ids}
+        assert (await first.post("/api/logout")).status_code == 204
+        await wait_for(lambda: on_first.ended, 10)
+        assert_rejected(on_first, 401)
+        pid = (await alice.post("/api/projects", json={"name": "after sign-out"})).json()["id"]
+        await wait_for(lambda: on_second.saw("projects", str(pid)), 10)
+        assert len(on_second.of("hello")) == 1 and not on_second.ended
+    assert (await first.get("/api/me")).status_code == 401
+    assert (await second.get("/api/me")).status_code == 200
+
+
 # -- login throttling ----------------------------------------------------------------------
 
 
