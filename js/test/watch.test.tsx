@@ -10,11 +10,11 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 
 import type { StreamStatus, UpdateEvent } from "../src/protocol.js";
 import { UpdatesProvider, useAutoRefetch } from "../src/react.js";
-import { SharedUpdateStream, type LockManagerLike } from "../src/stream/shared.js";
+import { SharedUpdateStream } from "../src/stream/shared.js";
 import { UpdateStream, type UpdateStreamOptions } from "../src/stream/stream.js";
 import { KeyInvalidator } from "../src/invalidation/key-invalidator.js";
 import { unionWatched, watchEntries, WATCH_MAX_KEYS, type Watched } from "../src/watch.js";
-import { FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
+import { FakeLocks, FakeServer, frame, hello, settle, silentLogger } from "./helpers.js";
 
 const watched = (entries: Record<string, string[] | "all">): Watched =>
   new Map(Object.entries(entries).map(([type, keys]) => [type, keys === "all" ? "all" : new Set(keys)]));
@@ -230,30 +230,6 @@ describe("UpdateStream watching keys", () => {
     expect(watchOf(server.last.url)).toEqual(["compute:eu-1"]);
   });
 });
-
-/** Exclusive locks granted in request order (as in test/shared.test.ts). */
-class FakeLocks implements LockManagerLike {
-  readonly #queues = new Map<string, Array<() => void>>();
-  readonly #held = new Set<string>();
-
-  request(name: string, _options: { signal?: AbortSignal }, callback: (lock: unknown) => Promise<unknown>) {
-    return new Promise<unknown>((resolve, reject) => {
-      const grant = () => {
-        this.#held.add(name);
-        Promise.resolve()
-          .then(() => callback({ name }))
-          .then(resolve, reject)
-          .finally(() => {
-            const next = this.#queues.get(name)?.shift();
-            if (next) next();
-            else this.#held.delete(name);
-          });
-      };
-      if (!this.#held.has(name)) grant();
-      else this.#queues.set(name, [...(this.#queues.get(name) ?? []), grant]);
-    });
-  }
-}
 
 describe("SharedUpdateStream watching keys", () => {
   it("test_the_leaders_connection_watches_the_union_of_every_tabs_keys", async () => {
